@@ -1,0 +1,1 @@
+//! Checkpoint store (placeholder).

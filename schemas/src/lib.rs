@@ -1,0 +1,1 @@
+//! playlake record types (placeholder).

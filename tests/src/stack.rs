@@ -1,0 +1,1 @@
+//! Test stack helpers (placeholder).
