@@ -1,1 +1,80 @@
-fn main() {}
+//! The `playlake` binary: parses the command line, merges it with the environment and
+//! the config file into validated [`config::Settings`], sets up logging, and runs one
+//! subcommand. Library crates do the work; this crate wires them together.
+
+mod cli;
+mod commands;
+mod config;
+mod kafka;
+mod topics;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command, LogFormat};
+use config::TopicOverrides;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            // `{:#}` prints the whole cause chain on one line; the log may not be set up
+            // yet when configuration fails, so this goes to stderr directly.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let file = config::load_file(cli.common.config.as_deref())?;
+    let overrides = match &cli.command {
+        Command::Topics(args) => TopicOverrides {
+            partitions: args.partitions,
+            replication_factor: args.replication_factor,
+        },
+        _ => TopicOverrides::default(),
+    };
+    let settings = config::resolve(&cli.common, &file, overrides)?;
+    init_logging(settings.log_format);
+
+    match cli.command {
+        Command::Config => {
+            print!("{}", settings.to_redacted_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckEvents(args) => {
+            let all_valid = commands::check_events::run(args.file.as_deref())?;
+            Ok(if all_valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Topics(_) => {
+            runtime()?.block_on(commands::topics::run(&settings))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests) is harmless; ignore it.
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,0 +1,107 @@
+//! The command line: clap definitions only. Values given here (flag or environment
+//! variable) override the TOML config file, which overrides the defaults; the merge
+//! and validation live in [`crate::config`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// playlake: exactly-once stream processing for video and live-stream playback
+/// analytics.
+///
+/// Playback heartbeats and DynamoDB changes flow through Kafka into sessions,
+/// concurrent viewers, daily stats and resume points, computed in event time and
+/// written as Hive-partitioned Parquet for Athena.
+///
+/// Every flag also reads an environment variable and the TOML config file
+/// (`--config`, default `playlake.toml` when present): flag > env > file > default.
+#[derive(Debug, Parser)]
+#[command(name = "playlake", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command shares.
+#[derive(Debug, Args, Default)]
+pub struct CommonArgs {
+    /// TOML config file. Default: `playlake.toml` in the working directory, when it
+    /// exists.
+    #[arg(long, global = true, env = "PLAYLAKE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Kafka bootstrap servers, comma-separated `host:port` [default: localhost:9092].
+    #[arg(long, global = true, env = "PLAYLAKE_BROKERS", value_name = "HOST:PORT,...")]
+    pub brokers: Option<String>,
+
+    /// The lake: `file://./lake`, `file:///abs/path` or `s3://bucket/prefix`
+    /// [default: file://./lake]. Checkpoints live under its `_playlake/` prefix.
+    #[arg(long, global = true, env = "PLAYLAKE_LAKE", value_name = "URL")]
+    pub lake: Option<String>,
+
+    /// Prefix of every topic name (`<prefix>.events`, `<prefix>.sessions`, ...)
+    /// [default: playback].
+    #[arg(long, global = true, env = "PLAYLAKE_TOPIC_PREFIX", value_name = "PREFIX")]
+    pub topic_prefix: Option<String>,
+
+    /// Address of the metrics and health server [default: 127.0.0.1:9464].
+    #[arg(long, global = true, env = "PLAYLAKE_METRICS_ADDR", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+
+    /// librdkafka setting passed through as it is, e.g. `security.protocol=SASL_SSL`
+    /// or `sasl.mechanism=SCRAM-SHA-512`. Repeatable; the environment variable takes a
+    /// comma-separated list. Overrides the same key in the config file.
+    #[arg(
+        long = "kafka-option",
+        global = true,
+        env = "PLAYLAKE_KAFKA_OPTIONS",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE"
+    )]
+    pub kafka_options: Vec<String>,
+
+    /// Log format [default: human].
+    #[arg(long, global = true, env = "PLAYLAKE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the effective configuration (flags, environment, file and defaults
+    /// merged and validated; secrets redacted) as TOML.
+    Config,
+
+    /// Create the pipeline's topics on the broker when they are missing.
+    Topics(TopicsArgs),
+
+    /// Validate playback events (one JSON object per line) against the input
+    /// contract and print each rejected line's reason. Exits 1 when any is invalid.
+    CheckEvents(CheckEventsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TopicsArgs {
+    /// Partitions of each topic created [default: 6].
+    #[arg(long, env = "PLAYLAKE_TOPIC_PARTITIONS")]
+    pub partitions: Option<i32>,
+
+    /// Replication factor of each topic created [default: 1].
+    #[arg(long, env = "PLAYLAKE_TOPIC_REPLICATION")]
+    pub replication_factor: Option<i32>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckEventsArgs {
+    /// File of JSON lines; `-` or absent reads standard input.
+    pub file: Option<PathBuf>,
+}

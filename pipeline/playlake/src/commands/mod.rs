@@ -1,0 +1,4 @@
+//! One module per subcommand; each takes the validated [`crate::config::Settings`].
+
+pub mod check_events;
+pub mod topics;

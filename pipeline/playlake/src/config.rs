@@ -1,0 +1,509 @@
+//! Configuration: the TOML file, merged with flags and environment variables
+//! (flag > env > file > default), then validated once at start into [`Settings`],
+//! the typed value the rest of the binary trusts.
+//!
+//! Errors say which setting is wrong, where it came from and how to fix it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{CommonArgs, LogFormat};
+
+pub const DEFAULT_CONFIG_FILE: &str = "playlake.toml";
+pub const DEFAULT_BROKERS: &str = "localhost:9092";
+pub const DEFAULT_LAKE: &str = "file://./lake";
+pub const DEFAULT_TOPIC_PREFIX: &str = "playback";
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
+pub const DEFAULT_TOPIC_PARTITIONS: i32 = 6;
+pub const DEFAULT_TOPIC_REPLICATION: i32 = 1;
+
+/// Settings whose values are secrets: printed and logged as `<redacted>`.
+const SECRET_KEY_PARTS: &[&str] = &["password", "secret", "key.pem", "sasl.jaas", "token"];
+
+/// The config file as written. Every field is optional: absent means "use the flag,
+/// the environment or the default".
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Kafka bootstrap servers, comma-separated `host:port`.
+    pub brokers: Option<String>,
+    /// `file://...` or `s3://bucket/prefix`.
+    pub lake: Option<String>,
+    pub topic_prefix: Option<String>,
+    pub metrics_addr: Option<String>,
+    pub log_format: Option<LogFormat>,
+    /// librdkafka settings passed through (SASL, TLS), e.g.
+    /// `"security.protocol" = "SASL_SSL"`.
+    #[serde(default)]
+    pub kafka_options: BTreeMap<String, String>,
+    #[serde(default)]
+    pub topics: TopicsFileConfig,
+}
+
+/// `[topics]`: how missing topics are created.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsFileConfig {
+    pub partitions: Option<i32>,
+    pub replication_factor: Option<i32>,
+}
+
+/// Validated settings, shared by every command.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    pub brokers: String,
+    pub lake: LakeUrl,
+    pub topic_prefix: String,
+    pub metrics_addr: SocketAddr,
+    pub log_format: LogFormat,
+    pub kafka_options: Vec<(String, String)>,
+    pub topic_partitions: i32,
+    pub topic_replication: i32,
+}
+
+/// Where the lake lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub enum LakeUrl {
+    /// A local directory (relative paths resolve against the working directory).
+    File(PathBuf),
+    /// An S3 bucket and key prefix (may be empty).
+    S3 { bucket: String, prefix: String },
+}
+
+impl From<LakeUrl> for String {
+    fn from(value: LakeUrl) -> Self {
+        value.to_string()
+    }
+}
+
+impl std::fmt::Display for LakeUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LakeUrl::File(path) => write!(f, "file://{}", path.display()),
+            LakeUrl::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            LakeUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {source}\nhint: run `playlake --help` for the settings and their meaning")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid {setting} {value:?}: {reason}\nhint: {fix}")]
+    Invalid {
+        setting: &'static str,
+        value: String,
+        reason: String,
+        fix: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(
+        setting: &'static str,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        ConfigError::Invalid {
+            setting,
+            value: value.into(),
+            reason: reason.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// Reads the config file: the one named, or `playlake.toml` when it exists, or none.
+pub fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    let path = match explicit {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+            if !default.exists() {
+                return Ok(FileConfig::default());
+            }
+            default
+        }
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    parse_file(&path, &text)
+}
+
+pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|source| ConfigError::Parse {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })
+}
+
+/// Flags and environment (already merged by clap) over the file over defaults.
+pub fn resolve(
+    args: &CommonArgs,
+    file: &FileConfig,
+    topics: TopicOverrides,
+) -> Result<Settings, ConfigError> {
+    let brokers = pick(&args.brokers, &file.brokers, DEFAULT_BROKERS);
+    let lake = pick(&args.lake, &file.lake, DEFAULT_LAKE);
+    let topic_prefix = pick(&args.topic_prefix, &file.topic_prefix, DEFAULT_TOPIC_PREFIX);
+    let metrics_addr = pick(&args.metrics_addr, &file.metrics_addr, DEFAULT_METRICS_ADDR);
+    let log_format = args
+        .log_format
+        .or(file.log_format)
+        .unwrap_or(LogFormat::Human);
+
+    let mut kafka_options: BTreeMap<String, String> = file.kafka_options.clone();
+    for option in &args.kafka_options {
+        let (key, value) = parse_kafka_option(option)?;
+        kafka_options.insert(key, value);
+    }
+    for key in kafka_options.keys() {
+        validate_kafka_option_key(key)?;
+    }
+
+    let topic_partitions = topics
+        .partitions
+        .or(file.topics.partitions)
+        .unwrap_or(DEFAULT_TOPIC_PARTITIONS);
+    let topic_replication = topics
+        .replication_factor
+        .or(file.topics.replication_factor)
+        .unwrap_or(DEFAULT_TOPIC_REPLICATION);
+
+    Ok(Settings {
+        brokers: validate_brokers(&brokers)?,
+        lake: parse_lake_url(&lake)?,
+        topic_prefix: validate_topic_prefix(&topic_prefix)?,
+        metrics_addr: metrics_addr.parse().map_err(|e: std::net::AddrParseError| {
+            ConfigError::invalid(
+                "metrics_addr",
+                &metrics_addr,
+                e.to_string(),
+                "give an IP address and port, e.g. 127.0.0.1:9464 (use 0.0.0.0:9464 only when the port must be reachable from other hosts)",
+            )
+        })?,
+        log_format,
+        kafka_options: kafka_options.into_iter().collect(),
+        topic_partitions: validate_positive("topics.partitions", topic_partitions)?,
+        topic_replication: validate_positive("topics.replication_factor", topic_replication)?,
+    })
+}
+
+/// Topic creation settings that only some commands take as flags.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TopicOverrides {
+    pub partitions: Option<i32>,
+    pub replication_factor: Option<i32>,
+}
+
+fn pick(flag: &Option<String>, file: &Option<String>, default: &str) -> String {
+    flag.clone()
+        .or_else(|| file.clone())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn validate_positive(setting: &'static str, value: i32) -> Result<i32, ConfigError> {
+    if value < 1 {
+        return Err(ConfigError::invalid(
+            setting,
+            value.to_string(),
+            "must be at least 1",
+            format!("set {setting} to a positive number"),
+        ));
+    }
+    Ok(value)
+}
+
+fn validate_brokers(brokers: &str) -> Result<String, ConfigError> {
+    let fix = "give comma-separated host:port pairs, e.g. --brokers localhost:9092,broker2:9092";
+    let list: Vec<&str> = brokers.split(',').map(str::trim).collect();
+    for broker in &list {
+        let valid = broker
+            .rsplit_once(':')
+            .map(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+            .unwrap_or(false);
+        if !valid {
+            return Err(ConfigError::invalid(
+                "brokers",
+                brokers,
+                format!("{broker:?} is not host:port"),
+                fix,
+            ));
+        }
+    }
+    Ok(list.join(","))
+}
+
+/// Parses `file://...` and `s3://bucket/prefix`.
+pub fn parse_lake_url(url: &str) -> Result<LakeUrl, ConfigError> {
+    let fix = "use file://./lake, file:///absolute/path or s3://bucket/prefix";
+    if let Some(path) = url.strip_prefix("file://") {
+        if path.is_empty() {
+            return Err(ConfigError::invalid("lake", url, "the path is empty", fix));
+        }
+        return Ok(LakeUrl::File(PathBuf::from(path)));
+    }
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !bucket_ok {
+            return Err(ConfigError::invalid(
+                "lake",
+                url,
+                format!("{bucket:?} is not a valid S3 bucket name (3-63 lowercase letters, digits, '-', '.')"),
+                fix,
+            ));
+        }
+        return Ok(LakeUrl::S3 {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+        });
+    }
+    Err(ConfigError::invalid(
+        "lake",
+        url,
+        "unsupported scheme",
+        fix,
+    ))
+}
+
+fn validate_topic_prefix(prefix: &str) -> Result<String, ConfigError> {
+    // Kafka topic names: [a-zA-Z0-9._-], at most 249 characters; leave room for the
+    // longest suffix (`.cdc.<table>`).
+    let valid_chars = prefix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if prefix.is_empty() || prefix.len() > 120 || !valid_chars {
+        return Err(ConfigError::invalid(
+            "topic_prefix",
+            prefix,
+            "must be 1-120 characters of a-z, A-Z, 0-9, '.', '_' or '-'",
+            "choose a prefix such as `playback` or `prod.playback`",
+        ));
+    }
+    Ok(prefix.to_string())
+}
+
+fn parse_kafka_option(option: &str) -> Result<(String, String), ConfigError> {
+    match option.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(ConfigError::invalid(
+            "kafka-option",
+            redact_option(option),
+            "expected key=value",
+            "write it as --kafka-option security.protocol=SASL_SSL (one key=value per flag)",
+        )),
+    }
+}
+
+/// librdkafka settings that the delivery guarantees depend on; they are set by
+/// playlake and may not be overridden.
+const RESERVED_KAFKA_OPTIONS: &[&str] = &[
+    "bootstrap.servers",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.idempotence",
+    "enable.partition.eof",
+    "group.id",
+    "partitioner",
+];
+
+fn validate_kafka_option_key(key: &str) -> Result<(), ConfigError> {
+    if RESERVED_KAFKA_OPTIONS.contains(&key) {
+        let fix = if key == "bootstrap.servers" {
+            "use --brokers (or PLAYLAKE_BROKERS / `brokers` in the config file) instead".to_string()
+        } else {
+            format!("remove {key}: playlake sets it itself because exactly-once depends on it")
+        };
+        return Err(ConfigError::invalid(
+            "kafka-option",
+            key,
+            "this librdkafka setting is managed by playlake",
+            fix,
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a librdkafka setting holds a secret.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEY_PARTS.iter().any(|part| key.contains(part))
+}
+
+fn redact_option(option: &str) -> String {
+    match option.split_once('=') {
+        Some((key, _)) if is_secret_key(key) => format!("{key}=<redacted>"),
+        _ => option.to_string(),
+    }
+}
+
+impl Settings {
+    /// The settings as TOML, with secret values redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        let file = FileConfig {
+            brokers: Some(self.brokers.clone()),
+            lake: Some(self.lake.to_string()),
+            topic_prefix: Some(self.topic_prefix.clone()),
+            metrics_addr: Some(self.metrics_addr.to_string()),
+            log_format: Some(self.log_format),
+            kafka_options: self
+                .kafka_options
+                .iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_key(k) { "<redacted>".to_string() } else { v.clone() };
+                    (k.clone(), v)
+                })
+                .collect(),
+            topics: TopicsFileConfig {
+                partitions: Some(self.topic_partitions),
+                replication_factor: Some(self.topic_replication),
+            },
+        };
+        toml::to_string_pretty(&file).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> CommonArgs {
+        CommonArgs::default()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let s = resolve(&args(), &FileConfig::default(), TopicOverrides::default()).unwrap();
+        assert_eq!(s.brokers, "localhost:9092");
+        assert_eq!(s.lake, LakeUrl::File(PathBuf::from("./lake")));
+        assert_eq!(s.topic_prefix, "playback");
+        assert_eq!(s.metrics_addr.to_string(), "127.0.0.1:9464");
+        assert_eq!(s.topic_partitions, 6);
+    }
+
+    #[test]
+    fn flag_beats_file_beats_default() {
+        let file = parse_file(
+            Path::new("t.toml"),
+            "brokers = \"file:1\"\ntopic_prefix = \"fromfile\"\n[topics]\npartitions = 3\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.brokers = Some("flag:2".into());
+        let s = resolve(&a, &file, TopicOverrides::default()).unwrap();
+        assert_eq!(s.brokers, "flag:2");
+        assert_eq!(s.topic_prefix, "fromfile");
+        assert_eq!(s.topic_partitions, 3);
+        let s = resolve(
+            &a,
+            &file,
+            TopicOverrides {
+                partitions: Some(12),
+                replication_factor: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(s.topic_partitions, 12);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected_with_their_name() {
+        let err = parse_file(Path::new("t.toml"), "brokerz = \"x:1\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("brokerz"), "{msg}");
+        assert!(msg.contains("t.toml"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_and_the_fix() {
+        let cases = [
+            ("brokers", "nohostport"),
+            ("lake", "hdfs://x"),
+            ("lake", "s3://Bad_Bucket/x"),
+            ("metrics_addr", "localhost"),
+            ("topic_prefix", "bad/prefix"),
+        ];
+        for (setting, value) in cases {
+            let mut a = args();
+            match setting {
+                "brokers" => a.brokers = Some(value.into()),
+                "lake" => a.lake = Some(value.into()),
+                "metrics_addr" => a.metrics_addr = Some(value.into()),
+                _ => a.topic_prefix = Some(value.into()),
+            }
+            let err = resolve(&a, &FileConfig::default(), TopicOverrides::default()).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(setting), "{setting}: {msg}");
+            assert!(msg.contains("hint:"), "{setting}: {msg}");
+        }
+    }
+
+    #[test]
+    fn s3_lake_urls_parse() {
+        assert_eq!(
+            parse_lake_url("s3://my-bucket/a/b/").unwrap(),
+            LakeUrl::S3 {
+                bucket: "my-bucket".into(),
+                prefix: "a/b".into()
+            }
+        );
+        assert_eq!(
+            parse_lake_url("s3://my-bucket").unwrap().to_string(),
+            "s3://my-bucket"
+        );
+    }
+
+    #[test]
+    fn kafka_options_merge_and_reserved_keys_are_refused() {
+        let file = parse_file(
+            Path::new("t.toml"),
+            "[kafka_options]\n\"security.protocol\" = \"SSL\"\n\"sasl.password\" = \"hunter2\"\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.kafka_options = vec!["security.protocol=SASL_SSL".into()];
+        let s = resolve(&a, &file, TopicOverrides::default()).unwrap();
+        assert!(s
+            .kafka_options
+            .contains(&("security.protocol".into(), "SASL_SSL".into())));
+        let printed = s.to_redacted_toml();
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+
+        a.kafka_options = vec!["enable.auto.commit=true".into()];
+        let msg = resolve(&a, &file, TopicOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("enable.auto.commit"), "{msg}");
+
+        a.kafka_options = vec!["sasl.password".into()];
+        let msg = resolve(&a, &file, TopicOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("key=value"), "{msg}");
+    }
+}
