@@ -184,6 +184,11 @@ pub enum TransportError {
     UnknownPartition { partition: TopicPartition },
     #[error("partition {partition} is not assigned to this consumer")]
     NotAssigned { partition: TopicPartition },
+    #[error("offset {offset} is not valid for {partition}: offsets start at 0")]
+    InvalidOffset {
+        partition: TopicPartition,
+        offset: i64,
+    },
     #[error("invalid topic spec for {topic}: {reason}")]
     InvalidTopic { topic: String, reason: String },
     #[error("invalid transport configuration: {0}")]
