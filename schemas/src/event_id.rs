@@ -89,7 +89,7 @@ pub fn format_number_js(x: f64) -> String {
     } else if -6 < n && n <= 0 {
         format!("0.{}{digits}", "0".repeat((-n) as usize))
     } else {
-        let exp_sign = if n - 1 >= 0 { '+' } else { '-' };
+        let exp_sign = if n >= 1 { '+' } else { '-' };
         let (first, rest) = digits.split_at(1);
         let frac = if rest.is_empty() {
             String::new()

@@ -21,7 +21,7 @@ fn reason(json: &str) -> &'static str {
 fn full_event() {
     let e = parse(
         r#"{"event_id":"e1","uuid":"u1","stream_id":"s1","user_id":"alice","event_type":"pause",
-            "event_time":"2025-05-31T23:00:00.123+01:00","position_start":1.5,"position_end":2,"extra":{"x":[1e400]}}"#,
+            "event_time":"2025-06-01T00:00:00.123+01:00","position_start":1.5,"position_end":2,"extra":{"x":[1e400]}}"#,
     )
     .unwrap();
     assert_eq!(e.event_id, "e1");
