@@ -1,0 +1,194 @@
+//! The source level of the per-stream results: concurrent viewers and daily stats of
+//! the events of *one* input partition, shipped as mergeable partials.
+//!
+//! A stream's viewers and a day's unique users gather events from every input
+//! partition (the input is keyed by uuid), so no single partition can compute them.
+//! Each [`crate::source::PartitionProcessor`] aggregates its own events here and, when
+//! its watermark finalizes a window or a day, emits a [`ViewerPartial`] or
+//! [`DailyPartial`]: deterministic content, identified by `(source partition, result
+//! key)`. The I/O layer publishes them on internal repartition topics keyed by
+//! `stream_id`, where [`crate::merge::MergeOperator`] combines them.
+//!
+//! Partials carry *sets* (uuids, user ids), not counts. Counts would suffice for
+//! viewers and views if every uuid lived in exactly one partition, but that rests on
+//! every producer keying by uuid and on the partition count never changing; user ids
+//! span partitions anyway. Sets make the distinct counts exact whatever the keying.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
+use playlake_schemas::{EventType, PlaybackEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Settings;
+use crate::serde_util::map_as_vec;
+use crate::time::{window_start, Calendar, DayCache, WatchedSum, Watermark};
+use crate::watermark::PartitionId;
+
+/// Viewers of one stream in one window, as seen by one source partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewerPartial {
+    /// The input partition whose events these are (part of the identity).
+    pub source_partition: PartitionId,
+    /// Stream (the repartition key).
+    pub stream_id: String,
+    /// Window start, epoch ms (part of the identity).
+    pub window_start: i64,
+    /// Distinct uuids with a non-`stop` event in the window, sorted.
+    pub uuids: Vec<String>,
+    /// The source partition's watermark when it emitted this partial (informative:
+    /// the merge advances on [`crate::watermark::SourceWatermark`] announcements).
+    pub source_watermark: Watermark,
+}
+
+/// Daily aggregates of one stream on one day, as seen by one source partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DailyPartial {
+    /// The input partition whose events these are (part of the identity).
+    pub source_partition: PartitionId,
+    /// Stream (the repartition key).
+    pub stream_id: String,
+    /// Local day in the configured time zone (part of the identity).
+    pub day: NaiveDate,
+    /// Distinct uuids with any event that day, sorted.
+    pub uuids: Vec<String>,
+    /// Distinct non-null user ids, sorted.
+    pub user_ids: Vec<String>,
+    /// Watched seconds of the day's non-seek events.
+    pub watched: WatchedSum,
+    /// The source partition's watermark when it emitted this partial (informative).
+    pub source_watermark: Watermark,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct DayAcc {
+    uuids: BTreeSet<String>,
+    user_ids: BTreeSet<String>,
+    watched: WatchedSum,
+}
+
+/// Viewer and daily aggregation of one input partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartialAggregator {
+    settings: Settings,
+    partition: PartitionId,
+    /// `(window_start, stream_id) -> uuids`, so finalizing pops from the front.
+    #[serde(with = "map_as_vec")]
+    windows: BTreeMap<(i64, String), BTreeSet<String>>,
+    /// `(day_end, day, stream_id) -> aggregates`.
+    #[serde(with = "map_as_vec")]
+    days: BTreeMap<(i64, NaiveDate, String), DayAcc>,
+    finished_viewers: Vec<ViewerPartial>,
+    finished_daily: Vec<DailyPartial>,
+    #[serde(skip)]
+    day_cache: DayCache,
+}
+
+impl PartialAggregator {
+    /// An empty aggregator for input partition `partition`.
+    pub fn new(settings: &Settings, partition: PartitionId) -> Self {
+        Self {
+            settings: *settings,
+            partition,
+            windows: BTreeMap::new(),
+            days: BTreeMap::new(),
+            finished_viewers: Vec::new(),
+            finished_daily: Vec::new(),
+            day_cache: DayCache::default(),
+        }
+    }
+
+    fn window_end(&self, t: i64) -> i64 {
+        let len = self.settings.viewer_window_ms();
+        window_start(t, len).saturating_add(len)
+    }
+
+    /// Late for viewers: the event's window end `<= W`.
+    pub fn is_late_for_viewers(&self, event: &PlaybackEvent, w: Watermark) -> bool {
+        self.window_end(event.event_time_ms()) <= w.millis()
+    }
+
+    /// Late for daily stats: the event's day end `<= W`.
+    pub fn is_late_for_daily(&self, event: &PlaybackEvent, w: Watermark) -> bool {
+        let cal = Calendar::of(&self.settings);
+        cal.locate(event.event_time_ms(), &self.day_cache).end <= w.millis()
+    }
+
+    /// Adds an on-time event to its viewer window (`stop` events count no viewer).
+    pub fn apply_viewers(&mut self, event: &PlaybackEvent) {
+        if event.event_type == EventType::Stop {
+            return;
+        }
+        let start = window_start(event.event_time_ms(), self.settings.viewer_window_ms());
+        self.windows
+            .entry((start, event.stream_id.clone()))
+            .or_default()
+            .insert(event.uuid.clone());
+    }
+
+    /// Adds an on-time event to its day.
+    pub fn apply_daily(&mut self, event: &PlaybackEvent) {
+        let cal = Calendar::of(&self.settings);
+        let span = cal.locate(event.event_time_ms(), &self.day_cache);
+        let acc = self
+            .days
+            .entry((span.end, span.day, event.stream_id.clone()))
+            .or_default();
+        acc.uuids.insert(event.uuid.clone());
+        if let Some(user) = &event.user_id {
+            acc.user_ids.insert(user.clone());
+        }
+        acc.watched = acc
+            .watched
+            .add(WatchedSum::of_seconds(event.watched_seconds()));
+    }
+
+    /// Emits the partials of every window and day final at watermark `w`;
+    /// `source_watermark` is the partition's real watermark, carried along (in drain
+    /// mode `w` is +infinity but the carried watermark stays the real one).
+    pub fn advance(&mut self, w: Watermark, source_watermark: Watermark) {
+        let len = self.settings.viewer_window_ms();
+        while let Some(entry) = self.windows.first_entry() {
+            if entry.key().0.saturating_add(len) > w.millis() {
+                break;
+            }
+            let ((window_start, stream_id), uuids) = entry.remove_entry();
+            self.finished_viewers.push(ViewerPartial {
+                source_partition: self.partition,
+                stream_id,
+                window_start,
+                uuids: uuids.into_iter().collect(),
+                source_watermark,
+            });
+        }
+        while let Some(entry) = self.days.first_entry() {
+            if entry.key().0 > w.millis() {
+                break;
+            }
+            let ((_, day, stream_id), acc) = entry.remove_entry();
+            self.finished_daily.push(DailyPartial {
+                source_partition: self.partition,
+                stream_id,
+                day,
+                uuids: acc.uuids.into_iter().collect(),
+                user_ids: acc.user_ids.into_iter().collect(),
+                watched: acc.watched,
+                source_watermark,
+            });
+        }
+    }
+
+    /// Takes the finished partials, sorted by result key.
+    pub fn take_finished(&mut self) -> (Vec<ViewerPartial>, Vec<DailyPartial>) {
+        let mut viewers = std::mem::take(&mut self.finished_viewers);
+        viewers.sort_by(|a, b| (&a.stream_id, a.window_start).cmp(&(&b.stream_id, b.window_start)));
+        let mut daily = std::mem::take(&mut self.finished_daily);
+        daily.sort_by(|a, b| (a.day, &a.stream_id).cmp(&(b.day, &b.stream_id)));
+        (viewers, daily)
+    }
+
+    /// Open windows and days, for the state-size metric.
+    pub fn open_results(&self) -> usize {
+        self.windows.len() + self.days.len()
+    }
+}

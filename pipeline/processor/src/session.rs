@@ -1,0 +1,388 @@
+//! Session merge (SPEC section 3, "Sessions"): heartbeats of one `(uuid, stream_id)`
+//! become session rows, in event time, with bounded state.
+//!
+//! The events of a key, ordered by `(event_time, event_id)`, are cut into maximal runs
+//! whose consecutive gaps are `<= session_gap` and which end at (and include) a `stop`.
+//! A gap-ended session is final when `W > session_end + session_gap`; a stop-ended one
+//! when `W > session_end`. (SPEC says `W >= session_end`; at exactly `W ==
+//! session_end`, an event with the same millisecond and a smaller `event_id` is still
+//! within the out-of-orderness bound and belongs *inside* the session, so we wait one
+//! more millisecond: the rows are the same as SPEC's, and in-bound arrival order can
+//! never change them.)
+//!
+//! ## State per open key
+//! * `recent`: the events not yet frozen, sorted by `(event_time, event_id)`. An event
+//!   is frozen once `event_time + session_gap < W`: from then on every on-time event
+//!   comes strictly after it (an earlier one would be late), so nothing can be
+//!   inserted before it any more, not even a `stop` that would split its run.
+//! * `open`: the frozen prefix of the current run, folded into a [`RunSummary`] (first
+//!   and last time, positions, watched seconds, counts, first user_id). Frozen events
+//!   are folded in order, so the summary equals a computation over the sorted events.
+//! * `guard`: the end of the last emitted session, kept while an on-time event could
+//!   still land inside or right after it (see [`SessionOperator::is_late`]).
+//!
+//! So a key holds at most the events of the last `session_gap + max_out_of_orderness`
+//! of event time plus one fixed-size summary, however long the session lasts.
+//!
+//! ## Lateness
+//! An event is late for sessions when `event_time + session_gap < W` (SPEC), or when
+//! it would change a session already emitted (possible only for an event beyond the
+//! out-of-orderness bound). Late events are not applied; the caller reports them.
+//!
+//! Keys are woken by a timer index (`wake`), so advancing the watermark only touches
+//! the keys that have something to finalize, freeze or forget.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use playlake_schemas::{EndedBy, EventType, PlaybackEvent, Session, TimestampMs};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Settings;
+use crate::serde_util::map_as_vec;
+use crate::time::{WatchedSum, Watermark};
+
+/// `(uuid, stream_id)`.
+type Key = (String, String);
+
+/// What a not-yet-frozen event contributes to its session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Pending {
+    event_type: EventType,
+    user_id: Option<String>,
+    position_start: f64,
+    position_end: f64,
+}
+
+/// A run of consecutive events of one key, summarized: everything a [`Session`] row
+/// needs, and enough to append the next event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RunSummary {
+    start: i64,
+    end: i64,
+    end_id: String,
+    ends_with_stop: bool,
+    user_id: Option<String>,
+    position_start: f64,
+    position_end: f64,
+    watched: WatchedSum,
+    event_count: i64,
+    seek_count: i64,
+}
+
+impl RunSummary {
+    fn first(t: i64, id: &str, e: &Pending) -> Self {
+        let mut run = RunSummary {
+            start: t,
+            end: t,
+            end_id: String::new(),
+            ends_with_stop: false,
+            user_id: None,
+            position_start: e.position_start,
+            position_end: e.position_end,
+            watched: WatchedSum::ZERO,
+            event_count: 0,
+            seek_count: 0,
+        };
+        run.push(t, id, e);
+        run
+    }
+
+    /// Appends the next event in `(event_time, event_id)` order.
+    fn push(&mut self, t: i64, id: &str, e: &Pending) {
+        self.end = t;
+        id.clone_into(&mut self.end_id);
+        self.ends_with_stop = e.event_type == EventType::Stop;
+        if self.user_id.is_none() {
+            self.user_id.clone_from(&e.user_id);
+        }
+        self.position_end = e.position_end;
+        if e.event_type == EventType::Seek {
+            self.seek_count += 1;
+        } else {
+            self.watched = self
+                .watched
+                .add(WatchedSum::of_seconds(e.position_end - e.position_start));
+        }
+        self.event_count += 1;
+    }
+
+    /// Whether `next` (later in order) starts a new run instead of extending this one.
+    fn cut_before(&self, next_t: i64, gap_ms: i64) -> bool {
+        self.ends_with_stop || next_t.saturating_sub(self.end) > gap_ms
+    }
+
+    fn into_session(self, key: &Key) -> Session {
+        Session {
+            uuid: key.0.clone(),
+            stream_id: key.1.clone(),
+            user_id: self.user_id,
+            session_start: TimestampMs(self.start),
+            session_end: TimestampMs(self.end),
+            position_start: self.position_start,
+            position_end: self.position_end,
+            watched_seconds: self.watched.seconds(),
+            event_count: self.event_count,
+            seek_count: self.seek_count,
+            ended_by: if self.ends_with_stop {
+                EndedBy::Stop
+            } else {
+                EndedBy::Gap
+            },
+        }
+    }
+}
+
+/// The end of the last session emitted for a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Guard {
+    end: i64,
+    end_id: String,
+    by_stop: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct KeyState {
+    open: Option<RunSummary>,
+    #[serde(with = "map_as_vec")]
+    recent: BTreeMap<(i64, String), Pending>,
+    guard: Option<Guard>,
+    /// The entry of this key in the wake index, if any.
+    wake_at: Option<i64>,
+}
+
+/// The session-merge operator of one input partition (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionOperator {
+    gap_ms: i64,
+    #[serde(with = "map_as_vec")]
+    keys: BTreeMap<Key, KeyState>,
+    /// `(watermark at which the key needs work, key)`.
+    wake: BTreeSet<(i64, Key)>,
+    /// Sessions finalized and not yet taken.
+    finished: Vec<Session>,
+}
+
+impl SessionOperator {
+    /// An empty operator.
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            gap_ms: settings.session_gap_ms(),
+            keys: BTreeMap::new(),
+            wake: BTreeSet::new(),
+            finished: Vec::new(),
+        }
+    }
+
+    /// Whether `event` is late for sessions at watermark `w` (see the module docs).
+    pub fn is_late(&self, event: &PlaybackEvent, w: Watermark) -> bool {
+        let t = event.event_time_ms();
+        if t.saturating_add(self.gap_ms) < w.millis() {
+            return true;
+        }
+        let Some(guard) = self
+            .keys
+            .get(&(event.uuid.clone(), event.stream_id.clone()))
+            .and_then(|k| k.guard.as_ref())
+        else {
+            return false;
+        };
+        // Inside (or before) the emitted session: it would change it. (Before it, an
+        // on-time event is within `session_gap` of its start, so it would join it.)
+        if (t, event.event_id.as_str()) <= (guard.end, guard.end_id.as_str()) {
+            return true;
+        }
+        // Right after a gap-ended session: it would extend it.
+        !guard.by_stop && t.saturating_sub(guard.end) <= self.gap_ms
+    }
+
+    /// Applies an on-time, deduplicated event. The caller checked [`Self::is_late`].
+    pub fn apply(&mut self, event: &PlaybackEvent) {
+        let key = (event.uuid.clone(), event.stream_id.clone());
+        let state = self.keys.entry(key.clone()).or_default();
+        state.recent.insert(
+            (event.event_time_ms(), event.event_id.clone()),
+            Pending {
+                event_type: event.event_type,
+                user_id: event.user_id.clone(),
+                position_start: event.position_start,
+                position_end: event.position_end,
+            },
+        );
+        self.reschedule(key);
+    }
+
+    /// Finalizes, freezes and forgets what watermark `w` allows. Drain mode passes
+    /// [`Watermark::MAX`], which emits every open session.
+    pub fn advance(&mut self, w: Watermark) {
+        while let Some((at, _)) = self.wake.first() {
+            if *at > w.millis() {
+                break;
+            }
+            let Some((_, key)) = self.wake.pop_first() else {
+                break;
+            };
+            if let Some(state) = self.keys.get_mut(&key) {
+                state.wake_at = None;
+                settle(state, &key, self.gap_ms, w, &mut self.finished);
+            }
+            self.reschedule(key);
+        }
+    }
+
+    /// Takes the sessions finalized so far, sorted by natural key.
+    pub fn take_finished(&mut self) -> Vec<Session> {
+        let mut out = std::mem::take(&mut self.finished);
+        out.sort_by(|a, b| a.key().cmp(&b.key()));
+        out
+    }
+
+    /// Number of keys with state (open sessions or guards), for the state-size metric.
+    pub fn open_keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Number of unfrozen events held, for the state-size metric.
+    pub fn buffered_events(&self) -> usize {
+        self.keys.values().map(|k| k.recent.len()).sum()
+    }
+
+    /// Recomputes a key's wake time, or drops the key if it holds nothing.
+    fn reschedule(&mut self, key: Key) {
+        let Some(state) = self.keys.get_mut(&key) else {
+            return;
+        };
+        let next = next_wake(state, self.gap_ms);
+        if next == state.wake_at {
+            return;
+        }
+        if let Some(old) = state.wake_at.take() {
+            self.wake.remove(&(old, key.clone()));
+        }
+        match next {
+            Some(at) => {
+                state.wake_at = Some(at);
+                self.wake.insert((at, key));
+            }
+            None => {
+                if state.open.is_none() && state.recent.is_empty() && state.guard.is_none() {
+                    self.keys.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// The smallest watermark at which [`settle`] would change something for this key.
+fn next_wake(state: &KeyState, gap: i64) -> Option<i64> {
+    let mut at: Option<i64> = None;
+    let mut consider = |w: i64| at = Some(at.map_or(w, |a| a.min(w)));
+    if let Some((&(t, _), _)) = state.recent.first_key_value() {
+        // Freezing the first event.
+        consider(t.saturating_add(gap).saturating_add(1));
+    }
+    if let Some(&(t, _)) = state
+        .recent
+        .iter()
+        .find(|(_, e)| e.event_type == EventType::Stop)
+        .map(|(k, _)| k)
+    {
+        consider(t.saturating_add(1));
+    }
+    if let Some(open) = &state.open {
+        let final_at = if open.ends_with_stop {
+            open.end
+        } else {
+            open.end.saturating_add(gap)
+        };
+        consider(final_at.saturating_add(1));
+    }
+    if let Some(guard) = &state.guard {
+        let forget_at = if guard.by_stop {
+            guard.end.saturating_add(gap)
+        } else {
+            guard.end.saturating_add(gap).saturating_add(gap)
+        };
+        consider(forget_at.saturating_add(1));
+    }
+    at
+}
+
+/// Brings one key up to watermark `w`: freezes old events, emits final sessions,
+/// forgets a guard no on-time event can reach.
+fn settle(state: &mut KeyState, key: &Key, gap: i64, w: Watermark, out: &mut Vec<Session>) {
+    let w = w.millis();
+    // 1. Freeze: fold events with `t + gap < W` into the open summary, in order. A run
+    //    completed among frozen events is final (its end is frozen too).
+    while let Some(entry) = state.recent.first_entry() {
+        let (t, _) = *entry.key();
+        if t.saturating_add(gap) >= w {
+            break;
+        }
+        let ((t, id), e) = entry.remove_entry();
+        let extends = matches!(&state.open, Some(open) if !open.cut_before(t, gap));
+        if extends {
+            if let Some(open) = state.open.as_mut() {
+                open.push(t, &id, &e);
+            }
+        } else {
+            if let Some(done) = state.open.take() {
+                emit(state, done, key, out);
+            }
+            state.open = Some(RunSummary::first(t, &id, &e));
+        }
+    }
+    // 2. Emit the first run while it is final.
+    loop {
+        let mut run = state.open.clone();
+        let mut consumed = 0;
+        for ((t, id), e) in &state.recent {
+            if let Some(r) = run.as_mut() {
+                if r.cut_before(*t, gap) {
+                    break;
+                }
+                r.push(*t, id, e);
+            } else {
+                run = Some(RunSummary::first(*t, id, e));
+            }
+            consumed += 1;
+        }
+        let Some(run) = run else { break };
+        let is_final = if run.ends_with_stop {
+            w > run.end
+        } else {
+            w > run.end.saturating_add(gap)
+        };
+        if !is_final {
+            break;
+        }
+        for _ in 0..consumed {
+            state.recent.pop_first();
+        }
+        state.open = None;
+        emit(state, run, key, out);
+    }
+    // 3. Forget the guard once every event that could reach it is late anyway.
+    if let Some(guard) = &state.guard {
+        let reach = if guard.by_stop {
+            guard.end
+        } else {
+            guard.end.saturating_add(gap)
+        };
+        if reach.saturating_add(gap) < w {
+            state.guard = None;
+        }
+    }
+}
+
+fn emit(state: &mut KeyState, run: RunSummary, key: &Key, out: &mut Vec<Session>) {
+    state.guard = Some(Guard {
+        end: run.end,
+        end_id: run.end_id.clone(),
+        by_stop: run.ends_with_stop,
+    });
+    out.push(run.into_session(key));
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -1,0 +1,186 @@
+//! The source level: everything one input partition computes on its own.
+//!
+//! A [`PartitionProcessor`] owns the state of one partition of `<prefix>.events`
+//! (it moves with the partition on a rebalance, and is checkpointed with that
+//! partition's position). Per valid event, in partition order:
+//!
+//! 1. **dedup** by `(uuid, event_id)` ([`crate::dedup`]); a copy is applied nowhere;
+//! 2. **late verdicts** against the partition's current watermark, per operator
+//!    ([`crate::late`]); the event is applied to every operator it is not late for:
+//!    sessions ([`crate::session`]: the input is keyed by uuid, so a `(uuid,
+//!    stream_id)` lives on this partition), the viewer and daily partials
+//!    ([`crate::partials`]) and resume candidates ([`crate::resume`]);
+//! 3. the **watermark** advances with the event time, and whatever it makes final is
+//!    finalized at once, so verdicts and outputs depend only on the input sequence,
+//!    never on batch boundaries.
+//!
+//! [`PartitionProcessor::take_output`] hands the finished sessions (to
+//! `<prefix>.sessions`), partials and resume candidates (to the repartition topics,
+//! for [`crate::merge`] and [`crate::resume::ResumeMerge`]) to the I/O layer, each
+//! sorted by key. With one partition the watermark needs no wall clock; idleness is
+//! reported in [`PartitionProcessor::announcement`] for the merge level.
+
+use playlake_schemas::{PlaybackEvent, Session};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Settings;
+use crate::dedup::Dedup;
+use crate::late::{EventOutcome, Late, Operator};
+use crate::partials::{DailyPartial, PartialAggregator, ViewerPartial};
+use crate::resume::{ResumeCandidate, ResumeCandidates};
+use crate::session::SessionOperator;
+use crate::time::Watermark;
+use crate::watermark::{PartitionId, SourceWatermark, Watermarks};
+
+/// What the source level produced since the last take.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceOutput {
+    /// Final sessions, sorted by `(uuid, stream_id, session_start)`.
+    pub sessions: Vec<Session>,
+    /// Viewer partials, sorted by `(stream_id, window_start)`.
+    pub viewer_partials: Vec<ViewerPartial>,
+    /// Daily partials, sorted by `(day, stream_id)`.
+    pub daily_partials: Vec<DailyPartial>,
+    /// Resume candidates, sorted by `(user_id, stream_id)`.
+    pub resume_candidates: Vec<ResumeCandidate>,
+}
+
+impl SourceOutput {
+    /// Whether there is nothing to publish.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+            && self.viewer_partials.is_empty()
+            && self.daily_partials.is_empty()
+            && self.resume_candidates.is_empty()
+    }
+}
+
+/// All operator state of one input partition (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionProcessor {
+    partition: PartitionId,
+    watermarks: Watermarks,
+    dedup: Dedup,
+    sessions: SessionOperator,
+    partials: PartialAggregator,
+    resume: ResumeCandidates,
+}
+
+impl PartitionProcessor {
+    /// Fresh state for input partition `partition`, assigned at wall clock `now_ms`.
+    pub fn new(settings: &Settings, partition: PartitionId, now_ms: i64) -> Self {
+        let mut watermarks = Watermarks::for_events(settings);
+        watermarks.add_partition(partition, now_ms);
+        Self {
+            partition,
+            watermarks,
+            dedup: Dedup::new(settings),
+            sessions: SessionOperator::new(settings),
+            partials: PartialAggregator::new(settings, partition),
+            resume: ResumeCandidates::default(),
+        }
+    }
+
+    /// Call after restoring from a checkpoint: restarts the idle clock.
+    pub fn restored(&mut self, now_ms: i64) {
+        self.watermarks.reset_activity(now_ms);
+    }
+
+    /// The input partition.
+    pub fn partition(&self) -> PartitionId {
+        self.partition
+    }
+
+    /// The partition's (real) watermark.
+    pub fn watermark(&self) -> Watermark {
+        self.watermarks.current()
+    }
+
+    /// Processes one valid event read from this partition at wall clock `now_ms`.
+    pub fn process(&mut self, event: &PlaybackEvent, now_ms: i64) -> EventOutcome {
+        let w = self.watermarks.current();
+        let outcome = if self.dedup.is_duplicate(event, w) {
+            EventOutcome::Duplicate
+        } else {
+            let mut late = Vec::new();
+            let mut verdict = |operator, is_late: bool| {
+                if is_late {
+                    late.push(Late {
+                        operator,
+                        watermark: w,
+                    });
+                }
+                !is_late
+            };
+            if verdict(Operator::Sessions, self.sessions.is_late(event, w)) {
+                self.sessions.apply(event);
+            }
+            if verdict(
+                Operator::Viewers,
+                self.partials.is_late_for_viewers(event, w),
+            ) {
+                self.partials.apply_viewers(event);
+            }
+            if verdict(Operator::Daily, self.partials.is_late_for_daily(event, w)) {
+                self.partials.apply_daily(event);
+            }
+            self.resume.apply(event);
+            EventOutcome::Processed { late }
+        };
+        self.watermarks
+            .observe_event(self.partition, event.event_time_ms(), now_ms);
+        // Finalize even when W did not move: an on-time `stop` older than W ends a
+        // session that is final at once.
+        let next = self.watermarks.advance(now_ms);
+        self.finalize(next);
+        outcome
+    }
+
+    /// A record of this partition that is not a valid event (it went to the DLQ):
+    /// the partition is active, nothing else changes.
+    pub fn observe_invalid(&mut self, now_ms: i64) {
+        self.watermarks.observe_activity(self.partition, now_ms);
+    }
+
+    fn finalize(&mut self, w: Watermark) {
+        self.sessions.advance(w);
+        self.partials.advance(w, self.watermarks.current());
+        self.dedup.expire(w);
+    }
+
+    /// Drain mode: finalizes everything as if the watermark were +infinity. The real
+    /// watermark (the one checkpointed and announced) is unchanged.
+    pub fn drain(&mut self) {
+        self.sessions.advance(Watermark::MAX);
+        self.partials
+            .advance(Watermark::MAX, self.watermarks.current());
+    }
+
+    /// Takes everything produced since the last take.
+    pub fn take_output(&mut self) -> SourceOutput {
+        let (viewer_partials, daily_partials) = self.partials.take_finished();
+        SourceOutput {
+            sessions: self.sessions.take_finished(),
+            viewer_partials,
+            daily_partials,
+            resume_candidates: self.resume.take(),
+        }
+    }
+
+    /// The watermark announcement to broadcast to every repartition partition (after
+    /// the partials of [`Self::take_output`]), with idleness at wall clock `now_ms`.
+    pub fn announcement(&self, now_ms: i64) -> SourceWatermark {
+        self.watermarks.announcement(self.partition, now_ms)
+    }
+
+    /// Sizes for the state-size metric: (open session keys, buffered session events,
+    /// dedup ids, open windows and days).
+    pub fn state_sizes(&self) -> (usize, usize, usize, usize) {
+        (
+            self.sessions.open_keys(),
+            self.sessions.buffered_events(),
+            self.dedup.len(),
+            self.partials.open_results(),
+        )
+    }
+}
