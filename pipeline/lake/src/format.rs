@@ -1,0 +1,160 @@
+//! The Parquet settings of every lake file, made explicit.
+//!
+//! Data flow: the sink's configuration becomes a validated [`ParquetOptions`], which
+//! [`ParquetOptions::writer_properties`] turns into the `WriterProperties` that every
+//! [`crate::file::PartitionFile`] uses. Choices, for Athena/Trino and DataFusion:
+//! zstd (level configurable) or snappy; dictionary encoding on; page-level statistics,
+//! which also writes the column index and offset index (the page index) so readers
+//! can skip pages; Parquet 1.0 data pages, which every engine reads; row groups cut at
+//! `row_group_bytes` (128 MiB by default, the usual Athena block size) or
+//! `row_group_rows`, whichever comes first. Timestamps are written as INT64
+//! TIMESTAMP(MILLIS, isAdjustedToUTC = true) because the Arrow schemas say
+//! `Timestamp(Millisecond, "UTC")`.
+
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+
+use crate::error::{LakeError, Result};
+
+/// 128 MiB: the default row group and target file size.
+pub const DEFAULT_TARGET_BYTES: u64 = 128 * 1024 * 1024;
+
+/// The default zstd level: fast, and most of the gain of higher levels.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// Compression codec of the lake's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// zstd at the given level (1..=22).
+    Zstd {
+        /// Compression level, 1 (fastest) to 22 (smallest).
+        level: i32,
+    },
+    /// Snappy: faster, larger files.
+    Snappy,
+}
+
+impl Codec {
+    /// Short name used in file names: `zstd` or `snappy`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Codec::Zstd { .. } => "zstd",
+            Codec::Snappy => "snappy",
+        }
+    }
+}
+
+impl Default for Codec {
+    fn default() -> Self {
+        Codec::Zstd {
+            level: DEFAULT_ZSTD_LEVEL,
+        }
+    }
+}
+
+/// How the lake's Parquet files are encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParquetOptions {
+    /// Compression of every column.
+    pub codec: Codec,
+    /// A row group is closed once its estimated encoded size reaches this many bytes.
+    pub row_group_bytes: usize,
+    /// ... or once it holds this many rows.
+    pub row_group_rows: usize,
+    /// Target size of a data page, in bytes (Parquet's default is 1 MiB).
+    pub data_page_bytes: usize,
+}
+
+impl Default for ParquetOptions {
+    fn default() -> Self {
+        Self {
+            codec: Codec::default(),
+            row_group_bytes: DEFAULT_TARGET_BYTES as usize,
+            row_group_rows: 1024 * 1024,
+            data_page_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl ParquetOptions {
+    /// Checks every value; the writer properties can then be built without failing.
+    pub fn validate(&self) -> Result<()> {
+        if let Codec::Zstd { level } = self.codec {
+            ZstdLevel::try_new(level).map_err(|_| {
+                LakeError::config("zstd_level", format!("{level} is not in 1..=22"))
+            })?;
+        }
+        for (setting, value) in [
+            ("row_group_bytes", self.row_group_bytes),
+            ("row_group_rows", self.row_group_rows),
+            ("data_page_bytes", self.data_page_bytes),
+        ] {
+            if value == 0 {
+                return Err(LakeError::config(setting, "must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The Parquet writer properties of every lake file.
+    pub fn writer_properties(&self) -> Result<WriterProperties> {
+        self.validate()?;
+        let compression = match self.codec {
+            Codec::Zstd { level } => {
+                let level = ZstdLevel::try_new(level).map_err(|_| {
+                    LakeError::config("zstd_level", format!("{level} is not in 1..=22"))
+                })?;
+                Compression::ZSTD(level)
+            }
+            Codec::Snappy => Compression::SNAPPY,
+        };
+        Ok(WriterProperties::builder()
+            .set_writer_version(WriterVersion::PARQUET_1_0)
+            .set_compression(compression)
+            .set_dictionary_enabled(true)
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_offset_index_disabled(false)
+            .set_max_row_group_row_count(Some(self.row_group_rows))
+            .set_max_row_group_bytes(Some(self.row_group_bytes))
+            .set_data_page_size_limit(self.data_page_bytes)
+            .build())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_explicit() {
+        let props = ParquetOptions::default().writer_properties().unwrap();
+        let col = parquet::schema::types::ColumnPath::from("x");
+        assert_eq!(props.compression(&col), Compression::ZSTD(ZstdLevel::try_new(3).unwrap()));
+        assert!(props.dictionary_enabled(&col));
+        assert_eq!(props.statistics_enabled(&col), EnabledStatistics::Page);
+        assert_eq!(props.max_row_group_row_count(), Some(1024 * 1024));
+        assert_eq!(props.max_row_group_bytes(), Some(128 * 1024 * 1024));
+    }
+
+    #[test]
+    fn bad_values_are_config_errors() {
+        let bad = ParquetOptions {
+            codec: Codec::Zstd { level: 99 },
+            ..ParquetOptions::default()
+        };
+        assert!(matches!(bad.validate(), Err(LakeError::Config { setting: "zstd_level", .. })));
+        let bad = ParquetOptions {
+            row_group_rows: 0,
+            ..ParquetOptions::default()
+        };
+        assert!(matches!(bad.writer_properties(), Err(LakeError::Config { .. })));
+        let snappy = ParquetOptions {
+            codec: Codec::Snappy,
+            ..ParquetOptions::default()
+        };
+        let props = snappy.writer_properties().unwrap();
+        let col = parquet::schema::types::ColumnPath::from("x");
+        assert_eq!(props.compression(&col), Compression::SNAPPY);
+        assert_eq!(Codec::Snappy.name(), "snappy");
+    }
+}

@@ -1,0 +1,263 @@
+//! The sink's exactly-once bookkeeping for one input partition: recorded cuts,
+//! what is durable, where to replay from, and the dedup index. Pure; saved as the
+//! opaque state of the sink's checkpoint (`playlake-checkpoint`), whose positions are
+//! [`SinkManifest::replay_from`].
+//!
+//! The protocol (see `DESIGN-sink.md`), per input partition:
+//!
+//! 1. For each record, [`SinkManifest::admit`] says whether to write its row: not if
+//!    it is a re-emitted copy (dedup by natural key) or already in a durable file.
+//! 2. When the pool finishes files, [`SinkManifest::record_cuts`] notes each file's
+//!    cut (directory, name, offsets, rows) as *pending*, and the sink saves a
+//!    checkpoint (the write-ahead intent) *before* publishing them.
+//! 3. After every pending file is durable, [`SinkManifest::commit`] moves them to
+//!    *done* and advances `replay_from` to the first offset still buffered; the sink
+//!    saves another checkpoint (this may be merged with the next intent).
+//!
+//! After a crash the sink restores the manifest and replays from `replay_from`.
+//! Pending cuts are re-made exactly: the sink pins their files so the rolling policy
+//! cannot cut them elsewhere, splits its input at [`SinkManifest::next_cut_end`],
+//! finishes each file when its last offset is reached, checks it with
+//! [`SinkManifest::verify`] and publishes it again under the same name with the
+//! same bytes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dedup::{KeyDigest, KeyIndex};
+use crate::error::{LakeError, Result};
+use crate::file::{FinishedFile, SourcePartition};
+
+/// Version of the encoded manifest.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// A file whose cut is recorded: it will be (or was) published under `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCut {
+    /// Partition directory, relative to the lake root.
+    pub path: String,
+    /// Deterministic file name.
+    pub name: String,
+    /// Offset of the file's first row.
+    pub first_offset: i64,
+    /// Offset of the file's last row.
+    pub last_offset: i64,
+    /// Number of rows.
+    pub rows: u64,
+}
+
+impl FileCut {
+    fn of(file: &FinishedFile) -> Self {
+        Self {
+            path: file.path.as_str().to_owned(),
+            name: file.name.clone(),
+            first_offset: file.first_offset,
+            last_offset: file.last_offset,
+            rows: file.rows,
+        }
+    }
+}
+
+/// What to do with one record's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Write it to its directory's open file.
+    Write,
+    /// An earlier record had the same natural key: drop it (counted as duplicate).
+    Duplicate,
+    /// It is already in a durable file of its directory: skip it.
+    Durable,
+}
+
+/// The exactly-once state of one input partition of the sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkManifest {
+    version: u32,
+    source: SourcePartitionRecord,
+    replay_from: i64,
+    pending: Vec<FileCut>,
+    /// Per directory, the last offset of its rows already in a durable file. Entries
+    /// below `replay_from` are dropped: replay never reads those offsets again.
+    done_through: BTreeMap<String, i64>,
+    seen: KeyIndex,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SourcePartitionRecord {
+    topic: String,
+    partition: i32,
+}
+
+impl SinkManifest {
+    /// A fresh manifest: nothing written yet, reading starts at `start_offset`.
+    pub fn new(source: &SourcePartition, start_offset: i64) -> Self {
+        Self {
+            version: MANIFEST_VERSION,
+            source: SourcePartitionRecord {
+                topic: source.topic.clone(),
+                partition: source.partition,
+            },
+            replay_from: start_offset,
+            pending: Vec::new(),
+            done_through: BTreeMap::new(),
+            seen: KeyIndex::default(),
+        }
+    }
+
+    /// The input partition this manifest belongs to.
+    pub fn source(&self) -> SourcePartition {
+        SourcePartition {
+            topic: self.source.topic.clone(),
+            partition: self.source.partition,
+        }
+    }
+
+    /// The offset to resume reading from: the checkpoint's position.
+    pub fn replay_from(&self) -> i64 {
+        self.replay_from
+    }
+
+    /// Cuts recorded but not yet committed.
+    pub fn pending(&self) -> &[FileCut] {
+        &self.pending
+    }
+
+    /// Number of keys in the dedup index.
+    pub fn remembered_keys(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Decides about the row of the record at `offset` (in directory `path`, natural
+    /// key digest `key`, record timestamp `record_ms`). Records must come in offset
+    /// order from [`SinkManifest::replay_from`] on.
+    pub fn admit(&mut self, path: &str, key: KeyDigest, offset: i64, record_ms: i64) -> Admit {
+        if !self.seen.admit(key, offset, record_ms) {
+            return Admit::Duplicate;
+        }
+        match self.done_through.get(path) {
+            Some(done) if offset <= *done => Admit::Durable,
+            _ => Admit::Write,
+        }
+    }
+
+    /// The pending cut of directory `path`, if the open file there must end at it.
+    pub fn cut_for(&self, path: &str) -> Option<&FileCut> {
+        self.pending.iter().find(|c| c.path == path)
+    }
+
+    /// The smallest last offset of the pending cuts that is `>= offset`: the sink
+    /// must stop feeding rows after that offset, finish the cut's file, then go on.
+    pub fn next_cut_end(&self, offset: i64) -> Option<i64> {
+        self.pending
+            .iter()
+            .map(|c| c.last_offset)
+            .filter(|last| *last >= offset)
+            .min()
+    }
+
+    /// Records the cuts of newly finished files, before they are published. A file
+    /// that re-makes a pending cut must match it exactly.
+    pub fn record_cuts<'f>(&mut self, files: impl IntoIterator<Item = &'f FinishedFile>) -> Result<()> {
+        for file in files {
+            self.check_source(file)?;
+            let cut = FileCut::of(file);
+            match self.pending.iter().find(|c| c.path == cut.path) {
+                Some(existing) if *existing == cut => {}
+                Some(existing) => {
+                    return Err(LakeError::Manifest {
+                        reason: format!(
+                            "directory {} already has the pending cut {existing:?}; a second cut \
+                             {cut:?} must wait until it is committed",
+                            cut.path
+                        ),
+                    })
+                }
+                None => self.pending.push(cut),
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that a file re-made during replay equals its recorded cut (same name,
+    /// offsets and rows), so publishing it overwrites the object with equal bytes.
+    pub fn verify(&self, file: &FinishedFile) -> Result<()> {
+        self.check_source(file)?;
+        let cut = FileCut::of(file);
+        match self.cut_for(&cut.path) {
+            Some(recorded) if *recorded == cut => Ok(()),
+            Some(recorded) => Err(LakeError::Manifest {
+                reason: format!("replayed file {cut:?} differs from its recorded cut {recorded:?}"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks every pending cut durable and moves `replay_from` to `next_replay_from`
+    /// (the first offset still buffered in an open file, or the next unread offset).
+    /// Forgets dedup keys older than `dedup_cutoff_ms`. Call only after every pending
+    /// file is published.
+    pub fn commit(&mut self, next_replay_from: i64, dedup_cutoff_ms: i64) -> Result<()> {
+        if next_replay_from < self.replay_from {
+            return Err(LakeError::Manifest {
+                reason: format!(
+                    "replay position would move back from {} to {next_replay_from}",
+                    self.replay_from
+                ),
+            });
+        }
+        for cut in self.pending.drain(..) {
+            let done = self.done_through.entry(cut.path).or_insert(cut.last_offset);
+            *done = (*done).max(cut.last_offset);
+        }
+        self.replay_from = next_replay_from;
+        self.done_through.retain(|_, last| *last >= next_replay_from);
+        self.seen.prune(dedup_cutoff_ms, next_replay_from);
+        Ok(())
+    }
+
+    /// The manifest as checkpoint state bytes.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|source| LakeError::ManifestCodec {
+            operation: "encode",
+            source,
+        })
+    }
+
+    /// Reads checkpoint state bytes back.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let manifest: Self =
+            serde_json::from_slice(bytes).map_err(|source| LakeError::ManifestCodec {
+                operation: "decode",
+                source,
+            })?;
+        if manifest.version != MANIFEST_VERSION {
+            return Err(LakeError::Manifest {
+                reason: format!(
+                    "manifest version {} is not {MANIFEST_VERSION}; upgrade playlake",
+                    manifest.version
+                ),
+            });
+        }
+        Ok(manifest)
+    }
+
+    fn check_source(&self, file: &FinishedFile) -> Result<()> {
+        if file.source.topic != self.source.topic || file.source.partition != self.source.partition {
+            return Err(LakeError::Manifest {
+                reason: format!(
+                    "file {} of {}/{} given to the manifest of {}/{}",
+                    file.name,
+                    file.source.topic,
+                    file.source.partition,
+                    self.source.topic,
+                    self.source.partition
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,236 @@
+//! Where a row lives in the lake: its table's Hive partition directory (SPEC
+//! section 5).
+//!
+//! Data flow: the sink reads a row, asks [`crate::rows::LakeRow::partition`] for its
+//! [`PartitionPath`] (built here from the row's time and ids), groups rows by that
+//! path, and the writer pool keeps one Parquet file open per path. `dt` and `hour`
+//! are computed in the configured time zone ([`PartitionConfig::time_zone`], UTC by
+//! default, the same setting as the processor's day boundaries). Values are escaped
+//! with [`crate::hive::escape`]; [`PartitionPath::parse`] reads a relative directory
+//! back into the original values.
+
+use std::fmt;
+
+use chrono::{NaiveDate, TimeZone, Timelike};
+use chrono_tz::Tz;
+use playlake_schemas::{Table, TimestampMs};
+
+use crate::error::{LakeError, Result};
+use crate::hive;
+
+/// How rows are mapped to partition directories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionConfig {
+    /// Time zone of the `dt` and `hour` partition values (UTC by default).
+    pub time_zone: Tz,
+}
+
+impl Default for PartitionConfig {
+    fn default() -> Self {
+        Self { time_zone: Tz::UTC }
+    }
+}
+
+impl PartitionConfig {
+    /// The calendar day and hour of `ts` in the configured zone.
+    pub fn day_hour(&self, table: Table, ts: TimestampMs) -> Result<(NaiveDate, u32)> {
+        let utc = ts
+            .to_datetime()
+            .map_err(|source| LakeError::TimestampOutOfRange {
+                table: table.name(),
+                source,
+            })?;
+        let local = self.time_zone.from_utc_datetime(&utc.naive_utc());
+        Ok((local.date_naive(), local.hour()))
+    }
+}
+
+/// The partition directory of one table, relative to the lake root: the table name
+/// followed by one escaped `column=value` segment per partition column.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionPath {
+    table: Table,
+    /// `table/col=value/...`, escaped, no trailing slash.
+    rendered: String,
+}
+
+impl PartitionPath {
+    /// Builds the path of `table` from its partition values, given in the order of
+    /// [`Table::partition_columns`]. A `None` value is the Hive default partition.
+    pub fn new(table: Table, values: &[Option<&str>]) -> Result<Self> {
+        let columns = table.partition_columns();
+        if columns.len() != values.len() {
+            return Err(LakeError::config(
+                "partition values",
+                format!(
+                    "table {table} has partition columns {columns:?}, got {} values",
+                    values.len()
+                ),
+            ));
+        }
+        let mut rendered = String::from(table.name());
+        for (column, value) in columns.iter().zip(values) {
+            rendered.push('/');
+            rendered.push_str(column);
+            rendered.push('=');
+            rendered.push_str(&hive::escape(*value));
+        }
+        Ok(Self { table, rendered })
+    }
+
+    /// `sessions/dt=YYYY-MM-DD/stream_id=S` or `viewers/...`: day of `ts` and a stream.
+    pub fn day_stream(
+        table: Table,
+        config: &PartitionConfig,
+        ts: TimestampMs,
+        stream_id: &str,
+    ) -> Result<Self> {
+        let (day, _) = config.day_hour(table, ts)?;
+        Self::new(table, &[Some(&day_text(day)), Some(stream_id)])
+    }
+
+    /// `<table>/dt=YYYY-MM-DD` for a day already computed (daily stats).
+    pub fn day(table: Table, day: NaiveDate) -> Result<Self> {
+        Self::new(table, &[Some(&day_text(day))])
+    }
+
+    /// `<table>/dt=YYYY-MM-DD` for the day of `ts` (errors).
+    pub fn day_of(table: Table, config: &PartitionConfig, ts: TimestampMs) -> Result<Self> {
+        let (day, _) = config.day_hour(table, ts)?;
+        Self::day(table, day)
+    }
+
+    /// `events/dt=YYYY-MM-DD/hour=HH`, or with `prefix` (the cdc source table)
+    /// `cdc/table=T/dt=YYYY-MM-DD/hour=HH`.
+    pub fn day_hour(
+        table: Table,
+        config: &PartitionConfig,
+        ts: TimestampMs,
+        prefix: Option<&str>,
+    ) -> Result<Self> {
+        let (day, hour) = config.day_hour(table, ts)?;
+        let day = day_text(day);
+        let hour = format!("{hour:02}");
+        match prefix {
+            Some(p) => Self::new(table, &[Some(p), Some(&day), Some(&hour)]),
+            None => Self::new(table, &[Some(&day), Some(&hour)]),
+        }
+    }
+
+    /// Reads a relative directory (`sessions/dt=.../stream_id=...`) back into its
+    /// table and unescaped values; `None` when it is not one of the lake's layouts.
+    pub fn parse(relative: &str) -> Option<(Table, Vec<Option<String>>)> {
+        let mut segments = relative.trim_end_matches('/').split('/');
+        let table: Table = segments.next()?.parse().ok()?;
+        let mut values = Vec::new();
+        for column in table.partition_columns() {
+            let segment = segments.next()?;
+            let value = segment.strip_prefix(column)?.strip_prefix('=')?;
+            values.push(hive::unescape(value));
+        }
+        if segments.next().is_some() {
+            return None;
+        }
+        Some((table, values))
+    }
+
+    /// The table this directory belongs to.
+    pub fn table(&self) -> Table {
+        self.table
+    }
+
+    /// The escaped relative directory, without a trailing slash.
+    pub fn as_str(&self) -> &str {
+        &self.rendered
+    }
+}
+
+impl fmt::Display for PartitionPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.rendered)
+    }
+}
+
+fn day_text(day: NaiveDate) -> String {
+    day.format("%Y-%m-%d").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JUNE_1_2330_UTC: TimestampMs = TimestampMs(1_748_820_600_000);
+
+    #[test]
+    fn layouts_follow_the_spec() {
+        let utc = PartitionConfig::default();
+        let p = PartitionPath::day_stream(Table::Sessions, &utc, JUNE_1_2330_UTC, "s1").unwrap();
+        assert_eq!(p.as_str(), "sessions/dt=2025-06-01/stream_id=s1");
+        let p = PartitionPath::day_stream(Table::Viewers, &utc, JUNE_1_2330_UTC, "a/b").unwrap();
+        assert_eq!(p.as_str(), "viewers/dt=2025-06-01/stream_id=a%2Fb");
+        let day = NaiveDate::from_ymd_opt(2025, 6, 1).unwrap();
+        assert_eq!(
+            PartitionPath::day(Table::Daily, day).unwrap().as_str(),
+            "daily/dt=2025-06-01"
+        );
+        let p = PartitionPath::day_hour(Table::Events, &utc, JUNE_1_2330_UTC, None).unwrap();
+        assert_eq!(p.as_str(), "events/dt=2025-06-01/hour=23");
+        let p = PartitionPath::day_hour(Table::Cdc, &utc, JUNE_1_2330_UTC, Some("play:back"))
+            .unwrap();
+        assert_eq!(p.as_str(), "cdc/table=play%3Aback/dt=2025-06-01/hour=23");
+        let p = PartitionPath::day_of(Table::Errors, &utc, JUNE_1_2330_UTC).unwrap();
+        assert_eq!(p.as_str(), "errors/dt=2025-06-01");
+    }
+
+    #[test]
+    fn time_zone_moves_dt_and_hour() {
+        let berlin = PartitionConfig {
+            time_zone: chrono_tz::Europe::Berlin,
+        };
+        let p = PartitionPath::day_hour(Table::Events, &berlin, JUNE_1_2330_UTC, None).unwrap();
+        assert_eq!(p.as_str(), "events/dt=2025-06-02/hour=01");
+        let la = PartitionConfig {
+            time_zone: chrono_tz::America::Los_Angeles,
+        };
+        let p = PartitionPath::day_stream(Table::Sessions, &la, TimestampMs(1_748_736_000_000), "s")
+            .unwrap();
+        assert_eq!(p.as_str(), "sessions/dt=2025-05-31/stream_id=s");
+    }
+
+    #[test]
+    fn out_of_range_time_is_an_error_not_a_panic() {
+        let err = PartitionPath::day_of(Table::Errors, &PartitionConfig::default(), TimestampMs(i64::MAX))
+            .unwrap_err();
+        assert!(matches!(err, LakeError::TimestampOutOfRange { .. }), "{err}");
+    }
+
+    #[test]
+    fn hostile_values_stay_in_their_directory_and_parse_back() {
+        let utc = PartitionConfig::default();
+        let hostile = ["../x", "a/b", "a=b", "%", "..", ".", "ünï/cødé", "x\0y", "stream_id=evil"];
+        for value in hostile {
+            let p = PartitionPath::day_stream(Table::Sessions, &utc, JUNE_1_2330_UTC, value)
+                .unwrap();
+            let segments: Vec<&str> = p.as_str().split('/').collect();
+            assert_eq!(segments.len(), 3, "{p}");
+            assert!(segments.iter().all(|s| *s != ".." && *s != "."), "{p}");
+            let (table, values) = PartitionPath::parse(p.as_str()).unwrap();
+            assert_eq!(table, Table::Sessions);
+            assert_eq!(values, [Some("2025-06-01".into()), Some(value.into())]);
+        }
+        let p = PartitionPath::new(Table::Sessions, &[Some("2025-06-01"), None]).unwrap();
+        assert_eq!(p.as_str(), "sessions/dt=2025-06-01/stream_id=__HIVE_DEFAULT_PARTITION__");
+        let (_, values) = PartitionPath::parse(p.as_str()).unwrap();
+        assert_eq!(values[1], None);
+        let p = PartitionPath::new(Table::Sessions, &[Some("2025-06-01"), Some("")]).unwrap();
+        assert_eq!(PartitionPath::parse(p.as_str()).unwrap().1[1], None);
+    }
+
+    #[test]
+    fn wrong_arity_and_foreign_paths_are_rejected() {
+        assert!(PartitionPath::new(Table::Daily, &[]).is_err());
+        assert_eq!(PartitionPath::parse("nope/dt=x"), None);
+        assert_eq!(PartitionPath::parse("daily/hour=1"), None);
+        assert_eq!(PartitionPath::parse("daily/dt=x/extra"), None);
+    }
+}

@@ -1,0 +1,193 @@
+//! The open files of the sink: one [`PartitionFile`] per (partition directory, input
+//! partition), rolled by the [`RollPolicy`].
+//!
+//! Data flow: the sink passes decoded rows with their [`RecordMeta`] to
+//! [`WriterPool::write_rows`], which groups them by [`LakeRow::partition`], builds
+//! one record batch per directory and appends it to that directory's open file. On
+//! every tick the sink calls [`WriterPool::poll`] with the wall clock: the files the
+//! policy names (size, rows, interval, memory budget) are finished and returned as
+//! [`FinishedFile`]s, to be recorded in the manifest and published by
+//! [`crate::store::LakeStore`]. [`WriterPool::finish_source`] closes every file of an
+//! input partition (shutdown, `--drain`, a lost partition), and
+//! [`WriterPool::first_open_offset`] tells where a replay of an input partition must
+//! start so that no buffered row is lost.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use parquet::file::properties::WriterProperties;
+
+use crate::error::Result;
+use crate::file::{FinishedFile, PartitionFile, SourcePartition};
+use crate::format::{Codec, ParquetOptions};
+use crate::partition::{PartitionConfig, PartitionPath};
+use crate::policy::{RollPolicy, RollReason};
+use crate::rows::{LakeRow, RecordMeta};
+
+/// Identity of an open file: its directory and the input partition of its rows.
+pub type FileKey = (PartitionPath, SourcePartition);
+
+/// Every open file of the sink and the rules that close them.
+#[derive(Debug)]
+pub struct WriterPool {
+    properties: WriterProperties,
+    codec: Codec,
+    policy: RollPolicy,
+    files: BTreeMap<FileKey, PartitionFile>,
+    /// Files whose end is fixed by a recorded cut: the policy must not roll them.
+    pinned: BTreeSet<FileKey>,
+}
+
+impl WriterPool {
+    /// An empty pool; fails when an option is out of range.
+    pub fn new(options: &ParquetOptions, policy: RollPolicy) -> Result<Self> {
+        policy.validate()?;
+        Ok(Self {
+            properties: options.writer_properties()?,
+            codec: options.codec,
+            policy,
+            files: BTreeMap::new(),
+            pinned: BTreeSet::new(),
+        })
+    }
+
+    /// Appends rows of one input partition, in offset order, to their directories'
+    /// open files (opening files as needed at `now_ms`).
+    pub fn write_rows<R: LakeRow>(
+        &mut self,
+        source: &SourcePartition,
+        rows: Vec<(RecordMeta, R)>,
+        config: &PartitionConfig,
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut groups: BTreeMap<PartitionPath, (Vec<R>, i64, i64)> = BTreeMap::new();
+        for (meta, row) in rows {
+            let path = row.partition(&meta, config)?;
+            let group = groups
+                .entry(path)
+                .or_insert_with(|| (Vec::new(), meta.offset, meta.offset));
+            group.0.push(row);
+            group.2 = meta.offset;
+        }
+        for (path, (rows, first, last)) in groups {
+            let batch = R::to_batch(&rows)?;
+            self.write_batch(path, source, &batch, first, last, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Appends a batch read from `first_offset..=last_offset` of `source` to the open
+    /// file of `path`.
+    pub fn write_batch(
+        &mut self,
+        path: PartitionPath,
+        source: &SourcePartition,
+        batch: &arrow::array::RecordBatch,
+        first_offset: i64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        let key = (path, source.clone());
+        let file = match self.files.get_mut(&key) {
+            Some(file) => file,
+            None => {
+                let file =
+                    PartitionFile::new(key.0.clone(), source.clone(), self.properties.clone(), now_ms)?;
+                self.files.entry(key).or_insert(file)
+            }
+        };
+        file.write(batch, first_offset, last_offset)
+    }
+
+    /// Exempts the file of `key` from the rolling policy until it is finished: its
+    /// end is fixed by a recorded cut being replayed.
+    pub fn pin(&mut self, key: FileKey) {
+        self.pinned.insert(key);
+    }
+
+    /// Finishes the files the policy names at `now_ms` (never a pinned one).
+    pub fn poll(&mut self, now_ms: i64) -> Result<Vec<(FinishedFile, RollReason)>> {
+        let pinned = &self.pinned;
+        let candidates = self
+            .files
+            .iter()
+            .filter(|(k, _)| !pinned.contains(*k))
+            .map(|(k, f)| (k, f.stats()));
+        let plan = self.policy.plan(candidates, now_ms);
+        let keys: Vec<(FileKey, RollReason)> =
+            plan.into_iter().map(|(k, r)| (k.clone(), r)).collect();
+        let mut finished = Vec::with_capacity(keys.len());
+        for (key, reason) in keys {
+            if let Some(file) = self.finish(&key)? {
+                finished.push((file, reason));
+            }
+        }
+        Ok(finished)
+    }
+
+    /// Finishes one open file now (a recorded cut ends here).
+    pub fn finish(&mut self, key: &FileKey) -> Result<Option<FinishedFile>> {
+        self.pinned.remove(key);
+        match self.files.remove(key) {
+            Some(file) => file.finish(self.codec),
+            None => Ok(None),
+        }
+    }
+
+    /// Finishes every open file of `source` (drain, shutdown, partition revoked).
+    pub fn finish_source(&mut self, source: &SourcePartition) -> Result<Vec<FinishedFile>> {
+        let keys: Vec<FileKey> = self.files.keys().filter(|k| &k.1 == source).cloned().collect();
+        let mut out = Vec::new();
+        for key in keys {
+            out.extend(self.finish(&key)?);
+        }
+        Ok(out)
+    }
+
+    /// Finishes every open file.
+    pub fn finish_all(&mut self) -> Result<Vec<FinishedFile>> {
+        self.pinned.clear();
+        let files = std::mem::take(&mut self.files);
+        let mut out = Vec::new();
+        for file in files.into_values() {
+            out.extend(file.finish(self.codec)?);
+        }
+        Ok(out)
+    }
+
+    /// Drops every open file of `source` without writing it (the partition was taken
+    /// over by another instance, which replays those rows itself).
+    pub fn discard_source(&mut self, source: &SourcePartition) {
+        self.files.retain(|k, _| &k.1 != source);
+        self.pinned.retain(|k| &k.1 != source);
+    }
+
+    /// The smallest first offset among the open files of `source`: a restart must
+    /// replay from there (or from the next unread offset, if no file is open).
+    pub fn first_open_offset(&self, source: &SourcePartition) -> Option<i64> {
+        self.files
+            .iter()
+            .filter(|(k, _)| &k.1 == source)
+            .filter_map(|(_, f)| f.first_offset())
+            .min()
+    }
+
+    /// The open file of `key`, if any.
+    pub fn get(&self, key: &FileKey) -> Option<&PartitionFile> {
+        self.files.get(key)
+    }
+
+    /// Number of open files.
+    pub fn open_files(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Memory held by all open files, as the policy counts it.
+    pub fn memory_bytes(&self) -> u64 {
+        self.files.values().map(|f| f.stats().memory_bytes).sum()
+    }
+
+    /// The codec of the files (part of their names).
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+}

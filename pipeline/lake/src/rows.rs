@@ -1,0 +1,271 @@
+//! Rows of every lake table as Arrow record batches, with their partition and their
+//! natural key.
+//!
+//! Data flow: the sink decodes a Kafka record into one of the schema crate's row
+//! types, then uses [`LakeRow`] three ways: [`LakeRow::partition`] picks the
+//! directory, [`LakeRow::natural_key`] feeds the dedup of re-emitted results
+//! ([`crate::manifest`]), and [`LakeRow::to_batch`] turns the rows of one directory
+//! into a [`RecordBatch`] with exactly [`Table::arrow_schema`]'s columns (partition
+//! columns are left out: they live in the path) for [`crate::file::PartitionFile`].
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
+use playlake_schemas::{
+    ChangeEvent, DailyStat, DlqRecord, PlaybackEvent, Session, Table, TimestampMs, ViewerWindow,
+};
+
+use crate::error::{LakeError, Result};
+use crate::partition::{PartitionConfig, PartitionPath};
+
+/// Where a row was read from: its Kafka identity and the record's timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// Topic of the record.
+    pub topic: String,
+    /// Partition of the record.
+    pub partition: i32,
+    /// Offset of the record.
+    pub offset: i64,
+    /// The record's own timestamp (set by its producer, stored by the broker). It is
+    /// the time of rows that have none of their own (the `errors` table), because it
+    /// is the same on every replay, unlike the sink's wall clock.
+    pub timestamp: TimestampMs,
+}
+
+/// A row type of one lake table.
+pub trait LakeRow: Sized {
+    /// The table the rows go to.
+    const TABLE: Table;
+
+    /// The row's partition directory.
+    fn partition(&self, meta: &RecordMeta, config: &PartitionConfig) -> Result<PartitionPath>;
+
+    /// The row's natural key (SPEC section 4) as unambiguous bytes: two rows with
+    /// equal keys are the same result, re-emitted.
+    fn natural_key(&self, meta: &RecordMeta) -> Vec<u8>;
+
+    /// The rows as one batch with the table's Arrow schema.
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch>;
+}
+
+/// Length-prefixed concatenation, so `("a", "bc")` and `("ab", "c")` differ.
+fn key(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum());
+    for part in parts {
+        out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+fn batch(table: Table, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+    RecordBatch::try_new(table.arrow_schema(), columns).map_err(|source| LakeError::Batch {
+        table: table.name(),
+        source,
+    })
+}
+
+fn text<'a, T: 'a>(rows: &'a [T], f: impl Fn(&'a T) -> &'a str) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+}
+
+fn opt_text<'a, T: 'a>(rows: &'a [T], f: impl Fn(&'a T) -> Option<&'a str>) -> ArrayRef {
+    Arc::new(rows.iter().map(f).collect::<StringArray>())
+}
+
+fn ts<T>(rows: &[T], f: impl Fn(&T) -> TimestampMs) -> ArrayRef {
+    Arc::new(
+        TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| f(r).as_millis()))
+            .with_timezone("UTC"),
+    )
+}
+
+fn int<T>(rows: &[T], f: impl Fn(&T) -> i64) -> ArrayRef {
+    Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
+}
+
+fn float<T>(rows: &[T], f: impl Fn(&T) -> f64) -> ArrayRef {
+    Arc::new(Float64Array::from_iter_values(rows.iter().map(f)))
+}
+
+impl LakeRow for Session {
+    const TABLE: Table = Table::Sessions;
+
+    fn partition(&self, _: &RecordMeta, config: &PartitionConfig) -> Result<PartitionPath> {
+        PartitionPath::day_stream(Self::TABLE, config, self.session_start, &self.stream_id)
+    }
+
+    fn natural_key(&self, _: &RecordMeta) -> Vec<u8> {
+        let start = self.session_start.as_millis().to_be_bytes();
+        key(&[self.uuid.as_bytes(), self.stream_id.as_bytes(), &start])
+    }
+
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+        batch(
+            Self::TABLE,
+            vec![
+                text(rows, |r| &r.uuid),
+                opt_text(rows, |r| r.user_id.as_deref()),
+                ts(rows, |r| r.session_start),
+                ts(rows, |r| r.session_end),
+                float(rows, |r| r.position_start),
+                float(rows, |r| r.position_end),
+                float(rows, |r| r.watched_seconds),
+                int(rows, |r| r.event_count),
+                int(rows, |r| r.seek_count),
+                text(rows, |r| r.ended_by.as_str()),
+            ],
+        )
+    }
+}
+
+impl LakeRow for ViewerWindow {
+    const TABLE: Table = Table::Viewers;
+
+    fn partition(&self, _: &RecordMeta, config: &PartitionConfig) -> Result<PartitionPath> {
+        PartitionPath::day_stream(Self::TABLE, config, self.window_start, &self.stream_id)
+    }
+
+    fn natural_key(&self, _: &RecordMeta) -> Vec<u8> {
+        let start = self.window_start.as_millis().to_be_bytes();
+        key(&[self.stream_id.as_bytes(), &start])
+    }
+
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+        batch(
+            Self::TABLE,
+            vec![
+                ts(rows, |r| r.window_start),
+                ts(rows, |r| r.window_end),
+                int(rows, |r| r.viewers),
+            ],
+        )
+    }
+}
+
+impl LakeRow for DailyStat {
+    const TABLE: Table = Table::Daily;
+
+    fn partition(&self, _: &RecordMeta, _: &PartitionConfig) -> Result<PartitionPath> {
+        PartitionPath::day(Self::TABLE, self.dt)
+    }
+
+    fn natural_key(&self, _: &RecordMeta) -> Vec<u8> {
+        let day = self.dt.format("%Y-%m-%d").to_string();
+        key(&[day.as_bytes(), self.stream_id.as_bytes()])
+    }
+
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+        batch(
+            Self::TABLE,
+            vec![
+                text(rows, |r| &r.stream_id),
+                int(rows, |r| r.views),
+                int(rows, |r| r.unique_users),
+                float(rows, |r| r.watched_seconds),
+                int(rows, |r| r.peak_viewers),
+            ],
+        )
+    }
+}
+
+impl LakeRow for PlaybackEvent {
+    const TABLE: Table = Table::Events;
+
+    fn partition(&self, _: &RecordMeta, config: &PartitionConfig) -> Result<PartitionPath> {
+        PartitionPath::day_hour(Self::TABLE, config, self.event_time, None)
+    }
+
+    fn natural_key(&self, _: &RecordMeta) -> Vec<u8> {
+        key(&[self.uuid.as_bytes(), self.event_id.as_bytes()])
+    }
+
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+        batch(
+            Self::TABLE,
+            vec![
+                text(rows, |r| &r.event_id),
+                text(rows, |r| &r.uuid),
+                text(rows, |r| &r.stream_id),
+                opt_text(rows, |r| r.user_id.as_deref()),
+                text(rows, |r| r.event_type.as_str()),
+                ts(rows, |r| r.event_time),
+                float(rows, |r| r.position_start),
+                float(rows, |r| r.position_end),
+            ],
+        )
+    }
+}
+
+impl LakeRow for ChangeEvent {
+    const TABLE: Table = Table::Cdc;
+
+    fn partition(&self, _: &RecordMeta, config: &PartitionConfig) -> Result<PartitionPath> {
+        PartitionPath::day_hour(
+            Self::TABLE,
+            config,
+            self.approximate_creation_time,
+            Some(&self.table),
+        )
+    }
+
+    fn natural_key(&self, _: &RecordMeta) -> Vec<u8> {
+        key(&[self.table.as_bytes(), self.event_id.as_bytes()])
+    }
+
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+        let json = |v: Option<&serde_json::Value>| ChangeEvent::image_json(v);
+        let keys: StringArray = rows.iter().map(|r| Some(r.keys.to_string())).collect();
+        let new: StringArray = rows.iter().map(|r| json(r.new_image.as_ref())).collect();
+        let old: StringArray = rows.iter().map(|r| json(r.old_image.as_ref())).collect();
+        batch(
+            Self::TABLE,
+            vec![
+                text(rows, |r| &r.event_id),
+                text(rows, |r| r.event_name.as_str()),
+                opt_text(rows, |r| r.sequence_number.as_deref()),
+                opt_text(rows, |r| r.shard_id.as_deref()),
+                ts(rows, |r| r.approximate_creation_time),
+                Arc::new(keys),
+                Arc::new(new),
+                Arc::new(old),
+                Arc::new(rows.iter().map(|r| Some(r.ttl_expired)).collect::<BooleanArray>()),
+            ],
+        )
+    }
+}
+
+impl LakeRow for DlqRecord {
+    const TABLE: Table = Table::Errors;
+
+    fn partition(&self, meta: &RecordMeta, config: &PartitionConfig) -> Result<PartitionPath> {
+        PartitionPath::day_of(Self::TABLE, config, meta.timestamp)
+    }
+
+    fn natural_key(&self, _: &RecordMeta) -> Vec<u8> {
+        let partition = i64::from(self.source_partition).to_be_bytes();
+        let offset = self.source_offset.to_be_bytes();
+        key(&[self.source_topic.as_bytes(), &partition, &offset])
+    }
+
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+        let raw: StringArray = rows.iter().map(|r| Some(r.raw_lossy())).collect();
+        batch(
+            Self::TABLE,
+            vec![
+                text(rows, |r| &r.source_topic),
+                int(rows, |r| i64::from(r.source_partition)),
+                int(rows, |r| r.source_offset),
+                text(rows, |r| &r.reason),
+                Arc::new(raw),
+            ],
+        )
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

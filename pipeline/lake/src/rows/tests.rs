@@ -1,0 +1,110 @@
+//! Batches carry exactly the tables' schemas, and written files have the
+//! promised Parquet metadata.
+
+use arrow::array::RecordBatch;
+use parquet::basic::{LogicalType, TimeUnit, Type as PhysicalType};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+use crate::file::{PartitionFile, SourcePartition};
+use crate::fixtures::*;
+use crate::format::{Codec, ParquetOptions};
+use crate::partition::PartitionConfig;
+use crate::rows::LakeRow;
+use playlake_schemas::Session;
+
+fn check_schema<R: LakeRow>(rows: &[R]) -> RecordBatch {
+    let batch = R::to_batch(rows).unwrap();
+    assert_eq!(batch.schema(), R::TABLE.arrow_schema());
+    assert_eq!(batch.num_rows(), rows.len());
+    batch
+}
+
+#[test]
+fn every_table_builds_batches_with_its_schema() {
+    check_schema(&(0..5).map(|i| session(i, "s")).collect::<Vec<_>>());
+    check_schema(&(0..5).map(|i| viewer(i, "s")).collect::<Vec<_>>());
+    check_schema(&(0..5).map(|i| daily(i, "s")).collect::<Vec<_>>());
+    check_schema(&(0..5).map(|i| event(i, "s")).collect::<Vec<_>>());
+    check_schema(&(0..5).map(|i| change(i, "t")).collect::<Vec<_>>());
+    check_schema(&(0..5).map(dlq).collect::<Vec<_>>());
+    check_schema::<playlake_schemas::Session>(&[]);
+}
+
+#[test]
+fn natural_keys_follow_the_spec() {
+    let m = meta("t", 1);
+    let a = session(1, "s");
+    let mut b = a.clone();
+    b.watched_seconds = 99.0;
+    assert_eq!(a.natural_key(&m), b.natural_key(&meta("t", 9)));
+    b.session_start.0 += 1;
+    assert_ne!(a.natural_key(&m), b.natural_key(&m));
+    // Length prefixes keep ("ab","c") and ("a","bc") apart.
+    let mut x = viewer(0, "ab");
+    let y = viewer(0, "a");
+    x.window_start = y.window_start;
+    assert_ne!(x.natural_key(&m), y.natural_key(&m));
+}
+
+#[test]
+fn written_files_carry_types_compression_statistics_and_page_index() {
+    let rows: Vec<_> = (0..50).map(|i| session(i, "s")).collect();
+    let path = rows[0]
+        .partition(&meta("t", 0), &PartitionConfig::default())
+        .unwrap();
+    for (codec, want) in [
+        (Codec::Zstd { level: 3 }, "ZSTD"),
+        (Codec::Snappy, "SNAPPY"),
+    ] {
+        let options = ParquetOptions {
+            codec,
+            ..ParquetOptions::default()
+        };
+        let source = SourcePartition {
+            topic: "playback.sessions".into(),
+            partition: 0,
+        };
+        let mut file =
+            PartitionFile::new(path.clone(), source, options.writer_properties().unwrap(), 0)
+                .unwrap();
+        let batch = Session::to_batch(&rows).unwrap();
+        file.write(&batch, 0, 49).unwrap();
+        let done = file.finish(codec).unwrap().unwrap();
+        assert_eq!(
+            done.name,
+            format!(
+                "part-playback.sessions-0-{:020}-{:020}.{}.parquet",
+                0,
+                49,
+                codec.name()
+            )
+        );
+        let reader = SerializedFileReader::new(done.bytes.clone()).unwrap();
+        let meta = reader.metadata();
+        assert_eq!(meta.file_metadata().num_rows(), 50);
+        let schema = meta.file_metadata().schema_descr();
+        let start = schema.column(2);
+        assert_eq!(start.name(), "session_start");
+        assert_eq!(start.physical_type(), PhysicalType::INT64);
+        assert_eq!(
+            start.logical_type_ref(),
+            Some(&LogicalType::Timestamp {
+                is_adjusted_to_utc: true,
+                unit: TimeUnit::MILLIS,
+            })
+        );
+        assert_eq!(schema.column(0).physical_type(), PhysicalType::BYTE_ARRAY);
+        assert_eq!(schema.column(0).logical_type_ref(), Some(&LogicalType::String));
+        assert_eq!(schema.column(4).physical_type(), PhysicalType::DOUBLE);
+        assert_eq!(schema.column(7).physical_type(), PhysicalType::INT64);
+        let rg = meta.row_group(0);
+        for col in rg.columns() {
+            let name = format!("{:?}", col.compression());
+            assert!(name.starts_with(want), "{name}");
+            assert!(col.statistics().is_some(), "{}", col.column_path());
+            assert!(col.column_index_offset().is_some(), "column index");
+            assert!(col.offset_index_offset().is_some(), "offset index");
+            assert!(col.dictionary_page_offset().is_some(), "dictionary");
+        }
+    }
+}

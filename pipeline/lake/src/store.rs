@@ -1,0 +1,151 @@
+//! Publishing finished files to the lake so that readers never see half a file.
+//!
+//! Data flow: [`crate::pool::WriterPool`] returns a [`FinishedFile`]; the sink records
+//! it in its manifest and calls [`LakeStore::publish`], which puts it at
+//! `<root>/<table>/<partition directory>/<name>`. Small files go up in one PUT, large
+//! ones with a multipart upload ([`ObjectStore::put_multipart`], parts of
+//! [`LakeStore::part_bytes`]). Both are atomic on S3: the object appears at its name
+//! only when the PUT or the CompleteMultipartUpload succeeds. On a local filesystem
+//! ([`PublishMode::StageThenRename`]) the file is first written under
+//! `<root>/_playlake/staging/` and then renamed into place, so no partial or staging
+//! file is ever listed inside a table directory. Publishing the same file twice
+//! writes the same bytes under the same name, so a replay after a crash is harmless.
+
+use std::sync::Arc;
+
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use sha2::{Digest, Sha256};
+
+use crate::error::{LakeError, Result};
+use crate::file::FinishedFile;
+
+/// S3's smallest part (except the last) is 5 MiB; 16 MiB parts keep the part count of
+/// a 128 MiB file low.
+pub const DEFAULT_PART_BYTES: usize = 16 * 1024 * 1024;
+
+/// How a file becomes visible under its final name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishMode {
+    /// PUT or multipart upload straight to the final name (S3: atomic).
+    Direct,
+    /// Write under `_playlake/staging/`, then rename (a local filesystem).
+    StageThenRename,
+}
+
+impl PublishMode {
+    /// The mode for a lake URL: staging for `file://`, direct otherwise.
+    pub fn for_url(url: &str) -> Self {
+        if url.starts_with("file://") {
+            PublishMode::StageThenRename
+        } else {
+            PublishMode::Direct
+        }
+    }
+}
+
+/// The lake's object store, where finished files go.
+#[derive(Debug, Clone)]
+pub struct LakeStore {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    mode: PublishMode,
+    part_bytes: usize,
+    multipart_threshold: usize,
+}
+
+impl LakeStore {
+    /// A store publishing under `root`; multipart above [`DEFAULT_PART_BYTES`].
+    pub fn new(store: Arc<dyn ObjectStore>, root: Path, mode: PublishMode) -> Self {
+        Self {
+            store,
+            root,
+            mode,
+            part_bytes: DEFAULT_PART_BYTES,
+            multipart_threshold: DEFAULT_PART_BYTES,
+        }
+    }
+
+    /// Uses multipart uploads with `part_bytes` parts for files larger than
+    /// `threshold` bytes. S3 needs parts of at least 5 MiB (the last may be smaller).
+    pub fn with_multipart(mut self, threshold: usize, part_bytes: usize) -> Result<Self> {
+        if part_bytes == 0 {
+            return Err(LakeError::config("part_bytes", "must be greater than 0"));
+        }
+        self.part_bytes = part_bytes;
+        self.multipart_threshold = threshold;
+        Ok(self)
+    }
+
+    /// Size of a multipart upload's parts.
+    pub fn part_bytes(&self) -> usize {
+        self.part_bytes
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Where `relative` (a path under the lake root) lives in the store.
+    pub fn object_path(&self, relative: &str) -> Result<Path> {
+        let text = if self.root.as_ref().is_empty() {
+            relative.to_owned()
+        } else {
+            format!("{}/{}", self.root, relative)
+        };
+        Path::parse(&text).map_err(|source| LakeError::InvalidPath { path: text, source })
+    }
+
+    /// Writes `file` under its final name, atomically; returns the object path.
+    pub async fn publish(&self, file: &FinishedFile) -> Result<Path> {
+        let target = self.object_path(&file.relative_path())?;
+        match self.mode {
+            PublishMode::Direct => self.upload(&target, file).await?,
+            PublishMode::StageThenRename => {
+                let digest = Sha256::digest(target.as_ref().as_bytes());
+                let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+                let staging = self.object_path(&format!("_playlake/staging/{hex}.parquet"))?;
+                self.upload(&staging, file).await?;
+                self.store
+                    .rename(&staging, &target)
+                    .await
+                    .map_err(|e| LakeError::storage("rename into place", &target, e))?;
+            }
+        }
+        tracing::debug!(path = %target, rows = file.rows, bytes = file.bytes.len(), "published");
+        Ok(target)
+    }
+
+    async fn upload(&self, path: &Path, file: &FinishedFile) -> Result<()> {
+        if file.bytes.len() <= self.multipart_threshold {
+            self.store
+                .put(path, PutPayload::from_bytes(file.bytes.clone()))
+                .await
+                .map_err(|e| LakeError::storage("put", path, e))?;
+            return Ok(());
+        }
+        let upload = self
+            .store
+            .put_multipart(path)
+            .await
+            .map_err(|e| LakeError::storage("start a multipart upload of", path, e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_bytes);
+        let mut rest = file.bytes.clone();
+        while !rest.is_empty() {
+            let chunk = rest.split_to(rest.len().min(self.part_bytes));
+            if let Err(e) = writer.wait_for_capacity(4).await {
+                // Nothing became visible; a failed abort only leaves parts for the
+                // bucket's lifecycle rule to clean up.
+                let _ = writer.abort().await;
+                return Err(LakeError::storage("upload a part of", path, e));
+            }
+            writer.put(chunk);
+        }
+        writer
+            .finish()
+            .await
+            .map_err(|e| LakeError::storage("complete the multipart upload of", path, e))?;
+        Ok(())
+    }
+}
