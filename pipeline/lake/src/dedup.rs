@@ -123,7 +123,11 @@ mod tests {
             for replay_from in 0..=crash_after {
                 let mut restored = saved.clone();
                 let replayed = run(&mut restored, replay_from);
-                assert_eq!(replayed, answers[replay_from..], "{crash_after} {replay_from}");
+                assert_eq!(
+                    replayed,
+                    answers[replay_from..],
+                    "{crash_after} {replay_from}"
+                );
             }
         }
     }

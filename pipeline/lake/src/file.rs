@@ -37,7 +37,12 @@ pub struct SourcePartition {
 /// `last_offset` (inclusive) of one partition directory:
 /// `part-<topic>-<partition>-<first>-<last>.<codec>.parquet`, offsets zero-padded to
 /// 20 digits so names sort by offset.
-pub fn file_name(source: &SourcePartition, first_offset: i64, last_offset: i64, codec: Codec) -> String {
+pub fn file_name(
+    source: &SourcePartition,
+    first_offset: i64,
+    last_offset: i64,
+    codec: Codec,
+) -> String {
     format!(
         "part-{}-{}-{:020}-{:020}.{}.parquet",
         source.topic,
@@ -95,7 +100,12 @@ impl PartitionFile {
 
     /// Appends rows read from offsets `first_offset..=last_offset` of the file's input
     /// partition. Offsets must grow from call to call.
-    pub fn write(&mut self, batch: &RecordBatch, first_offset: i64, last_offset: i64) -> Result<()> {
+    pub fn write(
+        &mut self,
+        batch: &RecordBatch,
+        first_offset: i64,
+        last_offset: i64,
+    ) -> Result<()> {
         if first_offset > last_offset || first_offset <= self.last_offset {
             return Err(LakeError::Manifest {
                 reason: format!(
@@ -194,4 +204,3 @@ impl FinishedFile {
         format!("{}/{}", self.path, self.name)
     }
 }
-

@@ -2,8 +2,8 @@
 
 use chrono::NaiveDate;
 use playlake_schemas::{
-    ChangeEvent, ChangeEventName, DailyStat, DlqRecord, EndedBy, EventType, PlaybackEvent,
-    Session, TimestampMs, ViewerWindow,
+    ChangeEvent, ChangeEventName, DailyStat, DlqRecord, EndedBy, EventType, PlaybackEvent, Session,
+    TimestampMs, ViewerWindow,
 };
 use serde_json::json;
 
@@ -36,7 +36,11 @@ pub fn session(i: i64, stream_id: &str) -> Session {
         watched_seconds: 30.5,
         event_count: 7 + i,
         seek_count: i % 3,
-        ended_by: if i % 2 == 0 { EndedBy::Gap } else { EndedBy::Stop },
+        ended_by: if i % 2 == 0 {
+            EndedBy::Gap
+        } else {
+            EndedBy::Stop
+        },
     }
 }
 

@@ -129,7 +129,10 @@ mod tests {
     fn defaults_are_valid_and_explicit() {
         let props = ParquetOptions::default().writer_properties().unwrap();
         let col = parquet::schema::types::ColumnPath::from("x");
-        assert_eq!(props.compression(&col), Compression::ZSTD(ZstdLevel::try_new(3).unwrap()));
+        assert_eq!(
+            props.compression(&col),
+            Compression::ZSTD(ZstdLevel::try_new(3).unwrap())
+        );
         assert!(props.dictionary_enabled(&col));
         assert_eq!(props.statistics_enabled(&col), EnabledStatistics::Page);
         assert_eq!(props.max_row_group_row_count(), Some(1024 * 1024));
@@ -142,12 +145,21 @@ mod tests {
             codec: Codec::Zstd { level: 99 },
             ..ParquetOptions::default()
         };
-        assert!(matches!(bad.validate(), Err(LakeError::Config { setting: "zstd_level", .. })));
+        assert!(matches!(
+            bad.validate(),
+            Err(LakeError::Config {
+                setting: "zstd_level",
+                ..
+            })
+        ));
         let bad = ParquetOptions {
             row_group_rows: 0,
             ..ParquetOptions::default()
         };
-        assert!(matches!(bad.writer_properties(), Err(LakeError::Config { .. })));
+        assert!(matches!(
+            bad.writer_properties(),
+            Err(LakeError::Config { .. })
+        ));
         let snappy = ParquetOptions {
             codec: Codec::Snappy,
             ..ParquetOptions::default()

@@ -158,7 +158,10 @@ impl SinkManifest {
 
     /// Records the cuts of newly finished files, before they are published. A file
     /// that re-makes a pending cut must match it exactly.
-    pub fn record_cuts<'f>(&mut self, files: impl IntoIterator<Item = &'f FinishedFile>) -> Result<()> {
+    pub fn record_cuts<'f>(
+        &mut self,
+        files: impl IntoIterator<Item = &'f FinishedFile>,
+    ) -> Result<()> {
         for file in files {
             self.check_source(file)?;
             let cut = FileCut::of(file);
@@ -211,7 +214,8 @@ impl SinkManifest {
             *done = (*done).max(cut.last_offset);
         }
         self.replay_from = next_replay_from;
-        self.done_through.retain(|_, last| *last >= next_replay_from);
+        self.done_through
+            .retain(|_, last| *last >= next_replay_from);
         self.seen.prune(dedup_cutoff_ms, next_replay_from);
         Ok(())
     }
@@ -243,7 +247,8 @@ impl SinkManifest {
     }
 
     fn check_source(&self, file: &FinishedFile) -> Result<()> {
-        if file.source.topic != self.source.topic || file.source.partition != self.source.partition {
+        if file.source.topic != self.source.topic || file.source.partition != self.source.partition
+        {
             return Err(LakeError::Manifest {
                 reason: format!(
                     "file {} of {}/{} given to the manifest of {}/{}",

@@ -134,6 +134,15 @@ impl PartitionPath {
         Some((table, values))
     }
 
+    /// Rebuilds a path from its rendered relative directory (as stored in a
+    /// manifest); `None` when it is not one of the lake's layouts.
+    pub fn from_relative(relative: &str) -> Option<Self> {
+        let (table, values) = Self::parse(relative)?;
+        let values: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
+        let path = Self::new(table, &values).ok()?;
+        (path.rendered == relative).then_some(path)
+    }
+
     /// The table this directory belongs to.
     pub fn table(&self) -> Table {
         self.table
@@ -175,8 +184,8 @@ mod tests {
         );
         let p = PartitionPath::day_hour(Table::Events, &utc, JUNE_1_2330_UTC, None).unwrap();
         assert_eq!(p.as_str(), "events/dt=2025-06-01/hour=23");
-        let p = PartitionPath::day_hour(Table::Cdc, &utc, JUNE_1_2330_UTC, Some("play:back"))
-            .unwrap();
+        let p =
+            PartitionPath::day_hour(Table::Cdc, &utc, JUNE_1_2330_UTC, Some("play:back")).unwrap();
         assert_eq!(p.as_str(), "cdc/table=play%3Aback/dt=2025-06-01/hour=23");
         let p = PartitionPath::day_of(Table::Errors, &utc, JUNE_1_2330_UTC).unwrap();
         assert_eq!(p.as_str(), "errors/dt=2025-06-01");
@@ -192,25 +201,43 @@ mod tests {
         let la = PartitionConfig {
             time_zone: chrono_tz::America::Los_Angeles,
         };
-        let p = PartitionPath::day_stream(Table::Sessions, &la, TimestampMs(1_748_736_000_000), "s")
-            .unwrap();
+        let p =
+            PartitionPath::day_stream(Table::Sessions, &la, TimestampMs(1_748_736_000_000), "s")
+                .unwrap();
         assert_eq!(p.as_str(), "sessions/dt=2025-05-31/stream_id=s");
     }
 
     #[test]
     fn out_of_range_time_is_an_error_not_a_panic() {
-        let err = PartitionPath::day_of(Table::Errors, &PartitionConfig::default(), TimestampMs(i64::MAX))
-            .unwrap_err();
-        assert!(matches!(err, LakeError::TimestampOutOfRange { .. }), "{err}");
+        let err = PartitionPath::day_of(
+            Table::Errors,
+            &PartitionConfig::default(),
+            TimestampMs(i64::MAX),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, LakeError::TimestampOutOfRange { .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn hostile_values_stay_in_their_directory_and_parse_back() {
         let utc = PartitionConfig::default();
-        let hostile = ["../x", "a/b", "a=b", "%", "..", ".", "ünï/cødé", "x\0y", "stream_id=evil"];
+        let hostile = [
+            "../x",
+            "a/b",
+            "a=b",
+            "%",
+            "..",
+            ".",
+            "ünï/cødé",
+            "x\0y",
+            "stream_id=evil",
+        ];
         for value in hostile {
-            let p = PartitionPath::day_stream(Table::Sessions, &utc, JUNE_1_2330_UTC, value)
-                .unwrap();
+            let p =
+                PartitionPath::day_stream(Table::Sessions, &utc, JUNE_1_2330_UTC, value).unwrap();
             let segments: Vec<&str> = p.as_str().split('/').collect();
             assert_eq!(segments.len(), 3, "{p}");
             assert!(segments.iter().all(|s| *s != ".." && *s != "."), "{p}");
@@ -219,7 +246,10 @@ mod tests {
             assert_eq!(values, [Some("2025-06-01".into()), Some(value.into())]);
         }
         let p = PartitionPath::new(Table::Sessions, &[Some("2025-06-01"), None]).unwrap();
-        assert_eq!(p.as_str(), "sessions/dt=2025-06-01/stream_id=__HIVE_DEFAULT_PARTITION__");
+        assert_eq!(
+            p.as_str(),
+            "sessions/dt=2025-06-01/stream_id=__HIVE_DEFAULT_PARTITION__"
+        );
         let (_, values) = PartitionPath::parse(p.as_str()).unwrap();
         assert_eq!(values[1], None);
         let p = PartitionPath::new(Table::Sessions, &[Some("2025-06-01"), Some("")]).unwrap();

@@ -148,10 +148,14 @@ impl RollPolicy {
         if kept_memory > self.memory_budget_bytes {
             match self.evict {
                 EvictOrder::Largest => keep.sort_by(|a, b| {
-                    b.1.memory_bytes.cmp(&a.1.memory_bytes).then_with(|| a.0.cmp(&b.0))
+                    b.1.memory_bytes
+                        .cmp(&a.1.memory_bytes)
+                        .then_with(|| a.0.cmp(&b.0))
                 }),
                 EvictOrder::Oldest => keep.sort_by(|a, b| {
-                    a.1.opened_at_ms.cmp(&b.1.opened_at_ms).then_with(|| a.0.cmp(&b.0))
+                    a.1.opened_at_ms
+                        .cmp(&b.1.opened_at_ms)
+                        .then_with(|| a.0.cmp(&b.0))
                 }),
             }
             for (key, stats) in keep {
@@ -222,7 +226,11 @@ mod tests {
             memory_budget_bytes: 1500,
             ..policy()
         };
-        let files = [("a", stats(900, 1, 0)), ("b", stats(500, 1, 1)), ("c", stats(400, 1, 2))];
+        let files = [
+            ("a", stats(900, 1, 0)),
+            ("b", stats(500, 1, 1)),
+            ("c", stats(400, 1, 2)),
+        ];
         // 1800 > 1500: rolling the largest (a, 900) is enough.
         assert_eq!(p.plan(files, 0), vec![("a", RollReason::Memory)]);
     }
@@ -234,7 +242,11 @@ mod tests {
             evict: EvictOrder::Oldest,
             ..policy()
         };
-        let files = [("a", stats(900, 1, 30)), ("b", stats(500, 1, 10)), ("c", stats(400, 1, 20))];
+        let files = [
+            ("a", stats(900, 1, 30)),
+            ("b", stats(500, 1, 10)),
+            ("c", stats(400, 1, 20)),
+        ];
         // 1800 > 1000: b (oldest, 500) leaves 1300, c (400) leaves 900.
         assert_eq!(
             p.plan(files, 40),
@@ -292,7 +304,10 @@ mod tests {
         };
         assert!(matches!(
             bad.validate(),
-            Err(LakeError::Config { setting: "flush_interval", .. })
+            Err(LakeError::Config {
+                setting: "flush_interval",
+                ..
+            })
         ));
         assert!(policy().validate().is_ok());
     }

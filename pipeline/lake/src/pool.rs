@@ -90,8 +90,12 @@ impl WriterPool {
         let file = match self.files.get_mut(&key) {
             Some(file) => file,
             None => {
-                let file =
-                    PartitionFile::new(key.0.clone(), source.clone(), self.properties.clone(), now_ms)?;
+                let file = PartitionFile::new(
+                    key.0.clone(),
+                    source.clone(),
+                    self.properties.clone(),
+                    now_ms,
+                )?;
                 self.files.entry(key).or_insert(file)
             }
         };
@@ -135,7 +139,12 @@ impl WriterPool {
 
     /// Finishes every open file of `source` (drain, shutdown, partition revoked).
     pub fn finish_source(&mut self, source: &SourcePartition) -> Result<Vec<FinishedFile>> {
-        let keys: Vec<FileKey> = self.files.keys().filter(|k| &k.1 == source).cloned().collect();
+        let keys: Vec<FileKey> = self
+            .files
+            .keys()
+            .filter(|k| &k.1 == source)
+            .cloned()
+            .collect();
         let mut out = Vec::new();
         for key in keys {
             out.extend(self.finish(&key)?);
@@ -189,5 +198,120 @@ impl WriterPool {
     /// The codec of the files (part of their names).
     pub fn codec(&self) -> Codec {
         self.codec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::fixtures::{meta, session};
+
+    fn source() -> SourcePartition {
+        SourcePartition {
+            topic: "playback.sessions".into(),
+            partition: 3,
+        }
+    }
+
+    fn pool(policy: RollPolicy) -> WriterPool {
+        WriterPool::new(&ParquetOptions::default(), policy).unwrap()
+    }
+
+    fn fill(pool: &mut WriterPool, paths: i64) {
+        let config = PartitionConfig::default();
+        let rows = (0..paths)
+            .map(|i| {
+                (
+                    meta("playback.sessions", i),
+                    session(0, &format!("stream-{i}")),
+                )
+            })
+            .collect();
+        pool.write_rows(&source(), rows, &config, 0).unwrap();
+    }
+
+    #[test]
+    fn rows_are_grouped_by_directory_and_named_by_offsets() {
+        let mut pool = pool(RollPolicy::default());
+        let config = PartitionConfig::default();
+        let rows = vec![
+            (meta("playback.sessions", 5), session(1, "a")),
+            (meta("playback.sessions", 6), session(2, "b")),
+            (meta("playback.sessions", 9), session(3, "a")),
+        ];
+        pool.write_rows(&source(), rows, &config, 0).unwrap();
+        assert_eq!(pool.open_files(), 2);
+        assert_eq!(pool.first_open_offset(&source()), Some(5));
+        let files = pool.finish_source(&source()).unwrap();
+        let names: Vec<String> = files.iter().map(FinishedFile::relative_path).collect();
+        assert_eq!(
+            names,
+            [
+                "sessions/dt=2025-06-01/stream_id=a/part-playback.sessions-3-00000000000000000005-00000000000000000009.zstd.parquet",
+                "sessions/dt=2025-06-01/stream_id=b/part-playback.sessions-3-00000000000000000006-00000000000000000006.zstd.parquet",
+            ]
+        );
+        assert_eq!(files[0].rows, 2);
+        assert_eq!(pool.open_files(), 0);
+        assert_eq!(pool.first_open_offset(&source()), None);
+    }
+
+    #[test]
+    fn same_rows_give_the_same_bytes() {
+        let run = || {
+            let mut pool = pool(RollPolicy::default());
+            fill(&mut pool, 3);
+            pool.finish_all().unwrap()
+        };
+        assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn interval_rolls_and_pinned_files_wait_for_their_cut() {
+        let mut pool = pool(RollPolicy {
+            flush_interval: Duration::from_secs(10),
+            ..RollPolicy::default()
+        });
+        fill(&mut pool, 2);
+        assert!(pool.poll(9_999).unwrap().is_empty());
+        let key = pool.files.keys().next().cloned().unwrap();
+        pool.pin(key.clone());
+        let rolled = pool.poll(10_000).unwrap();
+        assert_eq!(rolled.len(), 1);
+        assert_eq!(rolled[0].1, RollReason::Interval);
+        assert!(pool.get(&key).is_some(), "pinned file stays open");
+        assert!(pool.finish(&key).unwrap().is_some());
+        assert!(pool.finish(&key).unwrap().is_none());
+    }
+
+    #[test]
+    fn ten_thousand_open_paths_stay_within_the_memory_budget() {
+        let mut unbounded = pool(RollPolicy::default());
+        fill(&mut unbounded, 10_000);
+        assert_eq!(unbounded.open_files(), 10_000);
+        let total = unbounded.memory_bytes();
+        drop(unbounded);
+
+        let budget = total / 4;
+        let mut bounded = pool(RollPolicy {
+            memory_budget_bytes: budget,
+            ..RollPolicy::default()
+        });
+        fill(&mut bounded, 10_000);
+        let rolled = bounded.poll(0).unwrap();
+        assert!(
+            bounded.memory_bytes() <= budget,
+            "{} > {budget}",
+            bounded.memory_bytes()
+        );
+        assert!(rolled
+            .iter()
+            .all(|(_, reason)| *reason == RollReason::Memory));
+        assert_eq!(rolled.len() + bounded.open_files(), 10_000);
+        assert!(bounded.open_files() > 0);
+        let rows: u64 = rolled.iter().map(|(f, _)| f.rows).sum();
+        assert_eq!(rows as usize, rolled.len());
     }
 }

@@ -233,7 +233,11 @@ impl LakeRow for ChangeEvent {
                 Arc::new(keys),
                 Arc::new(new),
                 Arc::new(old),
-                Arc::new(rows.iter().map(|r| Some(r.ttl_expired)).collect::<BooleanArray>()),
+                Arc::new(
+                    rows.iter()
+                        .map(|r| Some(r.ttl_expired))
+                        .collect::<BooleanArray>(),
+                ),
             ],
         )
     }

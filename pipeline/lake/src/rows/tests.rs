@@ -64,9 +64,13 @@ fn written_files_carry_types_compression_statistics_and_page_index() {
             topic: "playback.sessions".into(),
             partition: 0,
         };
-        let mut file =
-            PartitionFile::new(path.clone(), source, options.writer_properties().unwrap(), 0)
-                .unwrap();
+        let mut file = PartitionFile::new(
+            path.clone(),
+            source,
+            options.writer_properties().unwrap(),
+            0,
+        )
+        .unwrap();
         let batch = Session::to_batch(&rows).unwrap();
         file.write(&batch, 0, 49).unwrap();
         let done = file.finish(codec).unwrap().unwrap();
@@ -94,7 +98,10 @@ fn written_files_carry_types_compression_statistics_and_page_index() {
             })
         );
         assert_eq!(schema.column(0).physical_type(), PhysicalType::BYTE_ARRAY);
-        assert_eq!(schema.column(0).logical_type_ref(), Some(&LogicalType::String));
+        assert_eq!(
+            schema.column(0).logical_type_ref(),
+            Some(&LogicalType::String)
+        );
         assert_eq!(schema.column(4).physical_type(), PhysicalType::DOUBLE);
         assert_eq!(schema.column(7).physical_type(), PhysicalType::INT64);
         let rg = meta.row_group(0);
