@@ -102,7 +102,11 @@ pub async fn keyed_records_round_trip(t: &dyn Transport, names: Names<'_>) {
         );
     }
 
-    let mut reader = Reader::assign(t, &names("keyed-reader"), &all_from(&topic, 4, Position::Beginning));
+    let mut reader = Reader::assign(
+        t,
+        &names("keyed-reader"),
+        &all_from(&topic, 4, Position::Beginning),
+    );
     reader
         .poll_until("40 keyed records", DATA_TIMEOUT, |events| {
             records_of(events).len() >= 40
@@ -150,7 +154,11 @@ pub async fn per_key_order_is_preserved(t: &dyn Transport, names: Names<'_>) {
             .collect();
         send(t, batch).await;
     }
-    let mut reader = Reader::assign(t, &names("order-reader"), &all_from(&topic, 3, Position::Beginning));
+    let mut reader = Reader::assign(
+        t,
+        &names("order-reader"),
+        &all_from(&topic, 3, Position::Beginning),
+    );
     reader
         .poll_until("100 records", DATA_TIMEOUT, |events| {
             records_of(events).len() >= 100
@@ -177,15 +185,26 @@ pub async fn offsets_are_consecutive_per_partition(t: &dyn Transport, names: Nam
     let topic = create(t, &names("offsets"), 2).await;
     let first = send(
         t,
-        (0..7).map(|i| to(&topic, i % 2, &format!("first-{i}"))).collect(),
+        (0..7)
+            .map(|i| to(&topic, i % 2, &format!("first-{i}")))
+            .collect(),
     )
     .await;
     let offsets = |ds: &[Delivery], p: i32| -> Vec<i64> {
-        ds.iter().filter(|d| d.partition == p).map(|d| d.offset).collect()
+        ds.iter()
+            .filter(|d| d.partition == p)
+            .map(|d| d.offset)
+            .collect()
     };
     assert_eq!(offsets(&first, 0), vec![0, 1, 2, 3]);
     assert_eq!(offsets(&first, 1), vec![0, 1, 2]);
-    let second = send(t, (0..3).map(|i| to(&topic, 1, &format!("second-{i}"))).collect()).await;
+    let second = send(
+        t,
+        (0..3)
+            .map(|i| to(&topic, 1, &format!("second-{i}")))
+            .collect(),
+    )
+    .await;
     assert_eq!(offsets(&second, 1), vec![3, 4, 5]);
 
     let unkeyed = send(
@@ -206,7 +225,11 @@ pub async fn offsets_are_consecutive_per_partition(t: &dyn Transport, names: Nam
         next[d.partition as usize] += 1;
     }
 
-    let mut reader = Reader::assign(t, &names("offsets-reader"), &all_from(&topic, 2, Position::Beginning));
+    let mut reader = Reader::assign(
+        t,
+        &names("offsets-reader"),
+        &all_from(&topic, 2, Position::Beginning),
+    );
     reader
         .poll_until("14 records", DATA_TIMEOUT, |events| {
             records_of(events).len() >= 14
@@ -214,7 +237,11 @@ pub async fn offsets_are_consecutive_per_partition(t: &dyn Transport, names: Nam
         .await;
     for p in 0..2 {
         let read = offsets_of(&reader.events, &topic, p);
-        assert_eq!(read, (0..next[p as usize]).collect::<Vec<_>>(), "partition {p}");
+        assert_eq!(
+            read,
+            (0..next[p as usize]).collect::<Vec<_>>(),
+            "partition {p}"
+        );
     }
 }
 
@@ -230,22 +257,33 @@ pub async fn assign_and_seek(t: &dyn Transport, names: Names<'_>) {
     let mut reader = Reader::assign(
         t,
         &names("seek-reader"),
-        &[(p0.clone(), Position::Offset(3)), (p1.clone(), Position::Beginning)],
+        &[
+            (p0.clone(), Position::Offset(3)),
+            (p1.clone(), Position::Beginning),
+        ],
     );
     reader
         .poll_until("both partitions read to offset 9", DATA_TIMEOUT, |events| {
             has_offset(events, &p0, 9) && has_offset(events, &p1, 9)
         })
         .await;
-    assert_eq!(offsets_of(&reader.events, &topic, 0), (3..10).collect::<Vec<_>>());
-    assert_eq!(offsets_of(&reader.events, &topic, 1), (0..10).collect::<Vec<_>>());
+    assert_eq!(
+        offsets_of(&reader.events, &topic, 0),
+        (3..10).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        offsets_of(&reader.events, &topic, 1),
+        (0..10).collect::<Vec<_>>()
+    );
 
     reader.consumer.seek(&p0, Position::Offset(7)).unwrap();
     let mark = reader.events.len();
     reader
-        .poll_until("partition 0 re-read from offset 7", DATA_TIMEOUT, |events| {
-            has_offset(&events[mark..], &p0, 9)
-        })
+        .poll_until(
+            "partition 0 re-read from offset 7",
+            DATA_TIMEOUT,
+            |events| has_offset(&events[mark..], &p0, 9),
+        )
         .await;
     assert_eq!(offsets_of(&reader.events[mark..], &topic, 0), vec![7, 8, 9]);
     assert!(offsets_of(&reader.events[mark..], &topic, 1).is_empty());
@@ -253,11 +291,16 @@ pub async fn assign_and_seek(t: &dyn Transport, names: Names<'_>) {
     reader.consumer.seek(&p0, Position::Beginning).unwrap();
     let mark = reader.events.len();
     reader
-        .poll_until("partition 0 re-read from the beginning", DATA_TIMEOUT, |events| {
-            has_offset(&events[mark..], &p0, 9)
-        })
+        .poll_until(
+            "partition 0 re-read from the beginning",
+            DATA_TIMEOUT,
+            |events| has_offset(&events[mark..], &p0, 9),
+        )
         .await;
-    assert_eq!(offsets_of(&reader.events[mark..], &topic, 0), (0..10).collect::<Vec<_>>());
+    assert_eq!(
+        offsets_of(&reader.events[mark..], &topic, 0),
+        (0..10).collect::<Vec<_>>()
+    );
 
     // End: only records appended after the seek. A broker may resolve "end" lazily,
     // so keep appending one record until one arrives rather than guessing a delay.
@@ -266,14 +309,21 @@ pub async fn assign_and_seek(t: &dyn Transport, names: Names<'_>) {
     let deadline = Instant::now() + DATA_TIMEOUT;
     let mut appended = 0;
     while offsets_of(&reader.events[mark..], &topic, 1).is_empty() {
-        assert!(Instant::now() < deadline, "nothing read after seeking to the end");
+        assert!(
+            Instant::now() < deadline,
+            "nothing read after seeking to the end"
+        );
         send(t, vec![to(&topic, 1, &format!("late-{appended}"))]).await;
         appended += 1;
         reader.poll_once(Duration::from_secs(1)).await;
     }
     for record in records_of(&reader.events[mark..]) {
         assert_eq!(record.partition, 1, "only partition 1 had new records");
-        assert!(record.offset >= 10, "seek to End re-read offset {}", record.offset);
+        assert!(
+            record.offset >= 10,
+            "seek to End re-read offset {}",
+            record.offset
+        );
         assert!(record.value.as_deref().unwrap().starts_with(b"late-"));
     }
 
@@ -327,7 +377,10 @@ pub async fn no_records_before_seek(t: &dyn Transport, names: Names<'_>) {
         })
         .await;
     assert_eq!(offsets_of(&reader.events, &topic, 1), vec![2, 3, 4]);
-    assert_eq!(offsets_of(&reader.events, &topic, 0), (0..5).collect::<Vec<_>>());
+    assert_eq!(
+        offsets_of(&reader.events, &topic, 0),
+        (0..5).collect::<Vec<_>>()
+    );
     reader.consumer.close().await.unwrap();
 }
 
@@ -340,7 +393,11 @@ pub async fn end_of_partition(t: &dyn Transport, names: Names<'_>) {
     batch.extend((0..2).map(|i| to(&topic, 1, &i.to_string())));
     send(t, batch).await;
 
-    let mut reader = Reader::assign(t, &names("eof-reader"), &all_from(&topic, 2, Position::Beginning));
+    let mut reader = Reader::assign(
+        t,
+        &names("eof-reader"),
+        &all_from(&topic, 2, Position::Beginning),
+    );
     reader
         .poll_until("end of both partitions", DATA_TIMEOUT, |events| {
             !eof_offsets(events, &p0).is_empty() && !eof_offsets(events, &p1).is_empty()
@@ -375,21 +432,30 @@ pub async fn group_splits_and_rebalances(t: &dyn Transport, names: Names<'_>) {
     let all: BTreeSet<_> = (0..4).map(|p| tp(&topic, p)).collect();
     send(
         t,
-        (0..8).map(|i| to(&topic, i % 4, &format!("r{i}"))).collect(),
+        (0..8)
+            .map(|i| to(&topic, i % 4, &format!("r{i}")))
+            .collect(),
     )
     .await;
 
     let mut a = Reader::subscribe(t, &group, &topic);
-    a.poll_until("the first member owns every partition", GROUP_TIMEOUT, |events| {
-        owned(events) == all
-    })
+    a.poll_until(
+        "the first member owns every partition",
+        GROUP_TIMEOUT,
+        |events| owned(events) == all,
+    )
     .await;
 
     let mut b = Reader::subscribe(t, &group, &topic);
-    poll_both_until(&mut a, &mut b, "two members split the partitions", |a, b| {
-        let (a, b) = (owned(a), owned(b));
-        !a.is_empty() && !b.is_empty() && a.is_disjoint(&b) && (&a | &b) == all
-    })
+    poll_both_until(
+        &mut a,
+        &mut b,
+        "two members split the partitions",
+        |a, b| {
+            let (a, b) = (owned(a), owned(b));
+            !a.is_empty() && !b.is_empty() && a.is_disjoint(&b) && (&a | &b) == all
+        },
+    )
     .await;
     let (owned_a, owned_b) = (owned(&a.events), owned(&b.events));
     assert_eq!(set(a.consumer.assignment()), owned_a);
@@ -402,7 +468,10 @@ pub async fn group_splits_and_rebalances(t: &dyn Transport, names: Names<'_>) {
     // Each member reads exactly its own partitions.
     for (reader, mine) in [(&mut a, &owned_a), (&mut b, &owned_b)] {
         for partition in mine {
-            reader.consumer.seek(partition, Position::Beginning).unwrap();
+            reader
+                .consumer
+                .seek(partition, Position::Beginning)
+                .unwrap();
         }
     }
     poll_both_until(&mut a, &mut b, "every record read once", |a, b| {
@@ -423,9 +492,11 @@ pub async fn group_splits_and_rebalances(t: &dyn Transport, names: Names<'_>) {
     // The survivor takes over.
     b.consumer.close().await.unwrap();
     let mark = a.events.len();
-    a.poll_until("the survivor owns every partition", GROUP_TIMEOUT, |events| {
-        owned(events) == all
-    })
+    a.poll_until(
+        "the survivor owns every partition",
+        GROUP_TIMEOUT,
+        |events| owned(events) == all,
+    )
     .await;
     let newly: BTreeSet<TopicPartition> = a.events[mark..]
         .iter()
@@ -449,7 +520,10 @@ pub async fn group_splits_and_rebalances(t: &dyn Transport, names: Names<'_>) {
     })
     .await;
     for p in &owned_b {
-        assert_eq!(offsets_of(&a.events[mark..], &p.topic, p.partition), vec![0, 1]);
+        assert_eq!(
+            offsets_of(&a.events[mark..], &p.topic, p.partition),
+            vec![0, 1]
+        );
     }
     a.consumer.close().await.unwrap();
 }
@@ -465,7 +539,9 @@ pub async fn commit_is_accepted(t: &dyn Transport, names: Names<'_>) {
         .assign(&[(p0.clone(), Position::Beginning)])
         .unwrap();
     reader
-        .poll_until("3 records", DATA_TIMEOUT, |events| has_offset(events, &p0, 2))
+        .poll_until("3 records", DATA_TIMEOUT, |events| {
+            has_offset(events, &p0, 2)
+        })
         .await;
     reader.consumer.commit(&[(p0, 3)]).await.unwrap();
 }
@@ -644,7 +720,9 @@ fn eof_offsets(events: &[ConsumerEvent], partition: &TopicPartition) -> Vec<i64>
 fn offsets_before_eof(events: &[ConsumerEvent], partition: &TopicPartition) -> Vec<i64> {
     let end = events
         .iter()
-        .position(|e| matches!(e, ConsumerEvent::EndOfPartition { partition: p, .. } if p == partition))
+        .position(
+            |e| matches!(e, ConsumerEvent::EndOfPartition { partition: p, .. } if p == partition),
+        )
         .unwrap_or(events.len());
     offsets_of(&events[..end], &partition.topic, partition.partition)
 }

@@ -147,8 +147,8 @@ impl MemoryTransport {
     /// The partition's end (high watermark): the offset the next record will get.
     pub fn end_offset(&self, partition: &TopicPartition) -> Result<i64> {
         let topic = self.inner.topic(&partition.topic)?;
-        let log = topic.partition(partition)?;
-        Ok(lock(log).end_offset())
+        let end = lock(topic.partition(partition)?).end_offset();
+        Ok(end)
     }
 
     /// The offset `group` last committed for the partition, if any.
