@@ -1,1 +1,203 @@
-//! Test stack helpers (placeholder).
+//! Where the local test stack listens, and small helpers for tests that use it.
+//!
+//! `tests/run` (or `tests/stack/start.sh`) starts Tansu and moto on free loopback
+//! ports and writes `.stack/env`; the test processes inherit those variables and
+//! [`Stack::from_env`] reads them. Without them a test returns early after printing
+//! `SKIPPED (stack not running; use tests/run)`, except under `CI=true`, where a
+//! missing stack is a failure: CI must never pass by skipping.
+//!
+//! Every test names its own topics, groups and buckets with [`unique_name`], so tests
+//! run in parallel against one broker and one moto without seeing each other.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use playlake_checkpoint::S3Options;
+
+/// Kafka bootstrap servers of the running Tansu (`host:port`).
+pub const ENV_BROKERS: &str = "PLAYLAKE_TEST_BROKERS";
+/// moto's endpoint (`http://127.0.0.1:PORT`), for S3, DynamoDB and DynamoDB Streams.
+pub const ENV_AWS_ENDPOINT: &str = "PLAYLAKE_TEST_AWS_ENDPOINT";
+/// The venv's Python, with moto, boto3, duckdb and pyarrow.
+pub const ENV_PYTHON: &str = "PLAYLAKE_TEST_PYTHON";
+/// The Tansu binary, for tests that run a broker of their own (e.g. with sqlite storage).
+pub const ENV_TANSU: &str = "PLAYLAKE_TEST_TANSU";
+
+/// The running local test stack.
+#[derive(Clone, Debug)]
+pub struct Stack {
+    /// Kafka bootstrap servers, e.g. `127.0.0.1:39092`.
+    pub brokers: String,
+    /// moto's endpoint URL, e.g. `http://127.0.0.1:39000`.
+    pub aws_endpoint: String,
+    /// AWS region the stack uses (`AWS_REGION`, default `us-east-1`).
+    pub aws_region: String,
+    /// Access key id for moto (`AWS_ACCESS_KEY_ID`, default `testing`).
+    pub aws_access_key_id: String,
+    /// Secret key for moto (`AWS_SECRET_ACCESS_KEY`, default `testing`).
+    pub aws_secret_access_key: String,
+    /// Python interpreter of the project venv (default `python3`).
+    pub python: PathBuf,
+    /// Tansu binary (default `tansu` on `PATH`).
+    pub tansu: PathBuf,
+}
+
+impl Stack {
+    /// Reads the stack's address from the environment.
+    ///
+    /// Returns `None` (after printing `SKIPPED ...`) when the stack is not running;
+    /// panics instead when `CI` is `true`/`1`, so CI cannot pass by skipping.
+    pub fn from_env() -> Option<Self> {
+        let brokers = non_empty_var(ENV_BROKERS);
+        let aws_endpoint = non_empty_var(ENV_AWS_ENDPOINT);
+        let (Some(brokers), Some(aws_endpoint)) = (brokers, aws_endpoint) else {
+            if is_ci() {
+                panic!(
+                    "\n\n*** The local test stack is not running but CI is set: {ENV_BROKERS} and \
+                     {ENV_AWS_ENDPOINT} are missing. Run the tests through tests/run, which \
+                     installs and starts Tansu and moto and exports them. ***\n"
+                );
+            }
+            eprintln!("SKIPPED (stack not running; use tests/run)");
+            return None;
+        };
+        Some(Self {
+            brokers,
+            aws_endpoint,
+            aws_region: non_empty_var("AWS_REGION").unwrap_or_else(|| "us-east-1".into()),
+            aws_access_key_id: non_empty_var("AWS_ACCESS_KEY_ID")
+                .unwrap_or_else(|| "testing".into()),
+            aws_secret_access_key: non_empty_var("AWS_SECRET_ACCESS_KEY")
+                .unwrap_or_else(|| "testing".into()),
+            python: non_empty_var(ENV_PYTHON)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "python3".into()),
+            tansu: non_empty_var(ENV_TANSU)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "tansu".into()),
+        })
+    }
+
+    /// S3 settings pointing at moto, for `playlake_checkpoint::Lake::open_with`.
+    pub fn s3_options(&self) -> S3Options {
+        S3Options {
+            endpoint: Some(self.aws_endpoint.clone()),
+            region: Some(self.aws_region.clone()),
+            access_key_id: Some(self.aws_access_key_id.clone()),
+            secret_access_key: Some(self.aws_secret_access_key.clone()),
+        }
+    }
+
+    /// A `Command` running the venv's Python with the AWS variables set for moto
+    /// (`AWS_ENDPOINT_URL` included), for independent checks with boto3, DuckDB or
+    /// pyarrow.
+    pub fn python(&self) -> Command {
+        let mut cmd = Command::new(&self.python);
+        cmd.env("AWS_ENDPOINT_URL", &self.aws_endpoint)
+            .env("AWS_REGION", &self.aws_region)
+            .env("AWS_DEFAULT_REGION", &self.aws_region)
+            .env("AWS_ACCESS_KEY_ID", &self.aws_access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &self.aws_secret_access_key)
+            .env("PLAYLAKE_TEST_BROKERS", &self.brokers);
+        cmd
+    }
+
+    /// Runs `script` (Python source) with `args` in the venv and returns its stdout;
+    /// panics with its stderr when it fails.
+    pub fn run_python(&self, script: &str, args: &[&str]) -> String {
+        let output = self
+            .python()
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.python.display()));
+        assert!(
+            output.status.success(),
+            "python failed ({}):\n--- script ---\n{script}\n--- stderr ---\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+/// A name no other test (in this or a parallel process) uses: `prefix-pid-n-millis`.
+/// Valid as a Kafka topic or group name; see [`s3_bucket`] for buckets.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() % 100_000_000)
+        .unwrap_or(0);
+    format!("{prefix}-{}-{n}-{millis}", std::process::id())
+}
+
+/// Creates a fresh, empty bucket in moto and returns its name.
+pub fn s3_bucket(stack: &Stack) -> String {
+    let mut name: String = unique_name("playlake")
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '-' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => '-',
+        })
+        .collect();
+    name.truncate(63);
+    let status = http_put(&stack.aws_endpoint, &format!("/{name}"))
+        .unwrap_or_else(|e| panic!("cannot create bucket {name} at {}: {e}", stack.aws_endpoint));
+    assert!(
+        (200..300).contains(&status),
+        "creating bucket {name} at {} answered HTTP {status}",
+        stack.aws_endpoint
+    );
+    name
+}
+
+/// A bare HTTP/1.1 PUT with an empty body (moto accepts unsigned requests); returns
+/// the status code. Keeps the tests free of an HTTP client dependency.
+fn http_put(endpoint: &str, path: &str) -> std::io::Result<u16> {
+    let authority = endpoint
+        .strip_prefix("http://")
+        .ok_or_else(|| std::io::Error::other("only http:// endpoints are supported"))?
+        .trim_end_matches('/');
+    let mut stream = TcpStream::connect(authority)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "PUT {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad HTTP response: {response:.200}")))
+}
+
+fn non_empty_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn is_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_names_differ() {
+        let a = unique_name("t");
+        let b = unique_name("t");
+        assert_ne!(a, b);
+        assert!(a.starts_with("t-"));
+    }
+}
