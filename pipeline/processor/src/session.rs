@@ -225,7 +225,8 @@ impl SessionOperator {
                 state.wake_at = None;
                 settle(state, &key, self.gap_ms, w, &mut self.finished);
             }
-            self.reschedule(key);
+            // `settle` leaves nothing due at `w`; the floor only guarantees progress.
+            self.reschedule_after(key, w.millis());
         }
     }
 
@@ -248,10 +249,15 @@ impl SessionOperator {
 
     /// Recomputes a key's wake time, or drops the key if it holds nothing.
     fn reschedule(&mut self, key: Key) {
+        self.reschedule_after(key, i64::MIN);
+    }
+
+    /// [`Self::reschedule`], never waking before `floor + 1`.
+    fn reschedule_after(&mut self, key: Key, floor: i64) {
         let Some(state) = self.keys.get_mut(&key) else {
             return;
         };
-        let next = next_wake(state, self.gap_ms);
+        let next = next_wake(state, self.gap_ms).map(|at| at.max(floor.saturating_add(1)));
         if next == state.wake_at {
             return;
         }
@@ -272,39 +278,61 @@ impl SessionOperator {
     }
 }
 
-/// The smallest watermark at which [`settle`] would change something for this key.
+/// The smallest watermark at which [`settle`] would change something for this key:
+/// freezing its first event, emitting its first run, or forgetting its guard.
 fn next_wake(state: &KeyState, gap: i64) -> Option<i64> {
-    let mut at: Option<i64> = None;
-    let mut consider = |w: i64| at = Some(at.map_or(w, |a| a.min(w)));
-    if let Some((&(t, _), _)) = state.recent.first_key_value() {
-        // Freezing the first event.
-        consider(t.saturating_add(gap).saturating_add(1));
-    }
-    if let Some(&(t, _)) = state
+    let freeze = state
         .recent
-        .iter()
-        .find(|(_, e)| e.event_type == EventType::Stop)
-        .map(|(k, _)| k)
-    {
-        consider(t.saturating_add(1));
+        .first_key_value()
+        .map(|(&(t, _), _)| t.saturating_add(gap));
+    let emit = first_run(state, gap).map(|(run, _)| final_after(&run, gap));
+    let forget = state
+        .guard
+        .as_ref()
+        .map(|g| guard_reach(g, gap).saturating_add(gap));
+    // Each is the largest watermark at which nothing happens yet.
+    [freeze, emit, forget]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_add(1))
+}
+
+/// A run is final once `W >` this: its end (stop-ended) or its end + gap.
+fn final_after(run: &RunSummary, gap: i64) -> i64 {
+    if run.ends_with_stop {
+        run.end
+    } else {
+        run.end.saturating_add(gap)
     }
-    if let Some(open) = &state.open {
-        let final_at = if open.ends_with_stop {
-            open.end
+}
+
+/// The last instant an event could extend or fall inside an emitted session.
+fn guard_reach(guard: &Guard, gap: i64) -> i64 {
+    if guard.by_stop {
+        guard.end
+    } else {
+        guard.end.saturating_add(gap)
+    }
+}
+
+/// The key's first run (the open summary plus the recent events that continue it) and
+/// how many recent events it takes.
+fn first_run(state: &KeyState, gap: i64) -> Option<(RunSummary, usize)> {
+    let mut run = state.open.clone();
+    let mut consumed = 0;
+    for ((t, id), e) in &state.recent {
+        if let Some(r) = run.as_mut() {
+            if r.cut_before(*t, gap) {
+                break;
+            }
+            r.push(*t, id, e);
         } else {
-            open.end.saturating_add(gap)
-        };
-        consider(final_at.saturating_add(1));
+            run = Some(RunSummary::first(*t, id, e));
+        }
+        consumed += 1;
     }
-    if let Some(guard) = &state.guard {
-        let forget_at = if guard.by_stop {
-            guard.end.saturating_add(gap)
-        } else {
-            guard.end.saturating_add(gap).saturating_add(gap)
-        };
-        consider(forget_at.saturating_add(1));
-    }
-    at
+    run.map(|r| (r, consumed))
 }
 
 /// Brings one key up to watermark `w`: freezes old events, emits final sessions,
@@ -332,27 +360,8 @@ fn settle(state: &mut KeyState, key: &Key, gap: i64, w: Watermark, out: &mut Vec
         }
     }
     // 2. Emit the first run while it is final.
-    loop {
-        let mut run = state.open.clone();
-        let mut consumed = 0;
-        for ((t, id), e) in &state.recent {
-            if let Some(r) = run.as_mut() {
-                if r.cut_before(*t, gap) {
-                    break;
-                }
-                r.push(*t, id, e);
-            } else {
-                run = Some(RunSummary::first(*t, id, e));
-            }
-            consumed += 1;
-        }
-        let Some(run) = run else { break };
-        let is_final = if run.ends_with_stop {
-            w > run.end
-        } else {
-            w > run.end.saturating_add(gap)
-        };
-        if !is_final {
+    while let Some((run, consumed)) = first_run(state, gap) {
+        if w <= final_after(&run, gap) {
             break;
         }
         for _ in 0..consumed {
@@ -363,12 +372,7 @@ fn settle(state: &mut KeyState, key: &Key, gap: i64, w: Watermark, out: &mut Vec
     }
     // 3. Forget the guard once every event that could reach it is late anyway.
     if let Some(guard) = &state.guard {
-        let reach = if guard.by_stop {
-            guard.end
-        } else {
-            guard.end.saturating_add(gap)
-        };
-        if reach.saturating_add(gap) < w {
+        if guard_reach(guard, gap).saturating_add(gap) < w {
             state.guard = None;
         }
     }

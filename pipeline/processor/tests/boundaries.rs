@@ -319,7 +319,8 @@ fn an_event_that_would_change_an_emitted_session_is_late() {
     assert_eq!(p.take_output().sessions.len(), 1, "W = end + gap + 1");
     // Beyond the out-of-orderness bound but t + gap >= W: it would bridge the emitted
     // session, so it is late for sessions (and on time for the others).
-    let outcome = p.process(&hb("b", "u", "s", BASE + 10_000, 10.0), 0);
+    // Exactly session_gap after its end, in a window that is still open.
+    let outcome = p.process(&hb("b", "u", "s", BASE + 30_000, 10.0), 0);
     assert_eq!(late_ops(&outcome), vec![Operator::Sessions]);
 }
 

@@ -1,0 +1,98 @@
+//! The merge level on its own: identity of partials, finality over every source,
+//! idleness, replays of final keys.
+
+use chrono::NaiveDate;
+use playlake_processor::{
+    DailyPartial, MergeOperator, PartialOutcome, PartialRecord, Settings, SourceWatermark,
+    ViewerPartial, WatchedSum, Watermark,
+};
+
+const T: i64 = 1_748_736_000_000;
+
+fn viewers(source: i32, uuids: &[&str]) -> PartialRecord {
+    PartialRecord::Viewers(ViewerPartial {
+        source_partition: source,
+        stream_id: "s".into(),
+        window_start: T,
+        uuids: uuids.iter().map(|u| u.to_string()).collect(),
+        source_watermark: Watermark(T + 30_000),
+    })
+}
+
+fn announce(partition: i32, watermark: i64, idle: bool) -> PartialRecord {
+    PartialRecord::Watermark(SourceWatermark {
+        partition,
+        watermark: Watermark(watermark),
+        idle,
+    })
+}
+
+#[test]
+fn replayed_partial_replaces_and_final_waits_for_every_source() {
+    let mut m = MergeOperator::new(&Settings::default(), 0..2, 0);
+    assert_eq!(m.apply(viewers(0, &["a", "b"]), 0), PartialOutcome::Applied);
+    assert_eq!(m.apply(viewers(0, &["a", "b"]), 0), PartialOutcome::Applied);
+    assert_eq!(m.apply(viewers(1, &["b", "c"]), 0), PartialOutcome::Applied);
+    m.apply(announce(0, T + 30_000, false), 0);
+    assert!(m.take_finished().0.is_empty(), "source 1 has not passed");
+    m.apply(announce(1, T + 30_000, false), 0);
+    let (rows, _) = m.take_finished();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].viewers, 3,
+        "a, b, c: the replay replaced, the union dedups"
+    );
+    // A replay of a final key is recognized and dropped.
+    assert_eq!(
+        m.apply(viewers(0, &["a", "b"]), 0),
+        PartialOutcome::AlreadyFinal
+    );
+    assert!(m.take_finished().0.is_empty());
+}
+
+#[test]
+fn idle_source_stops_holding_back_and_json_round_trips() {
+    let mut m = MergeOperator::new(&Settings::default(), 0..3, 0);
+    m.apply(viewers(0, &["a"]), 0);
+    m.apply(announce(0, T + 40_000, false), 0);
+    m.apply(announce(1, T + 50_000, false), 0);
+    let json = serde_json::to_string(&m).unwrap();
+    let mut m: MergeOperator = serde_json::from_str(&json).unwrap();
+    assert!(m.take_finished().0.is_empty(), "source 2 never announced");
+    m.apply(announce(2, i64::MIN, true), 0);
+    assert_eq!(m.watermark(), Watermark(T + 40_000));
+    assert_eq!(m.take_finished().0.len(), 1);
+}
+
+#[test]
+fn daily_rows_merge_sets_and_sums_and_take_peaks_from_windows() {
+    let settings = Settings::default();
+    let mut m = MergeOperator::new(&settings, 0..2, 0);
+    let day = NaiveDate::from_ymd_opt(2025, 6, 1).unwrap();
+    let daily = |source: i32, uuids: &[&str], users: &[&str], secs: f64| {
+        PartialRecord::Daily(DailyPartial {
+            source_partition: source,
+            stream_id: "s".into(),
+            day,
+            uuids: uuids.iter().map(|u| u.to_string()).collect(),
+            user_ids: users.iter().map(|u| u.to_string()).collect(),
+            watched: WatchedSum::of_seconds(secs),
+            source_watermark: Watermark(T + 86_400_000),
+        })
+    };
+    m.apply(viewers(0, &["a", "b"]), 0);
+    m.apply(viewers(1, &["c"]), 0);
+    m.apply(daily(0, &["a", "b"], &["alice"], 10.5), 0);
+    m.apply(daily(1, &["c"], &["alice", "bob"], 0.25), 0);
+    m.apply(announce(0, T + 86_400_000, false), 0);
+    m.apply(announce(1, T + 86_399_999, false), 0);
+    let (windows, days) = m.take_finished();
+    assert_eq!(windows.len(), 1);
+    assert!(days.is_empty(), "the day ends at T + 24 h");
+    m.apply(announce(1, T + 86_400_000, false), 0);
+    let (_, days) = m.take_finished();
+    assert_eq!(days.len(), 1);
+    let d = &days[0];
+    assert_eq!((d.views, d.unique_users, d.peak_viewers), (3, 2, 3));
+    assert_eq!(d.watched_seconds, 10.75);
+}
