@@ -77,10 +77,8 @@ async fn run(
     }
     let records = input();
     let end = records.len() as i64;
-    for (offset, row) in records
-        .into_iter()
-        .filter(|(o, _)| *o >= manifest.replay_from())
-    {
+    let replay_from = manifest.replay_from();
+    for (offset, row) in records.into_iter().filter(|(o, _)| *o >= replay_from) {
         let m = meta(TOPIC, offset);
         let path = row.partition(&m, &config).expect("partition");
         let key = digest(&row.natural_key(&m));

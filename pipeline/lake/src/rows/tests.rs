@@ -92,10 +92,7 @@ fn written_files_carry_types_compression_statistics_and_page_index() {
         assert_eq!(start.physical_type(), PhysicalType::INT64);
         assert_eq!(
             start.logical_type_ref(),
-            Some(&LogicalType::Timestamp {
-                is_adjusted_to_utc: true,
-                unit: TimeUnit::MILLIS,
-            })
+            Some(&LogicalType::timestamp(true, TimeUnit::MILLIS))
         );
         assert_eq!(schema.column(0).physical_type(), PhysicalType::BYTE_ARRAY);
         assert_eq!(
