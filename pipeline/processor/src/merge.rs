@@ -222,7 +222,7 @@ impl MergeOperator {
             let watched = day
                 .parts
                 .values()
-                .fold(WatchedSum::ZERO, |sum, p| sum.add(p.watched));
+                .fold(WatchedSum::ZERO, |sum, p| sum + p.watched);
             self.finished_daily.push(DailyStat {
                 dt,
                 stream_id,

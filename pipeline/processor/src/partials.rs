@@ -138,9 +138,7 @@ impl PartialAggregator {
         if let Some(user) = &event.user_id {
             acc.user_ids.insert(user.clone());
         }
-        acc.watched = acc
-            .watched
-            .add(WatchedSum::of_seconds(event.watched_seconds()));
+        acc.watched += WatchedSum::of_seconds(event.watched_seconds());
     }
 
     /// Emits the partials of every window and day final at watermark `w`;

@@ -76,7 +76,7 @@ pub fn sessions(events: &[&PlaybackEvent], settings: &Settings) -> Vec<Session> 
             out.push(session_row(&run));
         }
     }
-    out.sort_by(|a, b| a.key().cmp(&b.key()));
+    out.sort_by_key(Session::key);
     out
 }
 
@@ -106,7 +106,7 @@ fn session_row(run: &[&PlaybackEvent]) -> Session {
 
 fn watched<'a>(events: impl Iterator<Item = &'a PlaybackEvent>) -> WatchedSum {
     events.fold(WatchedSum::ZERO, |sum, e| {
-        sum.add(WatchedSum::of_seconds(e.watched_seconds()))
+        sum + WatchedSum::of_seconds(e.watched_seconds())
     })
 }
 
@@ -149,7 +149,7 @@ pub fn daily(
         if let Some(user) = &e.user_id {
             acc.1.insert(user.as_str());
         }
-        acc.2 = acc.2.add(WatchedSum::of_seconds(e.watched_seconds()));
+        acc.2 += WatchedSum::of_seconds(e.watched_seconds());
     }
     let mut peaks: BTreeMap<(NaiveDate, &str), i64> = BTreeMap::new();
     for v in viewers {

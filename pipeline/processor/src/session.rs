@@ -99,9 +99,7 @@ impl RunSummary {
         if e.event_type == EventType::Seek {
             self.seek_count += 1;
         } else {
-            self.watched = self
-                .watched
-                .add(WatchedSum::of_seconds(e.position_end - e.position_start));
+            self.watched += WatchedSum::of_seconds(e.position_end - e.position_start);
         }
         self.event_count += 1;
     }
@@ -233,7 +231,7 @@ impl SessionOperator {
     /// Takes the sessions finalized so far, sorted by natural key.
     pub fn take_finished(&mut self) -> Vec<Session> {
         let mut out = std::mem::take(&mut self.finished);
-        out.sort_by(|a, b| a.key().cmp(&b.key()));
+        out.sort_by_key(Session::key);
         out
     }
 

@@ -183,14 +183,23 @@ impl WatchedSum {
         WatchedSum((seconds * FIXED_SCALE).round() as i128)
     }
 
-    /// Adds another sum.
-    pub fn add(self, other: WatchedSum) -> WatchedSum {
-        WatchedSum(self.0.saturating_add(other.0))
-    }
-
     /// The total in seconds.
     pub fn seconds(self) -> f64 {
         self.0 as f64 / FIXED_SCALE
+    }
+}
+
+impl std::ops::Add for WatchedSum {
+    type Output = WatchedSum;
+
+    fn add(self, other: WatchedSum) -> WatchedSum {
+        WatchedSum(self.0.saturating_add(other.0))
+    }
+}
+
+impl std::ops::AddAssign for WatchedSum {
+    fn add_assign(&mut self, other: WatchedSum) {
+        *self = *self + other;
     }
 }
 
@@ -251,11 +260,11 @@ mod tests {
         let terms = [0.1, 0.2, 0.3, 1e-9, 12345.678, 5.0];
         let fwd = terms
             .iter()
-            .fold(WatchedSum::ZERO, |s, t| s.add(WatchedSum::of_seconds(*t)));
+            .fold(WatchedSum::ZERO, |s, t| s + WatchedSum::of_seconds(*t));
         let back = terms
             .iter()
             .rev()
-            .fold(WatchedSum::ZERO, |s, t| s.add(WatchedSum::of_seconds(*t)));
+            .fold(WatchedSum::ZERO, |s, t| s + WatchedSum::of_seconds(*t));
         assert_eq!(fwd, back);
         assert!((fwd.seconds() - 12351.278000001).abs() < 1e-9);
         assert_eq!(WatchedSum::of_seconds(0.1).seconds(), 0.1);

@@ -178,7 +178,7 @@ proptest! {
         }
         p.drain();
         sessions.extend(p.take_output().sessions);
-        sessions.sort_by(|a, b| a.key().cmp(&b.key()));
+        sessions.sort_by_key(|s| s.key());
         prop_assert_eq!(sessions, expected.sessions);
     }
 }

@@ -97,7 +97,7 @@ pub fn run_with(
     }
     out.results.resume = resume.take_changed();
     // The operators emit each batch sorted; the union is sorted for comparison.
-    out.results.sessions.sort_by(|a, b| a.key().cmp(&b.key()));
+    out.results.sessions.sort_by_key(|s| s.key());
     out.results.viewers.sort_by(|a, b| a.key().cmp(&b.key()));
     out.results.daily.sort_by(|a, b| a.key().cmp(&b.key()));
     assert_unique(&out.results);
