@@ -10,11 +10,11 @@
 //! run in parallel against one broker and one moto without seeing each other.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use playlake_checkpoint::S3Options;
 
@@ -126,6 +126,123 @@ impl Stack {
     }
 }
 
+/// A Tansu broker of a test's own, with sqlite storage in a directory the test owns,
+/// so it can be killed and restarted on the same port without losing topics.
+/// Killed when dropped.
+#[derive(Debug)]
+pub struct OwnTansu {
+    binary: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnTansu {
+    /// Bootstrap servers of this broker (`127.0.0.1:PORT`, stable across restarts).
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the broker (again) and waits until it answers a Kafka request.
+    pub fn start(&mut self) {
+        if self.child.is_some() {
+            return;
+        }
+        let log = std::fs::File::create(self.dir.join("tansu.log"))
+            .unwrap_or_else(|e| panic!("cannot create {}/tansu.log: {e}", self.dir.display()));
+        let listener = format!("tcp://{}", self.brokers());
+        // Tansu 0.6.0 opens sqlite://FILE relative to its working directory.
+        let child = Command::new(&self.binary)
+            .current_dir(&self.dir)
+            .args(["broker", "--cluster-id", "playlake-test"])
+            .args(["--listener-url", &listener])
+            .args(["--advertised-listener-url", &listener])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .env("RUST_LOG", "warn")
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !kafka_answers(&self.brokers()) {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "tansu exited with {status}; see {}/tansu.log",
+                    self.dir.display()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not answer on {} within 30s; see {}/tansu.log",
+                self.brokers(),
+                self.dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the broker at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills and starts the broker; topics and offsets survive in sqlite.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.start();
+    }
+}
+
+impl Drop for OwnTansu {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Stack {
+    /// Starts a Tansu of the test's own, storing into `dir` (which must exist), on a
+    /// fresh loopback port.
+    pub fn own_tansu(&self, dir: &std::path::Path) -> OwnTansu {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("cannot pick a free port: {e}"));
+        let mut tansu = OwnTansu {
+            binary: self.tansu.clone(),
+            dir: dir.to_path_buf(),
+            port,
+            child: None,
+        };
+        tansu.start();
+        tansu
+    }
+}
+
+/// Whether a Kafka ApiVersions (v0) request to `address` is answered without error.
+pub fn kafka_answers(address: &str) -> bool {
+    fn probe(address: &str) -> std::io::Result<bool> {
+        let mut stream = TcpStream::connect(address)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let client_id = b"playlake-probe";
+        let mut body = Vec::new();
+        body.extend_from_slice(&18i16.to_be_bytes()); // ApiVersions
+        body.extend_from_slice(&0i16.to_be_bytes()); // version 0
+        body.extend_from_slice(&7i32.to_be_bytes()); // correlation id
+        body.extend_from_slice(&(client_id.len() as i16).to_be_bytes());
+        body.extend_from_slice(client_id);
+        stream.write_all(&(body.len() as i32).to_be_bytes())?;
+        stream.write_all(&body)?;
+        let mut head = [0u8; 10]; // size, correlation id, error code
+        stream.read_exact(&mut head)?;
+        Ok(head[4..8] == 7i32.to_be_bytes() && head[8..10] == [0, 0])
+    }
+    probe(address).unwrap_or(false)
+}
+
 /// A name no other test (in this or a parallel process) uses: `prefix-pid-n-millis`.
 /// Valid as a Kafka topic or group name; see [`s3_bucket`] for buckets.
 pub fn unique_name(prefix: &str) -> String {
@@ -199,5 +316,22 @@ mod tests {
         let b = unique_name("t");
         assert_ne!(a, b);
         assert!(a.starts_with("t-"));
+    }
+
+    #[test]
+    fn own_tansu_answers_after_a_restart() {
+        let Some(stack) = Stack::from_env() else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut tansu = stack.own_tansu(dir.path());
+        let brokers = tansu.brokers();
+        assert!(kafka_answers(&brokers));
+        tansu.kill();
+        assert!(!kafka_answers(&brokers));
+        tansu.restart();
+        assert_eq!(tansu.brokers(), brokers);
+        assert!(kafka_answers(&brokers));
+        assert!(dir.path().join("tansu.db").is_file());
     }
 }

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Starts the local test stack on free loopback ports and writes .stack/env:
 #   - Tansu (Kafka API), storage from PLAYLAKE_STACK_TANSU_STORAGE
-#     (default memory://tansu/; sqlite://FILE keeps topics across a restart),
+#     (default memory://tansu/; sqlite://FILE keeps topics across a restart). Tansu
+#     0.6.0 resolves the sqlite FILE against its working directory, which is .stack/,
+#     even when it starts with / (sqlite:///tmp/x.db opens ./tmp/x.db): use a relative
+#     name such as sqlite://tansu.db and start the broker where the file should live,
 #   - moto's server (S3, DynamoDB, DynamoDB Streams).
 # Waits until each service answers a real request; logs go to .stack/*.log.
 # Running it again while the stack is up changes nothing. Stop with stop.sh.
