@@ -149,3 +149,110 @@ impl LakeStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use object_store::local::LocalFileSystem;
+    use object_store::memory::InMemory;
+
+    use super::*;
+    use crate::file::SourcePartition;
+    use crate::partition::PartitionPath;
+
+    fn file(len: usize) -> FinishedFile {
+        FinishedFile {
+            path: PartitionPath::new(playlake_schemas::Table::Daily, &[Some("2025-06-01")])
+                .unwrap(),
+            source: SourcePartition {
+                topic: "playback.daily".into(),
+                partition: 1,
+            },
+            name: "part-x.zstd.parquet".into(),
+            first_offset: 0,
+            last_offset: 9,
+            rows: 10,
+            bytes: Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>()),
+        }
+    }
+
+    async fn read(store: &Arc<dyn ObjectStore>, path: &Path) -> Bytes {
+        store.get(path).await.unwrap().bytes().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn small_and_multipart_files_arrive_whole_under_the_root() {
+        let memory: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let store = LakeStore::new(
+            memory.clone(),
+            Path::from("lake/prefix"),
+            PublishMode::Direct,
+        )
+        .with_multipart(1024, 300)
+        .unwrap();
+        for len in [10, 1024, 1025, 5_000] {
+            let f = file(len);
+            let path = store.publish(&f).await.unwrap();
+            assert_eq!(
+                path.as_ref(),
+                "lake/prefix/daily/dt=2025-06-01/part-x.zstd.parquet"
+            );
+            assert_eq!(read(&memory, &path).await, f.bytes, "{len}");
+        }
+        assert!(store.clone().with_multipart(1, 0).is_err());
+    }
+
+    #[tokio::test]
+    async fn local_files_are_staged_outside_the_tables_and_renamed_into_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let local: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let store = LakeStore::new(
+            local.clone(),
+            Path::default(),
+            PublishMode::for_url("file://x"),
+        )
+        .with_multipart(1024, 512)
+        .unwrap();
+        for len in [100, 4_000] {
+            let f = file(len);
+            let path = store.publish(&f).await.unwrap();
+            assert_eq!(read(&local, &path).await, f.bytes);
+            // Publishing again (a replay) leaves the same single file.
+            store.publish(&f).await.unwrap();
+            let table_dir = dir.path().join("daily/dt=2025-06-01");
+            let names: Vec<_> = std::fs::read_dir(&table_dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["part-x.zstd.parquet"]);
+            let staging = std::fs::read_dir(dir.path().join("_playlake/staging")).unwrap();
+            assert_eq!(staging.count(), 0);
+        }
+        assert_eq!(PublishMode::for_url("s3://b/p"), PublishMode::Direct);
+    }
+
+    #[test]
+    fn storage_errors_say_whether_retrying_helps() {
+        let denied = LakeError::storage(
+            "put",
+            "x",
+            object_store::Error::PermissionDenied {
+                path: "x".into(),
+                source: "no".into(),
+            },
+        );
+        assert!(!denied.is_transient());
+        let outage = LakeError::storage(
+            "put",
+            "x",
+            object_store::Error::Generic {
+                store: "S3",
+                source: "connection refused".into(),
+            },
+        );
+        assert!(outage.is_transient());
+        assert!(std::error::Error::source(&outage).is_some());
+        assert!(!LakeError::config("x", "y").is_transient());
+    }
+}
