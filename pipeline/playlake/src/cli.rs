@@ -34,7 +34,12 @@ pub struct CommonArgs {
     pub config: Option<PathBuf>,
 
     /// Kafka bootstrap servers, comma-separated `host:port` [default: localhost:9092].
-    #[arg(long, global = true, env = "PLAYLAKE_BROKERS", value_name = "HOST:PORT,...")]
+    #[arg(
+        long,
+        global = true,
+        env = "PLAYLAKE_BROKERS",
+        value_name = "HOST:PORT,..."
+    )]
     pub brokers: Option<String>,
 
     /// The lake: `file://./lake`, `file:///abs/path` or `s3://bucket/prefix`
@@ -44,11 +49,21 @@ pub struct CommonArgs {
 
     /// Prefix of every topic name (`<prefix>.events`, `<prefix>.sessions`, ...)
     /// [default: playback].
-    #[arg(long, global = true, env = "PLAYLAKE_TOPIC_PREFIX", value_name = "PREFIX")]
+    #[arg(
+        long,
+        global = true,
+        env = "PLAYLAKE_TOPIC_PREFIX",
+        value_name = "PREFIX"
+    )]
     pub topic_prefix: Option<String>,
 
     /// Address of the metrics and health server [default: 127.0.0.1:9464].
-    #[arg(long, global = true, env = "PLAYLAKE_METRICS_ADDR", value_name = "HOST:PORT")]
+    #[arg(
+        long,
+        global = true,
+        env = "PLAYLAKE_METRICS_ADDR",
+        value_name = "HOST:PORT"
+    )]
     pub metrics_addr: Option<String>,
 
     /// librdkafka setting passed through as it is, e.g. `security.protocol=SASL_SSL`

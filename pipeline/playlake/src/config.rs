@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use playlake_kafka::{KafkaError, KafkaOption};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{CommonArgs, LogFormat};
@@ -19,9 +20,6 @@ pub const DEFAULT_TOPIC_PREFIX: &str = "playback";
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
 pub const DEFAULT_TOPIC_PARTITIONS: i32 = 6;
 pub const DEFAULT_TOPIC_REPLICATION: i32 = 1;
-
-/// Settings whose values are secrets: printed and logged as `<redacted>`.
-const SECRET_KEY_PARTS: &[&str] = &["password", "secret", "key.pem", "sasl.jaas", "token"];
 
 /// The config file as written. Every field is optional: absent means "use the flag,
 /// the environment or the default".
@@ -59,7 +57,8 @@ pub struct Settings {
     pub topic_prefix: String,
     pub metrics_addr: SocketAddr,
     pub log_format: LogFormat,
-    pub kafka_options: Vec<(String, String)>,
+    #[serde(skip)]
+    pub kafka_options: Vec<KafkaOption>,
     pub topic_partitions: i32,
     pub topic_replication: i32,
 }
@@ -103,6 +102,11 @@ pub enum ConfigError {
         path: PathBuf,
         #[source]
         source: Box<toml::de::Error>,
+    },
+    #[error("invalid Kafka option")]
+    KafkaOption {
+        #[source]
+        source: KafkaError,
     },
     #[error("invalid {setting} {value:?}: {reason}\nhint: {fix}")]
     Invalid {
@@ -170,13 +174,14 @@ pub fn resolve(
         .or(file.log_format)
         .unwrap_or(LogFormat::Human);
 
-    let mut kafka_options: BTreeMap<String, String> = file.kafka_options.clone();
-    for option in &args.kafka_options {
-        let (key, value) = parse_kafka_option(option)?;
-        kafka_options.insert(key, value);
+    // File options first, then flags: a later setting of the same key wins in
+    // librdkafka, and validation (reserved keys, syntax) is the Kafka crate's.
+    let mut kafka_options = Vec::with_capacity(file.kafka_options.len() + args.kafka_options.len());
+    for (key, value) in &file.kafka_options {
+        kafka_options.push(KafkaOption::new(key, value).map_err(kafka_option_error)?);
     }
-    for key in kafka_options.keys() {
-        validate_kafka_option_key(key)?;
+    for option in &args.kafka_options {
+        kafka_options.push(KafkaOption::parse(option).map_err(kafka_option_error)?);
     }
 
     let topic_partitions = topics
@@ -201,7 +206,7 @@ pub fn resolve(
             )
         })?,
         log_format,
-        kafka_options: kafka_options.into_iter().collect(),
+        kafka_options,
         topic_partitions: validate_positive("topics.partitions", topic_partitions)?,
         topic_replication: validate_positive("topics.replication_factor", topic_replication)?,
     })
@@ -280,12 +285,7 @@ pub fn parse_lake_url(url: &str) -> Result<LakeUrl, ConfigError> {
             prefix: prefix.trim_matches('/').to_string(),
         });
     }
-    Err(ConfigError::invalid(
-        "lake",
-        url,
-        "unsupported scheme",
-        fix,
-    ))
+    Err(ConfigError::invalid("lake", url, "unsupported scheme", fix))
 }
 
 fn validate_topic_prefix(prefix: &str) -> Result<String, ConfigError> {
@@ -305,60 +305,8 @@ fn validate_topic_prefix(prefix: &str) -> Result<String, ConfigError> {
     Ok(prefix.to_string())
 }
 
-fn parse_kafka_option(option: &str) -> Result<(String, String), ConfigError> {
-    match option.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => {
-            Ok((key.trim().to_string(), value.to_string()))
-        }
-        _ => Err(ConfigError::invalid(
-            "kafka-option",
-            redact_option(option),
-            "expected key=value",
-            "write it as --kafka-option security.protocol=SASL_SSL (one key=value per flag)",
-        )),
-    }
-}
-
-/// librdkafka settings that the delivery guarantees depend on; they are set by
-/// playlake and may not be overridden.
-const RESERVED_KAFKA_OPTIONS: &[&str] = &[
-    "bootstrap.servers",
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-    "enable.idempotence",
-    "enable.partition.eof",
-    "group.id",
-    "partitioner",
-];
-
-fn validate_kafka_option_key(key: &str) -> Result<(), ConfigError> {
-    if RESERVED_KAFKA_OPTIONS.contains(&key) {
-        let fix = if key == "bootstrap.servers" {
-            "use --brokers (or PLAYLAKE_BROKERS / `brokers` in the config file) instead".to_string()
-        } else {
-            format!("remove {key}: playlake sets it itself because exactly-once depends on it")
-        };
-        return Err(ConfigError::invalid(
-            "kafka-option",
-            key,
-            "this librdkafka setting is managed by playlake",
-            fix,
-        ));
-    }
-    Ok(())
-}
-
-/// Whether a librdkafka setting holds a secret.
-pub fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    SECRET_KEY_PARTS.iter().any(|part| key.contains(part))
-}
-
-fn redact_option(option: &str) -> String {
-    match option.split_once('=') {
-        Some((key, _)) if is_secret_key(key) => format!("{key}=<redacted>"),
-        _ => option.to_string(),
-    }
+fn kafka_option_error(source: KafkaError) -> ConfigError {
+    ConfigError::KafkaOption { source }
 }
 
 impl Settings {
@@ -373,10 +321,7 @@ impl Settings {
             kafka_options: self
                 .kafka_options
                 .iter()
-                .map(|(k, v)| {
-                    let v = if is_secret_key(k) { "<redacted>".to_string() } else { v.clone() };
-                    (k.clone(), v)
-                })
+                .map(|o| (o.key.clone(), o.display_value().to_string()))
                 .collect(),
             topics: TopicsFileConfig {
                 partitions: Some(self.topic_partitions),
@@ -487,23 +432,26 @@ mod tests {
         let mut a = args();
         a.kafka_options = vec!["security.protocol=SASL_SSL".into()];
         let s = resolve(&a, &file, TopicOverrides::default()).unwrap();
-        assert!(s
-            .kafka_options
-            .contains(&("security.protocol".into(), "SASL_SSL".into())));
         let printed = s.to_redacted_toml();
+        assert!(
+            printed.contains("\"security.protocol\" = \"SASL_SSL\""),
+            "{printed}"
+        );
         assert!(!printed.contains("hunter2"), "{printed}");
-        assert!(printed.contains("<redacted>"), "{printed}");
+        assert!(printed.contains("redacted"), "{printed}");
 
         a.kafka_options = vec!["enable.auto.commit=true".into()];
-        let msg = resolve(&a, &file, TopicOverrides::default())
-            .unwrap_err()
-            .to_string();
+        let msg = format!(
+            "{:#}",
+            anyhow::Error::from(resolve(&a, &file, TopicOverrides::default()).unwrap_err())
+        );
         assert!(msg.contains("enable.auto.commit"), "{msg}");
 
         a.kafka_options = vec!["sasl.password".into()];
-        let msg = resolve(&a, &file, TopicOverrides::default())
-            .unwrap_err()
-            .to_string();
+        let msg = format!(
+            "{:#}",
+            anyhow::Error::from(resolve(&a, &file, TopicOverrides::default()).unwrap_err())
+        );
         assert!(msg.contains("key=value"), "{msg}");
     }
 }

@@ -41,10 +41,6 @@ impl Topics {
     pub fn dlq(&self) -> String {
         self.name("dlq")
     }
-    /// The change stream of one DynamoDB table.
-    pub fn cdc(&self, table: &str) -> String {
-        self.name(&format!("cdc.{table}"))
-    }
 
     /// Specs of the pipeline's own topics (the cdc topics are created by their
     /// source); `playback.resume` is compacted, keyed `user_id/stream_id`.
@@ -74,7 +70,6 @@ mod tests {
     fn names_follow_the_prefix() {
         let t = Topics::new("prod.playback");
         assert_eq!(t.events(), "prod.playback.events");
-        assert_eq!(t.cdc("Plays"), "prod.playback.cdc.Plays");
         let specs = t.specs(4, 1);
         assert_eq!(specs.len(), 7);
         let resume = specs.iter().find(|s| s.name == t.resume()).unwrap();

@@ -61,7 +61,10 @@ fn flag_beats_env_beats_file_beats_default() {
     .unwrap();
     let out = playlake(
         &["config", "--brokers", "flag:3"],
-        &[("PLAYLAKE_BROKERS", "env:2"), ("PLAYLAKE_TOPIC_PREFIX", "fromenv")],
+        &[
+            ("PLAYLAKE_BROKERS", "env:2"),
+            ("PLAYLAKE_TOPIC_PREFIX", "fromenv"),
+        ],
         dir.path(),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -87,7 +90,10 @@ fn bad_config_fails_with_the_setting_and_a_fix() {
     let out = playlake(&["config", "--lake", "ftp://nope"], &[], dir.path());
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("lake") && err.contains("s3://bucket/prefix"), "{err}");
+    assert!(
+        err.contains("lake") && err.contains("s3://bucket/prefix"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -108,10 +114,16 @@ fn secrets_are_never_printed() {
 #[test]
 fn check_events_reports_reasons_and_fails_on_invalid_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/playback-events.jsonl");
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/playback-events.jsonl"
+    );
     let out = playlake(&["check-events", sample], &[], dir.path());
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let report = text(&out.stdout);
     assert!(report.contains("5 valid, 5 invalid"), "{report}");
-    assert!(report.contains("line 8:") && report.contains("uuid"), "{report}");
+    assert!(
+        report.contains("line 8:") && report.contains("uuid"),
+        "{report}"
+    );
 }

@@ -41,11 +41,7 @@ pub fn check(input: impl Read, now_ms: i64, mut out: impl Write) -> anyhow::Resu
             }
         }
     }
-    writeln!(
-        out,
-        "{} valid, {} invalid",
-        summary.valid, summary.invalid
-    )?;
+    writeln!(out, "{} valid, {} invalid", summary.valid, summary.invalid)?;
     Ok(summary)
 }
 
@@ -85,7 +81,13 @@ mod tests {
         );
         let mut out = Vec::new();
         let summary = check(input.as_bytes(), 1_700_000_100_000, &mut out).unwrap();
-        assert_eq!(summary, CheckSummary { valid: 1, invalid: 2 });
+        assert_eq!(
+            summary,
+            CheckSummary {
+                valid: 1,
+                invalid: 2
+            }
+        );
         let out = String::from_utf8(out).unwrap();
         assert!(out.contains("line 3:"), "{out}");
         assert!(out.contains("line 4:") && out.contains("uuid"), "{out}");
