@@ -45,6 +45,6 @@ pub use late::{EventOutcome, Late, Operator};
 pub use merge::{MergeOperator, PartialOutcome, PartialRecord};
 pub use partials::{DailyPartial, ViewerPartial};
 pub use resume::{ResumeCandidate, ResumeMerge};
-pub use source::{PartitionProcessor, SourceOutput};
+pub use source::{PartitionProcessor, SourceOutput, StateSizes};
 pub use time::{WatchedSum, Watermark};
 pub use watermark::{PartitionId, SourceWatermark, Watermarks};

@@ -55,6 +55,19 @@ impl SourceOutput {
     }
 }
 
+/// How much state a [`PartitionProcessor`] holds, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StateSizes {
+    /// `(uuid, stream_id)` keys with an open session or a guard.
+    pub session_keys: usize,
+    /// Session events not yet folded into a summary.
+    pub session_events: usize,
+    /// `(uuid, event_id)` pairs remembered for dedup.
+    pub dedup_ids: usize,
+    /// Open viewer windows and days of the partials.
+    pub open_results: usize,
+}
+
 /// All operator state of one input partition (see the module docs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartitionProcessor {
@@ -173,14 +186,13 @@ impl PartitionProcessor {
         self.watermarks.announcement(self.partition, now_ms)
     }
 
-    /// Sizes for the state-size metric: (open session keys, buffered session events,
-    /// dedup ids, open windows and days).
-    pub fn state_sizes(&self) -> (usize, usize, usize, usize) {
-        (
-            self.sessions.open_keys(),
-            self.sessions.buffered_events(),
-            self.dedup.len(),
-            self.partials.open_results(),
-        )
+    /// Sizes for the state-size metrics.
+    pub fn state_sizes(&self) -> StateSizes {
+        StateSizes {
+            session_keys: self.sessions.open_keys(),
+            session_events: self.sessions.buffered_events(),
+            dedup_ids: self.dedup.len(),
+            open_results: self.partials.open_results(),
+        }
     }
 }

@@ -338,3 +338,44 @@ fn without_drain_only_final_results_are_emitted() {
     assert!(r.daily.is_empty());
     assert_eq!(r.resume.len(), 0);
 }
+
+#[test]
+fn resume_point_is_the_latest_by_event_time_not_arrival() {
+    let s = settings();
+    let at = |id: &str, uuid: &str, t: i64, end: f64| {
+        ev(
+            id,
+            uuid,
+            "s",
+            Some("alice"),
+            EventType::Heartbeat,
+            t,
+            end - 1.0,
+            end,
+        )
+    };
+    let events = vec![
+        at("b", "u1", BASE + 10_000, 50.0),
+        at("a", "u2", BASE + 5_000, 20.0),
+        at("c", "u2", BASE + 10_000, 60.0),
+        ev(
+            "x",
+            "u3",
+            "s",
+            None,
+            EventType::Heartbeat,
+            BASE + 20_000,
+            0.0,
+            1.0,
+        ),
+    ];
+    let r = check(events, &s);
+    assert_eq!(r.resume.len(), 1);
+    let point = &r.resume[0];
+    assert_eq!(
+        (point.uuid.as_str(), point.position_end),
+        ("u2", 60.0),
+        "tie: larger event_id"
+    );
+    assert_eq!(point.key(), "alice/s");
+}

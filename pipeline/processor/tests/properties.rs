@@ -6,7 +6,7 @@ mod common;
 
 use common::{ev, run};
 use playlake_processor::reference;
-use playlake_processor::{ProcessorConfig, Settings};
+use playlake_processor::{EventOutcome, Operator, ProcessorConfig, Settings};
 use playlake_schemas::{EventType, PlaybackEvent};
 use proptest::prelude::*;
 
@@ -154,6 +154,42 @@ proptest! {
         let merged = run(&parts, &case.settings, 2);
         prop_assert!(merged.outcomes.iter().all(|o| o.late().is_empty()));
         prop_assert_eq!(&merged.results, &expected);
+    }
+
+    #[test]
+    fn late_events_are_left_out_of_exactly_the_operators_they_are_late_for(
+        case in case_strategy(),
+        extra in prop::collection::vec(0i64..90_000, 200),
+    ) {
+        // Arrival far beyond the bound: some events are late for some operators. The
+        // results must equal the reference over, per operator, the events applied to it.
+        let mut case = case;
+        for (i, (_, jitter)) in case.events.iter_mut().enumerate() {
+            *jitter += extra[i % extra.len()];
+        }
+        let arrived = arrival(&case);
+        for parts in [vec![arrived.clone()], split_by_uuid(&arrived, case.partitions)] {
+            let r = run(&parts, &case.settings, 2);
+            let applied = |op: Option<Operator>| -> Vec<&PlaybackEvent> {
+                r.processed
+                    .iter()
+                    .zip(&r.outcomes)
+                    .filter(|(_, o)| match o {
+                        EventOutcome::Duplicate => false,
+                        EventOutcome::Processed { late } => {
+                            op.is_none_or(|op| late.iter().all(|l| l.operator != op))
+                        }
+                    })
+                    .map(|(e, _)| e)
+                    .collect()
+            };
+            let s = &case.settings;
+            let viewers = reference::viewers(&applied(Some(Operator::Viewers)), s);
+            prop_assert_eq!(&r.results.sessions, &reference::sessions(&applied(Some(Operator::Sessions)), s));
+            prop_assert_eq!(&r.results.daily, &reference::daily(&applied(Some(Operator::Daily)), &viewers, s));
+            prop_assert_eq!(&r.results.viewers, &viewers);
+            prop_assert_eq!(&r.results.resume, &reference::resume(&applied(None)));
+        }
     }
 
     #[test]

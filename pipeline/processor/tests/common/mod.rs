@@ -49,8 +49,10 @@ pub fn hb(id: &str, u: &str, s: &str, t: i64, end: f64) -> PlaybackEvent {
 pub struct Run {
     /// Results, each sorted by natural key (resume: the final value per key).
     pub results: Results,
-    /// Per event, in arrival order (partition by partition interleaved).
+    /// Per event, in processing order (partitions interleaved round-robin).
     pub outcomes: Vec<EventOutcome>,
+    /// The events, in the same order as `outcomes`.
+    pub processed: Vec<PlaybackEvent>,
 }
 
 /// Drives `partitions` (each in arrival order) through sources and `merges` merge
@@ -81,6 +83,7 @@ pub fn run_with(
         for (p, events) in partitions.iter().enumerate() {
             if let Some(e) = events.get(i) {
                 out.outcomes.push(sources[p].process(e, 0));
+                out.processed.push(e.clone());
                 publish(&mut sources[p], &mut mergers, &mut resume, &mut out.results);
             }
         }
