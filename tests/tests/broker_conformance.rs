@@ -340,14 +340,17 @@ async fn seeking_to_stored_positions() {
         .await
         .expect("create topic");
     let producer = transport.producer().expect("producer");
-    let sent = producer
-        .send(
-            (0..10)
-                .map(|i| keyed(&topic, "k", &format!("v{i}")))
-                .collect(),
-        )
-        .await
-        .expect("send");
+    // One send (one batch) per record: Tansu's memory storage cannot fetch from inside
+    // a batch (see tansu_deviation_memory_storage_fetch_inside_a_batch_skips_it).
+    let mut sent = Vec::new();
+    for i in 0..10 {
+        sent.extend(
+            producer
+                .send(vec![keyed(&topic, "k", &format!("v{i}"))])
+                .await
+                .expect("send"),
+        );
+    }
     assert_eq!(
         sent.iter().map(|d| d.offset).collect::<Vec<_>>(),
         (sent[0].offset..sent[0].offset + 10).collect::<Vec<_>>()
@@ -523,9 +526,8 @@ async fn broker_restart_with_sqlite_storage_loses_nothing() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let port = free_port();
     let brokers = format!("127.0.0.1:{port}");
-    let db = dir.join("tansu.db");
-
-    let mut broker = TansuProcess::start(&tansu, port, &db, &dir.join("tansu-1.log"));
+    let sqlite = "sqlite://tansu.db";
+    let mut broker = TansuProcess::start(&tansu, port, &dir, sqlite, "tansu-1.log");
     let transport = transport(&brokers);
     let topic = unique("restart");
     let spec = TopicSpec::new(&topic, 3);
@@ -540,7 +542,7 @@ async fn broker_restart_with_sqlite_storage_loses_nothing() {
         .expect("send before restart");
 
     broker.kill();
-    let _broker = TansuProcess::start(&tansu, port, &db, &dir.join("tansu-2.log"));
+    let _broker = TansuProcess::start(&tansu, port, &dir, sqlite, "tansu-2.log");
     // The same clients reconnect on their own.
     let second: Vec<_> = (0..100)
         .map(|i| keyed(&topic, &format!("k{}", i % 17), &format!("after-{i}")))
@@ -616,15 +618,18 @@ async fn tansu_deviation_commit_transaction_fails() {
     );
 }
 
-/// DEVIATION: records of a transaction that was aborted are not hidden from
-/// `read_committed` readers. (On Tansu the abort itself fails, as it also needs
-/// EndTxn; the records stay in the log with no abort marker and a `read_committed`
-/// consumer delivers them.) If this test starts failing, Tansu got fixed: update
-/// DESIGN.md and SPEC section 10's notes.
+/// DEVIATION: a transaction cannot be aborted either (`abort_transaction` also needs
+/// EndTxn), so Kafka's "aborted records are hidden from `read_committed` readers"
+/// cannot happen: the records stay in the log with no abort marker. What a reader
+/// sees: `read_uncommitted` delivers them; `read_committed` (librdkafka's default)
+/// delivers nothing past them, as the never-ended transaction holds the partition's
+/// last stable offset back. playlake writes no transactions, but one transactional
+/// producer on a shared Tansu topic would stall `read_committed` readers. If this test
+/// starts failing, Tansu got fixed: update DESIGN.md and SPEC section 10's notes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tansu_deviation_aborted_records_are_visible_to_read_committed() {
+async fn tansu_deviation_aborted_transaction_stays_in_the_log() {
     let brokers = require!(brokers(
-        "tansu_deviation_aborted_records_are_visible_to_read_committed"
+        "tansu_deviation_aborted_transaction_stays_in_the_log"
     ));
     let transport = transport(&brokers);
     let topic = unique("txn-abort");
@@ -650,14 +655,32 @@ async fn tansu_deviation_aborted_records_are_visible_to_read_committed() {
     .await
     .expect("join");
     eprintln!("abort_transaction on Tansu: {abort:?}");
+    assert!(
+        abort.is_err(),
+        "abort_transaction succeeded: Tansu supports EndTxn now"
+    );
 
-    let values = tokio::task::spawn_blocking(move || {
-        let mut config = producer_config(&brokers);
-        config
-            .set("group.id", unique("rc"))
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest");
+    let uncommitted = read_raw(&brokers, &topic, "read_uncommitted").await;
+    let committed = read_raw(&brokers, &topic, "read_committed").await;
+    eprintln!("read_uncommitted: {uncommitted:?}; read_committed: {committed:?}");
+    assert_eq!(uncommitted, vec!["aborted".to_string()]);
+    assert!(
+        committed.is_empty(),
+        "read_committed now delivers {committed:?}: Tansu's LSO handling changed; update DESIGN.md"
+    );
+}
+
+/// Reads partition 0 of `topic` from the beginning with a raw librdkafka consumer,
+/// until partition EOF or 20 s.
+async fn read_raw(brokers: &str, topic: &str, isolation: &str) -> Vec<String> {
+    let mut config = producer_config(brokers);
+    config
+        .set("group.id", unique("raw"))
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest");
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = config.create().expect("consumer");
         let mut tpl = playlake_kafka::rdkafka::TopicPartitionList::new();
         tpl.add_partition_offset(&topic, 0, playlake_kafka::rdkafka::Offset::Beginning)
@@ -676,12 +699,7 @@ async fn tansu_deviation_aborted_records_are_visible_to_read_committed() {
         values
     })
     .await
-    .expect("join");
-    assert_eq!(
-        values,
-        vec!["aborted".to_string()],
-        "a read_committed reader hid the aborted record (abort result {abort:?}): Tansu now supports transactions; update DESIGN.md"
-    );
+    .expect("join")
 }
 
 /// DEVIATION: Tansu accepts `cleanup.policy=compact` but does not compact: every
@@ -740,14 +758,20 @@ struct TansuProcess {
 }
 
 impl TansuProcess {
-    fn start(binary: &str, port: u16, db: &std::path::Path, log: &std::path::Path) -> Self {
+    /// Starts `tansu broker` in `dir` with `storage` (`memory://tansu/` or
+    /// `sqlite://tansu.db`; Tansu resolves a sqlite path relative to its working
+    /// directory, even one written as `sqlite:///abs/path`).
+    fn start(binary: &str, port: u16, dir: &std::path::Path, storage: &str, log: &str) -> Self {
+        let log = dir.join(log);
         let log = std::fs::File::create(log).expect("tansu log file");
         let err = log.try_clone().expect("tansu log file");
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(binary)
             .arg("broker")
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", &format!("sqlite://{}", db.display())])
+            .args(["--storage-engine", storage])
+            .current_dir(dir)
+            .env_remove("CLUSTER_ID")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
@@ -794,4 +818,64 @@ where
             Err(e) => panic!("broker never came up: {e:?}"),
         }
     }
+}
+
+/// DEVIATION (memory:// and s3:// storage, Tansu's "dynostore"): a Fetch from an
+/// offset inside a stored batch returns only the batches that *start* at or after
+/// that offset, so the rest of the batch is silently skipped (a single-batch
+/// partition returns nothing at all, and the consumer never reaches the end).
+/// (Tansu also re-sends the later batches; our consumer drops records below the
+/// last delivered offset, so the stage sees 10, 11 once.) `sqlite://` storage
+/// stores records one by one and fetches correctly. Positions
+/// from a checkpoint are usually inside a batch, so the local stack must run Tansu
+/// with sqlite storage for restarts to be exact. If this test starts failing, Tansu
+/// got fixed: update DESIGN.md and SPEC section 10's notes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tansu_deviation_memory_storage_fetch_inside_a_batch_skips_it() {
+    let test = "tansu_deviation_memory_storage_fetch_inside_a_batch_skips_it";
+    let tansu = require!(tansu_binary(test));
+    let mut seen = BTreeMap::new();
+    for storage in ["memory://tansu/", "sqlite://tansu.db"] {
+        let dir = std::env::temp_dir().join(unique("tansu-batch"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let port = free_port();
+        let _broker = TansuProcess::start(&tansu, port, &dir, storage, "tansu.log");
+        let transport = transport(&format!("127.0.0.1:{port}"));
+        let topic = unique("batch");
+        let spec = TopicSpec::new(&topic, 1);
+        retry_until_up(|| transport.ensure_topic(&spec)).await;
+        let producer = transport.producer().expect("producer");
+        // Offsets 0..=9 in one batch, then 10 and 11 in batches of their own.
+        producer
+            .send(
+                (0..10)
+                    .map(|i| keyed(&topic, "k", &format!("v{i}")))
+                    .collect(),
+            )
+            .await
+            .expect("send batch");
+        for i in 10..12 {
+            producer
+                .send(vec![keyed(&topic, "k", &format!("v{i}"))])
+                .await
+                .expect("send");
+        }
+        let tp = TopicPartition::new(&topic, 0);
+        let mut consumer = transport.consumer(&unique("batch-g")).expect("consumer");
+        consumer
+            .assign(&[(tp.clone(), Position::Offset(7))])
+            .expect("assign");
+        let events = poll_until(consumer.as_mut(), "the end", |e| ends(e).contains_key(&tp)).await;
+        let offsets: Vec<i64> = records(&events).iter().map(|r| r.offset).collect();
+        eprintln!("{storage}: fetch from offset 7 delivered {offsets:?}");
+        seen.insert(storage, offsets);
+        consumer.close().await.expect("close");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    assert_eq!(seen["sqlite://tansu.db"], vec![7, 8, 9, 10, 11]);
+    let memory = &seen["memory://tansu/"];
+    assert!(
+        !memory.contains(&7) && memory.ends_with(&[10, 11]),
+        "memory storage delivered {memory:?} from offset 7: Tansu got fixed; update DESIGN.md"
+    );
 }

@@ -28,13 +28,14 @@ pub struct KafkaAdmin {
 impl KafkaAdmin {
     pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
         config.validate()?;
-        let client = config
-            .client_config("admin")
-            .create()
-            .map_err(|source| KafkaError::CreateClient {
-                client: "admin",
-                source,
-            })?;
+        let client =
+            config
+                .client_config("admin")
+                .create()
+                .map_err(|source| KafkaError::CreateClient {
+                    client: "admin",
+                    source,
+                })?;
         Ok(Self {
             client: Arc::new(client),
         })
@@ -61,7 +62,9 @@ impl KafkaAdmin {
             })?;
         for result in results {
             match result {
-                Ok(name) => info!(topic = %name, partitions = spec.partitions, cleanup_policy = spec.cleanup_policy.as_str(), "created topic"),
+                Ok(name) => {
+                    info!(topic = %name, partitions = spec.partitions, cleanup_policy = spec.cleanup_policy.as_str(), "created topic")
+                }
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => return Err(KafkaError::CreateTopicRejected { topic, code }),
             }
@@ -150,4 +153,3 @@ fn validate_spec(spec: &TopicSpec) -> Result<(), KafkaError> {
     }
     Ok(())
 }
-

@@ -59,7 +59,13 @@ const RESERVED: &[(&str, &str)] = &[
 ];
 
 /// Substrings of option names whose values are secrets.
-const SECRET_MARKERS: &[&str] = &["password", "secret", "jaas", "key.pem", "oauthbearer.config"];
+const SECRET_MARKERS: &[&str] = &[
+    "password",
+    "secret",
+    "jaas",
+    "key.pem",
+    "oauthbearer.config",
+];
 
 /// Whether the value of this option is a secret that must not be logged.
 pub fn is_secret(key: &str) -> bool {
@@ -291,7 +297,11 @@ mod tests {
     #[test]
     fn secrets_never_show() {
         let config = KafkaConfig::new("localhost:9092")
-            .with_options(["sasl.password=hunter2", "ssl.key.password=s3cr3t", "sasl.username=me"])
+            .with_options([
+                "sasl.password=hunter2",
+                "ssl.key.password=s3cr3t",
+                "sasl.username=me",
+            ])
             .unwrap();
         let debug = format!("{config:?}");
         assert!(!debug.contains("hunter2"), "{debug}");

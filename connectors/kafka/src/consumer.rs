@@ -56,8 +56,9 @@ struct State {
     assigned: BTreeSet<TopicPartition>,
     /// Assigned by the group, not yet positioned by the stage: records are dropped.
     awaiting_seek: HashSet<TopicPartition>,
-    /// After a seek to an absolute offset, records below it (fetched before the seek)
-    /// are dropped.
+    /// The lowest offset still deliverable per partition: the seek position, then one
+    /// past the last delivered record. Records below it (fetched before a seek, or
+    /// re-sent by the broker) are dropped.
     floor: HashMap<TopicPartition, i64>,
     /// Rebalance events not yet returned by `poll`, in order.
     events: Vec<ConsumerEvent>,
@@ -67,7 +68,10 @@ impl State {
     fn accepts(&self, partition: &TopicPartition, offset: i64) -> bool {
         self.assigned.contains(partition)
             && !self.awaiting_seek.contains(partition)
-            && self.floor.get(partition).is_none_or(|floor| offset >= *floor)
+            && self
+                .floor
+                .get(partition)
+                .is_none_or(|floor| offset >= *floor)
     }
 }
 
@@ -78,7 +82,9 @@ impl SharedState {
     /// The state stays usable even if a thread panicked while holding the lock: it
     /// only holds sets and queued events, which are valid after any partial update.
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -97,7 +103,10 @@ impl ConsumerContext for PipelineContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         let partitions = to_partitions(tpl);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
@@ -236,7 +245,11 @@ impl KafkaConsumer {
         Ok(())
     }
 
-    pub fn seek(&mut self, partition: &TopicPartition, position: Position) -> Result<(), KafkaError> {
+    pub fn seek(
+        &mut self,
+        partition: &TopicPartition,
+        position: Position,
+    ) -> Result<(), KafkaError> {
         let consumer = Arc::clone(self.inner()?);
         if !self.state.lock().assigned.contains(partition) {
             return Err(KafkaError::NotAssigned {
@@ -264,7 +277,9 @@ impl KafkaConsumer {
                 Ok(()) => break,
                 // The fetcher of a partition assigned a moment ago may not have
                 // started yet ("Erroneous state"): give it a little time.
-                Err(source) if is_state_error(&source) && started.elapsed() < SEEK_STARTUP_GRACE => {
+                Err(source)
+                    if is_state_error(&source) && started.elapsed() < SEEK_STARTUP_GRACE =>
+                {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(source) => return Err(seek_error(source)),
@@ -309,13 +324,17 @@ impl KafkaConsumer {
         let consumer = Arc::clone(self.inner()?);
         let mut tpl = TopicPartitionList::with_capacity(positions.len());
         for (partition, offset) in positions {
-            tpl.add_partition_offset(&partition.topic, partition.partition, Offset::Offset(*offset))
-                .map_err(|source| KafkaError::Commit { source })?;
+            tpl.add_partition_offset(
+                &partition.topic,
+                partition.partition,
+                Offset::Offset(*offset),
+            )
+            .map_err(|source| KafkaError::Commit { source })?;
         }
         tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
-        .await
-        .map_err(|source| KafkaError::Blocking { source })?
-        .map_err(|source| KafkaError::Commit { source })
+            .await
+            .map_err(|source| KafkaError::Blocking { source })?
+            .map_err(|source| KafkaError::Commit { source })
     }
 
     pub fn assignment(&self) -> Vec<TopicPartition> {
@@ -403,7 +422,19 @@ fn poll_blocking(
             }
             Some(Ok(message)) => {
                 let partition = TopicPartition::new(message.topic(), message.partition());
-                if state.lock().accepts(&partition, message.offset()) {
+                let offset = message.offset();
+                let accepted = {
+                    let mut state = state.lock();
+                    let accepted = state.accepts(&partition, offset);
+                    if accepted {
+                        // Offsets only move forward until the next seek: a broker that
+                        // re-sends a batch (Tansu's memory storage does) cannot make
+                        // the stage see a record twice.
+                        state.floor.insert(partition, offset + 1);
+                    }
+                    accepted
+                };
+                if accepted {
                     batch.push(to_record(&message));
                     delivered += 1;
                     if delivered >= max_records {
@@ -540,7 +571,12 @@ fn to_record(message: &BorrowedMessage<'_>) -> Record {
         .map(|headers| {
             headers
                 .iter()
-                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                .map(|h| {
+                    (
+                        h.key.to_string(),
+                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -565,7 +601,11 @@ impl Consumer for KafkaConsumer {
         KafkaConsumer::assign(self, positions).map_err(|e| e.into_transport("assign"))
     }
 
-    fn seek(&mut self, partition: &TopicPartition, position: Position) -> Result<(), TransportError> {
+    fn seek(
+        &mut self,
+        partition: &TopicPartition,
+        position: Position,
+    ) -> Result<(), TransportError> {
         KafkaConsumer::seek(self, partition, position).map_err(|e| e.into_transport("seek"))
     }
 

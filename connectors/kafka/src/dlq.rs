@@ -53,7 +53,10 @@ pub fn dead_letter_record(dlq_topic: &str, record: &Record, reason: &str) -> Out
         .collect();
     headers.extend([
         (HEADER_ERROR.to_string(), reason.as_bytes().to_vec()),
-        (HEADER_SOURCE_TOPIC.to_string(), record.topic.as_bytes().to_vec()),
+        (
+            HEADER_SOURCE_TOPIC.to_string(),
+            record.topic.as_bytes().to_vec(),
+        ),
         (
             HEADER_SOURCE_PARTITION.to_string(),
             record.partition.to_string().into_bytes(),
@@ -158,7 +161,16 @@ mod tests {
         assert_eq!(out.value.as_deref(), Some(&b"{not json"[..]));
         assert_eq!(out.partition, None);
         let names: Vec<_> = out.headers.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["trace", HEADER_ERROR, HEADER_SOURCE_TOPIC, HEADER_SOURCE_PARTITION, HEADER_SOURCE_OFFSET]);
+        assert_eq!(
+            names,
+            [
+                "trace",
+                HEADER_ERROR,
+                HEADER_SOURCE_TOPIC,
+                HEADER_SOURCE_PARTITION,
+                HEADER_SOURCE_OFFSET
+            ]
+        );
         let read_back = Record {
             topic: out.topic.clone(),
             partition: 0,

@@ -48,12 +48,10 @@ impl KafkaProducer {
                 client.set(key, value);
             }
         }
-        let inner = client
-            .create()
-            .map_err(|source| KafkaError::CreateClient {
-                client: "producer",
-                source,
-            })?;
+        let inner = client.create().map_err(|source| KafkaError::CreateClient {
+            client: "producer",
+            source,
+        })?;
         Ok(Self { inner })
     }
 
@@ -62,8 +60,8 @@ impl KafkaProducer {
     pub async fn send(&self, records: &[OutgoingRecord]) -> Result<Vec<Delivery>, KafkaError> {
         let mut pending = Vec::with_capacity(records.len());
         for record in records {
-            let mut future_record = FutureRecord::<[u8], [u8]>::to(&record.topic)
-                .headers(to_headers(&record.headers));
+            let mut future_record =
+                FutureRecord::<[u8], [u8]>::to(&record.topic).headers(to_headers(&record.headers));
             if let Some(key) = &record.key {
                 future_record = future_record.key(key.as_slice());
             }
@@ -113,14 +111,15 @@ impl KafkaProducer {
 }
 
 fn to_headers(headers: &[(String, Vec<u8>)]) -> OwnedHeaders {
-    headers
-        .iter()
-        .fold(OwnedHeaders::new_with_capacity(headers.len()), |acc, (key, value)| {
+    headers.iter().fold(
+        OwnedHeaders::new_with_capacity(headers.len()),
+        |acc, (key, value)| {
             acc.insert(Header {
                 key,
                 value: Some(value.as_slice()),
             })
-        })
+        },
+    )
 }
 
 fn classify(record: &OutgoingRecord, source: RdKafkaError, enqueue: bool) -> KafkaError {
