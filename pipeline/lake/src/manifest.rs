@@ -17,17 +17,19 @@
 //! After a crash the sink restores the manifest and replays from `replay_from`.
 //! Pending cuts are re-made exactly: the sink pins their files so the rolling policy
 //! cannot cut them elsewhere, splits its input at [`SinkManifest::next_cut_end`],
-//! finishes each file when its last offset is reached, checks it with
-//! [`SinkManifest::verify`] and publishes it again under the same name with the
+//! finishes each file when its last offset is reached ([`SinkManifest::due_cuts`]),
+//! checks it with [`SinkManifest::remade`] and publishes it again under the same name with the
 //! same bytes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::dedup::{KeyDigest, KeyIndex};
 use crate::error::{LakeError, Result};
 use crate::file::{FinishedFile, SourcePartition};
+use crate::partition::PartitionPath;
+use crate::pool::FileKey;
 
 /// Version of the encoded manifest.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -81,6 +83,9 @@ pub struct SinkManifest {
     /// below `replay_from` are dropped: replay never reads those offsets again.
     done_through: BTreeMap<String, i64>,
     seen: KeyIndex,
+    /// Directories whose pending cut was re-made during this replay (not saved).
+    #[serde(skip)]
+    remade: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +107,7 @@ impl SinkManifest {
             pending: Vec::new(),
             done_through: BTreeMap::new(),
             seen: KeyIndex::default(),
+            remade: BTreeSet::new(),
         }
     }
 
@@ -146,6 +152,39 @@ impl SinkManifest {
         self.pending.iter().find(|c| c.path == path)
     }
 
+    /// The open-file keys of the pending cuts, for [`crate::pool::WriterPool::pin`]
+    /// when a replay starts.
+    pub fn pending_file_keys(&self) -> Result<Vec<FileKey>> {
+        self.pending
+            .iter()
+            .map(|cut| {
+                PartitionPath::from_relative(&cut.path)
+                    .map(|path| (path, self.source()))
+                    .ok_or_else(|| LakeError::Manifest {
+                        reason: format!("pending cut has an invalid directory {:?}", cut.path),
+                    })
+            })
+            .collect()
+    }
+
+    /// The pending cuts not yet re-made that end at or before `offset`. Call it with
+    /// `offset - 1` before writing the row at `offset` and with `offset` after it:
+    /// each returned cut's file must be finished now, checked with
+    /// [`SinkManifest::remade`] and published.
+    pub fn due_cuts(&self, offset: i64) -> Vec<FileCut> {
+        self.pending
+            .iter()
+            .filter(|c| c.last_offset <= offset && !self.remade.contains(&c.path))
+            .cloned()
+            .collect()
+    }
+
+    /// True when every pending cut was re-made in this replay (or none is pending):
+    /// the sink may [`SinkManifest::commit`] once their files are published.
+    pub fn replay_complete(&self) -> bool {
+        self.pending.iter().all(|c| self.remade.contains(&c.path))
+    }
+
     /// The smallest last offset of the pending cuts that is `>= offset`: the sink
     /// must stop feeding rows after that offset, finish the cut's file, then go on.
     pub fn next_cut_end(&self, offset: i64) -> Option<i64> {
@@ -183,16 +222,22 @@ impl SinkManifest {
     }
 
     /// Checks that a file re-made during replay equals its recorded cut (same name,
-    /// offsets and rows), so publishing it overwrites the object with equal bytes.
-    pub fn verify(&self, file: &FinishedFile) -> Result<()> {
+    /// offsets and rows), so publishing it overwrites the object with equal bytes,
+    /// and marks the cut re-made.
+    pub fn remade(&mut self, file: &FinishedFile) -> Result<()> {
         self.check_source(file)?;
         let cut = FileCut::of(file);
         match self.cut_for(&cut.path) {
-            Some(recorded) if *recorded == cut => Ok(()),
+            Some(recorded) if *recorded == cut => {
+                self.remade.insert(cut.path);
+                Ok(())
+            }
             Some(recorded) => Err(LakeError::Manifest {
                 reason: format!("replayed file {cut:?} differs from its recorded cut {recorded:?}"),
             }),
-            None => Ok(()),
+            None => Err(LakeError::Manifest {
+                reason: format!("replayed file {cut:?} has no recorded cut"),
+            }),
         }
     }
 
@@ -209,6 +254,7 @@ impl SinkManifest {
                 ),
             });
         }
+        self.remade.clear();
         for cut in self.pending.drain(..) {
             let done = self.done_through.entry(cut.path).or_insert(cut.last_offset);
             *done = (*done).max(cut.last_offset);
