@@ -296,6 +296,38 @@ mod tests {
         assert!(kept + smallest_rolled > p.memory_budget_bytes);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn plan_always_meets_the_budget(
+            sizes in proptest::collection::vec((0u64..5_000, 0u64..200, 0i64..100_000), 0..200),
+            budget in 1u64..50_000,
+            oldest in proptest::bool::ANY,
+            now in 0i64..200_000,
+        ) {
+            let p = RollPolicy {
+                memory_budget_bytes: budget,
+                evict: if oldest { EvictOrder::Oldest } else { EvictOrder::Largest },
+                ..policy()
+            };
+            let files: Vec<(usize, FileStats)> =
+                sizes.iter().map(|&(b, r, t)| stats(b, r, t)).enumerate().collect();
+            let plan = p.plan(files.clone(), now);
+            let rolled: std::collections::BTreeSet<usize> = plan.iter().map(|(k, _)| *k).collect();
+            proptest::prop_assert_eq!(rolled.len(), plan.len(), "each file at most once");
+            let kept: u64 = files
+                .iter()
+                .filter(|(k, _)| !rolled.contains(k))
+                .map(|(_, s)| s.memory_bytes)
+                .sum();
+            proptest::prop_assert!(kept <= budget);
+            for (k, s) in &files {
+                if p.roll_reason(s, now).is_some() {
+                    proptest::prop_assert!(rolled.contains(k));
+                }
+            }
+        }
+    }
+
     #[test]
     fn zero_settings_are_rejected() {
         let bad = RollPolicy {
