@@ -226,6 +226,7 @@ impl KafkaConsumer {
     pub fn assign(&mut self, positions: &[(TopicPartition, Position)]) -> Result<(), KafkaError> {
         let mut tpl = TopicPartitionList::with_capacity(positions.len());
         for (partition, position) in positions {
+            check_position(partition, *position)?;
             tpl.add_partition_offset(&partition.topic, partition.partition, to_offset(*position))
                 .map_err(|source| KafkaError::Assign { source })?;
         }
@@ -251,6 +252,7 @@ impl KafkaConsumer {
         position: Position,
     ) -> Result<(), KafkaError> {
         let consumer = Arc::clone(self.inner()?);
+        check_position(partition, position)?;
         if !self.state.lock().assigned.contains(partition) {
             return Err(KafkaError::NotAssigned {
                 partition: partition.clone(),
@@ -555,6 +557,18 @@ fn to_partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
         .iter()
         .map(|e| TopicPartition::new(e.topic(), e.partition()))
         .collect()
+}
+
+/// Refuses negative offsets, which librdkafka would read as logical positions
+/// (-1 is "end", -2 "beginning").
+fn check_position(partition: &TopicPartition, position: Position) -> Result<(), KafkaError> {
+    match position {
+        Position::Offset(offset) if offset < 0 => Err(KafkaError::NegativeOffset {
+            partition: partition.clone(),
+            offset,
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn to_offset(position: Position) -> Offset {

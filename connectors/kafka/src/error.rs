@@ -82,6 +82,12 @@ pub enum KafkaError {
     #[error("partition {partition} does not exist")]
     UnknownPartition { partition: TopicPartition },
 
+    #[error("cannot position {partition} at offset {offset}: offsets are never negative")]
+    NegativeOffset {
+        partition: TopicPartition,
+        offset: i64,
+    },
+
     #[error("partition {partition} is not assigned to this consumer")]
     NotAssigned { partition: TopicPartition },
 
