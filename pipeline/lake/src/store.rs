@@ -3,7 +3,7 @@
 //! Data flow: [`crate::pool::WriterPool`] returns a [`FinishedFile`]; the sink records
 //! it in its manifest and calls [`LakeStore::publish`], which puts it at
 //! `<root>/<table>/<partition directory>/<name>`. Small files go up in one PUT, large
-//! ones with a multipart upload ([`ObjectStore::put_multipart`], parts of
+//! ones with a multipart upload (`put_multipart`, parts of
 //! [`LakeStore::part_bytes`]). Both are atomic on S3: the object appears at its name
 //! only when the PUT or the CompleteMultipartUpload succeeds. On a local filesystem
 //! ([`PublishMode::StageThenRename`]) the file is first written under
