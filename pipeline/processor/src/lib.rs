@@ -21,7 +21,7 @@
 //! * [`watermark`]: per-partition watermarks, the minimum, idleness.
 //! * [`source`]: all state of one input partition; [`merge`]: per-stream results from
 //!   every partition's partials; [`resume`]: resume points.
-//! * [`reference`]: the batch definition everything is tested against.
+//! * [`mod@reference`]: the batch definition everything is tested against.
 //!
 //! Every emitted batch is sorted by natural key, and every result is a deterministic
 //! function of the input sequence and the restored state, so a replay after a crash

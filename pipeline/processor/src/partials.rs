@@ -120,10 +120,13 @@ impl PartialAggregator {
             return;
         }
         let start = window_start(event.event_time_ms(), self.settings.viewer_window_ms());
-        self.windows
+        let uuids = self
+            .windows
             .entry((start, event.stream_id.clone()))
-            .or_default()
-            .insert(event.uuid.clone());
+            .or_default();
+        if !uuids.contains(&event.uuid) {
+            uuids.insert(event.uuid.clone());
+        }
     }
 
     /// Adds an on-time event to its day.
@@ -134,9 +137,13 @@ impl PartialAggregator {
             .days
             .entry((span.end, span.day, event.stream_id.clone()))
             .or_default();
-        acc.uuids.insert(event.uuid.clone());
+        if !acc.uuids.contains(&event.uuid) {
+            acc.uuids.insert(event.uuid.clone());
+        }
         if let Some(user) = &event.user_id {
-            acc.user_ids.insert(user.clone());
+            if !acc.user_ids.contains(user) {
+                acc.user_ids.insert(user.clone());
+            }
         }
         acc.watched += WatchedSum::of_seconds(event.watched_seconds());
     }

@@ -15,7 +15,7 @@
 //!   is frozen once `event_time + session_gap < W`: from then on every on-time event
 //!   comes strictly after it (an earlier one would be late), so nothing can be
 //!   inserted before it any more, not even a `stop` that would split its run.
-//! * `open`: the frozen prefix of the current run, folded into a [`RunSummary`] (first
+//! * `open`: the frozen prefix of the current run, folded into a `RunSummary` (first
 //!   and last time, positions, watched seconds, counts, first user_id). Frozen events
 //!   are folded in order, so the summary equals a computation over the sorted events.
 //! * `guard`: the end of the last emitted session, kept while an on-time event could
@@ -283,7 +283,7 @@ fn next_wake(state: &KeyState, gap: i64) -> Option<i64> {
         .recent
         .first_key_value()
         .map(|(&(t, _), _)| t.saturating_add(gap));
-    let emit = first_run(state, gap).map(|(run, _)| final_after(&run, gap));
+    let emit = first_run_final_after(state, gap);
     let forget = state
         .guard
         .as_ref()
@@ -312,6 +312,21 @@ fn guard_reach(guard: &Guard, gap: i64) -> i64 {
     } else {
         guard.end.saturating_add(gap)
     }
+}
+
+/// [`final_after`] of the key's first run, without building its summary (this runs on
+/// every applied event).
+fn first_run_final_after(state: &KeyState, gap: i64) -> Option<i64> {
+    let mut last: Option<(i64, bool)> = state.open.as_ref().map(|o| (o.end, o.ends_with_stop));
+    for ((t, _), e) in &state.recent {
+        if let Some((end, stop)) = last {
+            if stop || t.saturating_sub(end) > gap {
+                break;
+            }
+        }
+        last = Some((*t, e.event_type == EventType::Stop));
+    }
+    last.map(|(end, stop)| if stop { end } else { end.saturating_add(gap) })
 }
 
 /// The key's first run (the open summary plus the recent events that continue it) and
