@@ -2,8 +2,9 @@
 //! on it.
 //!
 //! - [`LakeError::Config`]: a setting is out of range; fix the configuration.
-//! - [`LakeError::TimestampOutOfRange`] / [`LakeError::Batch`]: a row cannot be
-//!   placed or encoded; the row (not the sink) is the problem.
+//! - [`LakeError::Decode`] / [`LakeError::TimestampOutOfRange`] /
+//!   [`LakeError::Batch`]: a record or row cannot be read, placed or encoded; the
+//!   record (not the sink) is the problem.
 //! - [`LakeError::Parquet`]: the Parquet encoder failed; the cause is kept.
 //! - [`LakeError::Storage`]: object storage failed; [`LakeError::is_transient`] tells
 //!   whether retrying with backoff can help (an outage) or not (no such bucket,
@@ -79,6 +80,23 @@ pub enum LakeError {
         /// object_store's reason.
         #[source]
         source: object_store::path::Error,
+    },
+
+    /// A record of an input topic holds no valid row of its table; the record is
+    /// identified so it can be inspected (or sent to the DLQ by the caller).
+    #[error("record {topic}/{partition}@{offset} is not a valid {table} row")]
+    Decode {
+        /// Table the record was read for.
+        table: &'static str,
+        /// Its topic.
+        topic: String,
+        /// Its partition.
+        partition: i32,
+        /// Its offset.
+        offset: i64,
+        /// What is wrong with it.
+        #[source]
+        source: crate::decode::DecodeError,
     },
 
     /// The sink's manifest (saved cuts and positions) is inconsistent with what is

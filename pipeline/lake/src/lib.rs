@@ -5,7 +5,7 @@
 //! everything but [`store`] is pure and tested without a network.
 //!
 //! ```text
-//! Kafka record --decode--> row (playlake-schemas) + RecordMeta
+//! Kafka record --DecodeRow::decode--> row (playlake-schemas) + RecordMeta  [decode]
 //!    | SinkManifest::admit (dedup by natural key, skip what is durable)   [manifest, dedup]
 //!    | LakeRow::partition -> PartitionPath (Hive-escaped, dt/hour in a time zone) [partition, hive]
 //!    | LakeRow::to_batch -> Arrow RecordBatch                              [rows]
@@ -24,6 +24,7 @@
 //! The sink's run loop (consuming, checkpoint saves, retries) lives in the `playlake`
 //! binary; `DESIGN-sink.md` explains why the protocol is exactly-once.
 
+pub mod decode;
 pub mod dedup;
 pub mod error;
 pub mod file;
@@ -41,6 +42,7 @@ mod fixtures;
 #[cfg(test)]
 mod reader_tests;
 
+pub use decode::{DecodeError, DecodeRow};
 pub use dedup::{digest, KeyDigest, KeyIndex};
 pub use error::{LakeError, Result};
 pub use file::{file_name, FinishedFile, PartitionFile, SourcePartition};
