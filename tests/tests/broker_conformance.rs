@@ -20,7 +20,7 @@ use playlake_kafka::rdkafka::config::ClientConfig;
 use playlake_kafka::rdkafka::consumer::{BaseConsumer, Consumer as _};
 use playlake_kafka::rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use playlake_kafka::rdkafka::Message as _;
-use playlake_kafka::{KafkaConfig, KafkaTransport};
+use playlake_kafka::{DeadLetter, DeadLetterOrigin, DlqWriter, KafkaConfig, KafkaTransport};
 use playlake_tests::stack::{unique_name, Stack};
 use playlake_transport::{
     partition_for_key, Consumer, ConsumerEvent, OutgoingRecord, Position, Record, TopicPartition,
@@ -473,6 +473,50 @@ fn producer_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers);
     config
+}
+
+/// The DLQ writer republishes the original key and value byte for byte, with the
+/// reason and the source position in headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_writer_keeps_bytes_and_origin() {
+    let brokers = require!(brokers("dlq_writer_keeps_bytes_and_origin"));
+    let transport = transport(&brokers);
+    let (input, dlq) = (unique("dlq-in"), unique("dlq"));
+    for topic in [&input, &dlq] {
+        transport
+            .ensure_topic(&TopicSpec::new(topic.as_str(), 2))
+            .await
+            .expect("create topic");
+    }
+    let raw = vec![0xff, 0x00, b'{', b'x'];
+    let mut bad = keyed(&input, "uuid-9", "");
+    bad.value = Some(raw.clone());
+    let sent = transport
+        .producer()
+        .expect("producer")
+        .send(vec![bad])
+        .await
+        .expect("send");
+    let read = read_topic(&transport, &input, &unique("dlq-g")).await;
+    assert_eq!(read.len(), 1);
+    let writer = DlqWriter::new(dlq.clone(), transport.producer().expect("producer"));
+    writer
+        .write(&[DeadLetter::new(read[0].clone(), "invalid JSON")])
+        .await
+        .expect("write dlq");
+    let letters = read_topic(&transport, &dlq, &unique("dlq-g")).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].key.as_deref(), Some(&b"uuid-9"[..]));
+    assert_eq!(letters[0].value, Some(raw));
+    assert_eq!(
+        DeadLetterOrigin::from_record(&letters[0]),
+        Some(DeadLetterOrigin {
+            reason: "invalid JSON".into(),
+            source_topic: input.clone(),
+            source_partition: sent[0].partition,
+            source_offset: sent[0].offset,
+        })
+    );
 }
 
 /// Topics are created with `cleanup.policy` and extra configs; an existing topic is
