@@ -23,7 +23,6 @@
 //! spins) until the first event or the timeout.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::ffi::CString;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -42,7 +41,10 @@ use rdkafka::ClientContext;
 use tracing::{debug, error, warn};
 
 use crate::config::KafkaConfig;
+
+mod end_of_partition;
 use crate::error::KafkaError;
+use end_of_partition::end_of_partition;
 
 /// How long a seek may wait for librdkafka's fetcher to acknowledge it.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -472,84 +474,6 @@ fn flush(batch: &mut Vec<Record>, out: &mut Vec<ConsumerEvent>) {
     if !batch.is_empty() {
         out.push(ConsumerEvent::Records(std::mem::take(batch)));
     }
-}
-
-/// librdkafka reports a partition EOF with the partition number only. The topic is
-/// the one assigned partition with that number whose position has reached the
-/// high watermark of its last fetch; that watermark is the partition's end.
-fn end_of_partition(
-    consumer: &InnerConsumer,
-    state: &SharedState,
-    partition: i32,
-) -> Vec<ConsumerEvent> {
-    let candidates: Vec<TopicPartition> = {
-        let state = state.lock();
-        state
-            .assigned
-            .iter()
-            .filter(|tp| tp.partition == partition && !state.awaiting_seek.contains(tp))
-            .cloned()
-            .collect()
-    };
-    if candidates.is_empty() {
-        return Vec::new();
-    }
-    let positions: HashMap<TopicPartition, i64> = match consumer.position() {
-        Ok(tpl) => tpl
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(offset) => {
-                    Some((TopicPartition::new(e.topic(), e.partition()), offset))
-                }
-                _ => None,
-            })
-            .collect(),
-        Err(e) => {
-            warn!(error = %e, "could not read consumer positions");
-            HashMap::new()
-        }
-    };
-    let single = candidates.len() == 1;
-    candidates
-        .into_iter()
-        .filter_map(|tp| {
-            let high = cached_high_watermark(consumer, &tp);
-            let position = positions.get(&tp).copied();
-            let next_offset = match (high, position) {
-                (Some(high), Some(position)) if position >= high => high,
-                (Some(high), None) if single => high,
-                (None, Some(position)) if single => position,
-                (Some(high), Some(_)) if single => high,
-                _ => return None,
-            };
-            Some(ConsumerEvent::EndOfPartition {
-                partition: tp,
-                next_offset,
-            })
-        })
-        .collect()
-}
-
-/// The high watermark carried by the partition's last fetch response, as librdkafka
-/// cached it (no broker request; on Tansu this is the true end, unlike ListOffsets).
-fn cached_high_watermark(consumer: &InnerConsumer, partition: &TopicPartition) -> Option<i64> {
-    let topic = CString::new(partition.topic.as_str()).ok()?;
-    let mut low = -1i64;
-    let mut high = -1i64;
-    // SAFETY: the client pointer is valid for the life of `consumer`; the topic is a
-    // NUL-terminated string that outlives the call; the out-pointers are valid locals.
-    // rd_kafka_get_watermark_offsets only reads librdkafka's cache and is thread-safe.
-    let err = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            topic.as_ptr(),
-            partition.partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }
 
 fn to_partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
