@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Starts the local test stack on free loopback ports and writes .stack/env:
 #   - Tansu (Kafka API), storage from PLAYLAKE_STACK_TANSU_STORAGE
-#     (default memory://tansu/; sqlite://FILE keeps topics across a restart). Tansu
+#     (default sqlite://tansu.db, recreated empty at every start). Not memory://:
+#     Tansu 0.6.0's memory storage answers a fetch from an offset inside a stored batch
+#     with the later batches only, so seeking to a checkpointed position would skip
+#     records (tests/tests/broker_conformance.rs shows it; DESIGN.md section 7). Tansu
 #     0.6.0 resolves the sqlite FILE against its working directory, which is .stack/,
 #     even when it starts with / (sqlite:///tmp/x.db opens ./tmp/x.db): use a relative
 #     name such as sqlite://tansu.db and start the broker where the file should live,
@@ -14,7 +17,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 READY_TIMEOUT_SECONDS="${PLAYLAKE_STACK_TIMEOUT_SECONDS:-60}"
-TANSU_STORAGE="${PLAYLAKE_STACK_TANSU_STORAGE:-memory://tansu/}"
+TANSU_STORAGE="${PLAYLAKE_STACK_TANSU_STORAGE:-sqlite://tansu.db}"
 PIDS_FILE="$STACK_DIR/pids"
 
 running() {
@@ -88,6 +91,10 @@ spawn moto "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT"
 # on the same loopback port; no schema registry, no OTLP export. Tansu reads settings
 # from the environment and from a .env file in its working directory, so it runs in
 # .stack/ with those variables removed: only the flags below count.
+# Each run starts from an empty broker.
+if [[ "$TANSU_STORAGE" == sqlite://* ]]; then
+    rm -f "$STACK_DIR/${TANSU_STORAGE#sqlite://}"*
+fi
 TANSU_ARGS=(
     broker
     --cluster-id playlake-test
