@@ -1,0 +1,421 @@
+//! One input partition of the sink, and the writer that drives the lake protocol
+//! for it (`pipeline/lake/DESIGN-sink.md`).
+//!
+//! Data flow: when the group assigns a partition, [`Writer::restore`] loads its
+//! manifest from the checkpoint scope `<group>.<topic>-<partition>` (or starts a
+//! fresh one) and pins the files of cuts recorded before a crash. Records then go
+//! through [`Writer::ingest`]: decode ([`DecodeRow`]) → admit (dedup by natural key,
+//! skip what is durable) → the writer pool; while recorded cuts are replayed, their
+//! files are finished exactly at each cut's last offset, checked against the cut and
+//! published again, then the manifest commits. Files that the rolling policy, a
+//! drain or a revocation finishes go through [`Writer::flush`]: record the cuts and
+//! save the intent checkpoint, publish every file, commit and save again. Positions
+//! advance only in that last save, after the files they cover are durable.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use playlake_checkpoint::{CheckpointStore, Lake, Position};
+use playlake_lake::{
+    digest, Admit, DecodeRow, FinishedFile, LakeError, LakeRow, LakeStore, PartitionConfig,
+    PartitionPath, RecordMeta, RollReason, SinkManifest, SourcePartition, WriterPool,
+};
+use playlake_schemas::{
+    ChangeEvent, DailyStat, DlqRecord, PlaybackEvent, Session, Table, TimestampMs, ViewerWindow,
+};
+use playlake_transport::{Record, TopicPartition};
+
+use crate::config::SinkReport;
+use crate::error::{Result, SinkError};
+use crate::retry::{retry_lake, Backoff};
+
+/// The stage name of the sink's checkpoints.
+pub const CHECKPOINT_STAGE: &str = "sink";
+
+/// The checkpoint scope of one input partition.
+pub fn checkpoint_scope(group_id: &str, topic: &str, partition: i32) -> String {
+    format!("{group_id}.{topic}-{partition}")
+}
+
+/// What the sink knows about one assigned input partition.
+#[derive(Debug)]
+pub(crate) struct PartitionState {
+    pub tp: TopicPartition,
+    pub source: SourcePartition,
+    pub table: Table,
+    pub manifest: SinkManifest,
+    pub checkpoint: CheckpointStore,
+    pub scope: String,
+    /// The offset after the last record processed, once one was.
+    pub next_offset: Option<i64>,
+    /// The consumer reported the end of the partition and nothing came since.
+    pub caught_up: bool,
+    /// Whether the manifest was restored from a checkpoint.
+    pub restored: bool,
+}
+
+impl PartitionState {
+    /// True while recorded cuts of a previous run are still being re-made.
+    pub fn replaying(&self) -> bool {
+        !self.manifest.replay_complete()
+    }
+
+    fn position(&self, next: i64) -> Vec<Position> {
+        vec![Position::new(
+            self.tp.topic.clone(),
+            self.tp.partition,
+            next,
+        )]
+    }
+}
+
+/// The writer pool, the lake store and the counters, shared by every partition.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    pub pool: WriterPool,
+    pub store: LakeStore,
+    pub partition_config: PartitionConfig,
+    pub retry_max: Duration,
+    pub dedup_retention_ms: i64,
+    pub report: SinkReport,
+    /// Positions saved since the consumer last committed its group offsets.
+    pub to_commit: Vec<(TopicPartition, i64)>,
+}
+
+/// The wall clock in epoch milliseconds (rolling by interval, dedup retention).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Writer {
+    /// Loads the manifest of `tp` (or a fresh one) and pins its pending cuts' files.
+    pub async fn restore(
+        &mut self,
+        lake: &Lake,
+        group_id: &str,
+        tp: TopicPartition,
+        table: Table,
+    ) -> Result<PartitionState> {
+        let scope = checkpoint_scope(group_id, &tp.topic, tp.partition);
+        let mut checkpoint = CheckpointStore::new(lake, CHECKPOINT_STAGE, &scope).map_err(|e| {
+            SinkError::Checkpoint {
+                operation: "open",
+                scope: scope.clone(),
+                attempts: 1,
+                source: Box::new(e),
+            }
+        })?;
+        let mut backoff = Backoff::new("load", self.retry_max);
+        let loaded = loop {
+            match checkpoint.load_latest().await {
+                Ok(loaded) => break loaded,
+                Err(e) => backoff.checkpoint_failed(&scope, e).await?,
+            }
+        };
+        let source = SourcePartition {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+        };
+        let restored = loaded.is_some();
+        let manifest = match loaded {
+            Some(found) => SinkManifest::decode(&found.state)
+                .map_err(|e| SinkError::lake("decode the restored manifest", e))?,
+            None => SinkManifest::new(&source, 0),
+        };
+        if manifest.source() != source {
+            return Err(SinkError::lake(
+                "restore the manifest",
+                LakeError::Manifest {
+                    reason: format!(
+                        "checkpoint {scope} holds the manifest of {}/{}",
+                        manifest.source().topic,
+                        manifest.source().partition
+                    ),
+                },
+            ));
+        }
+        for key in manifest
+            .pending_file_keys()
+            .map_err(|e| SinkError::lake("pin the pending cuts", e))?
+        {
+            self.pool.pin(key);
+        }
+        tracing::info!(
+            partition = %tp,
+            replay_from = manifest.replay_from(),
+            pending_cuts = manifest.pending().len(),
+            restored,
+            "sink partition restored"
+        );
+        Ok(PartitionState {
+            tp,
+            source,
+            table,
+            manifest,
+            checkpoint,
+            scope,
+            next_offset: None,
+            caught_up: false,
+            restored,
+        })
+    }
+
+    /// Feeds records of one partition (in offset order) to the pool; re-makes and
+    /// publishes recorded cuts that end among them, and commits once all are re-made.
+    pub async fn ingest(&mut self, st: &mut PartitionState, records: &[Record]) -> Result<()> {
+        let remade = match st.table {
+            Table::Sessions => self.ingest_rows::<Session>(st, records)?,
+            Table::Viewers => self.ingest_rows::<ViewerWindow>(st, records)?,
+            Table::Daily => self.ingest_rows::<DailyStat>(st, records)?,
+            Table::Events => self.ingest_rows::<PlaybackEvent>(st, records)?,
+            Table::Cdc => self.ingest_rows::<ChangeEvent>(st, records)?,
+            Table::Errors => self.ingest_rows::<DlqRecord>(st, records)?,
+        };
+        if remade.is_empty() {
+            return Ok(());
+        }
+        for file in &remade {
+            self.publish(file, RollReason::Cut).await?;
+        }
+        if st.manifest.replay_complete() {
+            self.commit(st).await?;
+        }
+        Ok(())
+    }
+
+    fn ingest_rows<R: DecodeRow>(
+        &mut self,
+        st: &mut PartitionState,
+        records: &[Record],
+    ) -> Result<Vec<FinishedFile>> {
+        let mut rows: Vec<(RecordMeta, R)> = Vec::new();
+        let mut remade = Vec::new();
+        for record in records {
+            let offset = record.offset;
+            if offset < st.manifest.replay_from() || st.next_offset.is_some_and(|n| offset < n) {
+                continue; // delivered twice by the transport: already processed
+            }
+            let replaying = st.replaying();
+            if replaying {
+                self.remake_due(st, offset - 1, &mut rows, &mut remade)?;
+            }
+            st.next_offset = Some(offset + 1);
+            if let Some((meta, row, path)) = self.decode::<R>(record) {
+                let key = digest(&row.natural_key(&meta));
+                let ms = meta.timestamp.as_millis();
+                match st.manifest.admit(path.as_str(), key, offset, ms) {
+                    Admit::Write => rows.push((meta, row)),
+                    Admit::Duplicate => self.report.duplicates_skipped += 1,
+                    Admit::Durable => self.report.durable_skipped += 1,
+                }
+            }
+            if replaying {
+                self.remake_due(st, offset, &mut rows, &mut remade)?;
+            }
+        }
+        self.write(st, std::mem::take(&mut rows))?;
+        Ok(remade)
+    }
+
+    /// The row of a record and its directory; `None` (counted, logged) when the
+    /// record holds none.
+    fn decode<R: DecodeRow>(&mut self, record: &Record) -> Option<(RecordMeta, R, PartitionPath)> {
+        let meta = RecordMeta {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            timestamp: TimestampMs(record.timestamp_ms.unwrap_or(0)),
+        };
+        let Some(value) = record.value.as_deref() else {
+            self.undecodable(&meta, "the record has no value (tombstone)");
+            return None;
+        };
+        let headers: Vec<(&str, &[u8])> = record
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        let row = match R::decode(&meta, value, &headers) {
+            Ok(Some(row)) => row,
+            Ok(None) => {
+                self.report.invalid_events_skipped += 1;
+                tracing::debug!(topic = %meta.topic, partition = meta.partition,
+                    offset = meta.offset, "invalid event left to the DLQ archive");
+                return None;
+            }
+            Err(e) => {
+                self.undecodable(&meta, &error_chain(&e));
+                return None;
+            }
+        };
+        match row.partition(&meta, &self.partition_config) {
+            Ok(path) => Some((meta, row, path)),
+            Err(e) => {
+                self.undecodable(&meta, &error_chain(&e));
+                None
+            }
+        }
+    }
+
+    fn undecodable(&mut self, meta: &RecordMeta, reason: &str) {
+        self.report.undecodable_records += 1;
+        tracing::warn!(
+            topic = %meta.topic,
+            partition = meta.partition,
+            offset = meta.offset,
+            reason,
+            "undecodable record skipped (counted in undecodable_records)"
+        );
+    }
+
+    fn write<R: LakeRow>(&mut self, st: &PartitionState, rows: Vec<(RecordMeta, R)>) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.pool
+            .write_rows(&st.source, rows, &self.partition_config, now_ms())
+            .map_err(|e| SinkError::lake("write rows", e))
+    }
+
+    /// Finishes the files of recorded cuts that end at or before `through`.
+    fn remake_due<R: LakeRow>(
+        &mut self,
+        st: &mut PartitionState,
+        through: i64,
+        rows: &mut Vec<(RecordMeta, R)>,
+        remade: &mut Vec<FinishedFile>,
+    ) -> Result<()> {
+        let due = st.manifest.due_cuts(through);
+        if due.is_empty() {
+            return Ok(());
+        }
+        self.write(st, std::mem::take(rows))?;
+        for cut in due {
+            let missing = || LakeError::Manifest {
+                reason: format!("recorded cut {cut:?} has no open file to re-make it from"),
+            };
+            let path = PartitionPath::from_relative(&cut.path)
+                .ok_or_else(|| SinkError::lake("re-make a recorded cut", missing()))?;
+            let key = (path, st.source.clone());
+            let file = self
+                .pool
+                .finish(&key)
+                .map_err(|e| SinkError::lake("finish a re-made file", e))?
+                .ok_or_else(|| SinkError::lake("re-make a recorded cut", missing()))?;
+            st.manifest
+                .remade(&file)
+                .map_err(|e| SinkError::lake("check a re-made file", e))?;
+            tracing::info!(partition = %st.tp, file = %file.name, "recorded cut re-made");
+            remade.push(file);
+        }
+        Ok(())
+    }
+
+    /// Records the cuts of finished files (intent checkpoint), publishes them and
+    /// commits (checkpoint with the advanced position).
+    pub async fn flush(
+        &mut self,
+        st: &mut PartitionState,
+        files: Vec<(FinishedFile, RollReason)>,
+    ) -> Result<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        st.manifest
+            .record_cuts(files.iter().map(|(f, _)| f))
+            .map_err(|e| SinkError::lake("record the cuts", e))?;
+        self.save(st, "save the intent", st.manifest.replay_from())
+            .await?;
+        for (file, reason) in &files {
+            self.publish(file, *reason).await?;
+        }
+        self.commit(st).await
+    }
+
+    /// Finishes and flushes every open file of the partition (drain, shutdown,
+    /// revocation).
+    pub async fn finish_partition(&mut self, st: &mut PartitionState) -> Result<()> {
+        let files = self
+            .pool
+            .finish_source(&st.source)
+            .map_err(|e| SinkError::lake("finish files", e))?;
+        let files = files.into_iter().map(|f| (f, RollReason::Cut)).collect();
+        self.flush(st, files).await
+    }
+
+    async fn commit(&mut self, st: &mut PartitionState) -> Result<()> {
+        let next = self
+            .pool
+            .first_open_offset(&st.source)
+            .or(st.next_offset)
+            .unwrap_or(st.manifest.replay_from())
+            .max(st.manifest.replay_from());
+        let cutoff = now_ms().saturating_sub(self.dedup_retention_ms);
+        st.manifest
+            .commit(next, cutoff)
+            .map_err(|e| SinkError::lake("commit the manifest", e))?;
+        self.save(st, "save the commit", next).await?;
+        self.to_commit.push((st.tp.clone(), next));
+        Ok(())
+    }
+
+    async fn save(
+        &mut self,
+        st: &mut PartitionState,
+        operation: &'static str,
+        next: i64,
+    ) -> Result<()> {
+        let state = Bytes::from(
+            st.manifest
+                .encode()
+                .map_err(|e| SinkError::lake("encode the manifest", e))?,
+        );
+        let positions = st.position(next);
+        let mut backoff = Backoff::new(operation, self.retry_max);
+        loop {
+            match st.checkpoint.save(positions.clone(), state.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) => backoff.checkpoint_failed(&st.scope, e).await?,
+            }
+        }
+    }
+
+    async fn publish(&mut self, file: &FinishedFile, reason: RollReason) -> Result<()> {
+        let store = &self.store;
+        retry_lake("publish a file", self.retry_max, || store.publish(file)).await?;
+        let report = &mut self.report;
+        *report
+            .rows_written
+            .entry(file.path.table().name().to_owned())
+            .or_default() += file.rows;
+        *report
+            .files_by_reason
+            .entry(reason.as_str().to_owned())
+            .or_default() += 1;
+        report.files_written += 1;
+        report.bytes_written += file.bytes.len() as u64;
+        tracing::info!(
+            file = %file.relative_path(),
+            rows = file.rows,
+            bytes = file.bytes.len(),
+            reason = reason.as_str(),
+            "file published"
+        );
+        Ok(())
+    }
+}
+
+/// An error and its causes on one line, for logs.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,280 @@
+//! The run loop of `playlake sink`: consume, restore, write, roll, commit.
+//!
+//! Data flow: [`run`] subscribes to the input topics of the selected tables. Each
+//! [`ConsumerEvent::Assigned`] partition is restored from its checkpoint and sought
+//! to its `replay_from`; each batch of records goes to
+//! [`Writer::ingest`](crate::partition::Writer); after every poll the rolling policy
+//! is asked which files to finish (not while a partition is still re-making the cuts
+//! of a previous run: those must end exactly where they were recorded), and their
+//! partitions flush (intent, publish, commit). A [`ConsumerEvent::Revoked`]
+//! partition finishes and commits its files first, or discards them when it can no
+//! longer save. In drain mode the loop ends once every assigned partition reported
+//! [`ConsumerEvent::EndOfPartition`]; on `shutdown` it finishes and commits every
+//! open file. Either way it returns a [`SinkReport`].
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use playlake_checkpoint::Lake;
+use playlake_lake::{LakeStore, PartitionConfig, PublishMode, WriterPool};
+use playlake_schemas::Table;
+use playlake_transport::{
+    Consumer, ConsumerEvent, Position, Record, TopicPartition, TopicSpec, Transport,
+};
+
+use crate::config::{SinkConfig, SinkReport};
+use crate::error::{Result, SinkError};
+use crate::partition::{error_chain, now_ms, PartitionState, Writer};
+
+const MAX_POLL_RECORDS: usize = 10_000;
+const POLL_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Runs the sink until `shutdown` completes (or, with `config.drain`, until every
+/// assigned partition is written to its end), then finishes and commits every open
+/// file and returns what was done.
+///
+/// `lake` is the opened lake (`playlake_checkpoint::Lake::open(url)`): files and the
+/// checkpoints under `_playlake/` go to its store and root. Dropping the returned
+/// future is a crash: nothing is lost, the next run replays from the checkpoints.
+pub async fn run(
+    transport: Arc<dyn Transport>,
+    lake: Lake,
+    config: SinkConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<SinkReport> {
+    config.validate()?;
+    let topics = config.topics()?;
+    for topic in topics.keys() {
+        transport
+            .ensure_topic(&TopicSpec::new(topic.clone(), config.topic_partitions))
+            .await
+            .map_err(|e| SinkError::transport("create a missing input topic", e))?;
+    }
+    let mut consumer = transport
+        .consumer(&config.group_id)
+        .map_err(|e| SinkError::transport("create the consumer", e))?;
+    let names: Vec<String> = topics.keys().cloned().collect();
+    consumer
+        .subscribe(&names)
+        .map_err(|e| SinkError::transport("subscribe to the input topics", e))?;
+    let pool = WriterPool::new(&config.parquet_options(), config.roll_policy())
+        .map_err(|e| SinkError::config("parquet options / roll policy", error_chain(&e)))?;
+    let store = LakeStore::new(
+        Arc::clone(lake.store()),
+        lake.root().clone(),
+        PublishMode::for_url(lake.url()),
+    );
+    let mut sink = Sink {
+        writer: Writer {
+            pool,
+            store,
+            partition_config: PartitionConfig {
+                time_zone: config.time_zone,
+            },
+            retry_max: Duration::from_secs(config.storage_retry_max_seconds),
+            dedup_retention_ms: i64::try_from(config.dedup_retention_seconds)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
+            report: SinkReport::default(),
+            to_commit: Vec::new(),
+        },
+        partitions: BTreeMap::new(),
+        topics,
+        lake,
+        group_id: config.group_id.clone(),
+        assigned_once: false,
+    };
+    tracing::info!(topics = ?names, group = %config.group_id, drain = config.drain, "sink started");
+    let outcome = sink.run(consumer.as_mut(), config.drain, shutdown).await;
+    if let Err(e) = consumer.close().await {
+        tracing::warn!(error = %error_chain(&e), "closing the consumer failed");
+    }
+    outcome?;
+    tracing::info!(report = ?sink.writer.report, "sink stopped");
+    Ok(sink.writer.report)
+}
+
+struct Sink {
+    writer: Writer,
+    partitions: BTreeMap<TopicPartition, PartitionState>,
+    topics: BTreeMap<String, Table>,
+    lake: Lake,
+    group_id: String,
+    assigned_once: bool,
+}
+
+impl Sink {
+    async fn run(
+        &mut self,
+        consumer: &mut dyn Consumer,
+        drain: bool,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            let events = tokio::select! {
+                biased;
+                () = &mut shutdown => {
+                    tracing::info!("shutdown requested: finishing open files");
+                    return self.finish_all().await;
+                }
+                polled = consumer.poll(MAX_POLL_RECORDS, POLL_TIMEOUT) => {
+                    polled.map_err(|e| SinkError::transport("poll", e))?
+                }
+            };
+            for event in events {
+                self.handle(consumer, event).await?;
+            }
+            self.roll().await?;
+            self.commit_offsets(consumer).await;
+            if drain && self.assigned_once && self.partitions.values().all(|p| p.caught_up) {
+                tracing::info!(
+                    partitions = self.partitions.len(),
+                    "drained every partition"
+                );
+                self.finish_all().await?;
+                self.commit_offsets(consumer).await;
+                return Ok(());
+            }
+        }
+    }
+
+    async fn handle(&mut self, consumer: &mut dyn Consumer, event: ConsumerEvent) -> Result<()> {
+        match event {
+            ConsumerEvent::Assigned(tps) => {
+                self.assigned_once = true;
+                for tp in tps {
+                    let Some(table) = self.topics.get(&tp.topic).copied() else {
+                        continue;
+                    };
+                    let st = self
+                        .writer
+                        .restore(&self.lake, &self.group_id, tp.clone(), table)
+                        .await?;
+                    let position = if st.restored {
+                        Position::Offset(st.manifest.replay_from())
+                    } else {
+                        Position::Beginning
+                    };
+                    consumer
+                        .seek(&tp, position)
+                        .map_err(|e| SinkError::transport("seek an assigned partition", e))?;
+                    self.partitions.insert(tp, st);
+                }
+            }
+            ConsumerEvent::Revoked(tps) => {
+                for tp in tps {
+                    if let Some(mut st) = self.partitions.remove(&tp) {
+                        let outcome = self.writer.finish_partition(&mut st).await;
+                        self.settle(&mut st, outcome)?;
+                    }
+                }
+            }
+            ConsumerEvent::Records(records) => {
+                for (tp, records) in by_partition(records) {
+                    let Some(mut st) = self.partitions.remove(&tp) else {
+                        continue; // revoked or fenced meanwhile
+                    };
+                    st.caught_up = false;
+                    let outcome = self.writer.ingest(&mut st, &records).await;
+                    if self.settle(&mut st, outcome)? {
+                        self.partitions.insert(tp, st);
+                    }
+                }
+            }
+            ConsumerEvent::EndOfPartition { partition, .. } => {
+                if let Some(st) = self.partitions.get_mut(&partition) {
+                    st.caught_up = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns a partition's fence into dropping it (another instance owns it now and
+    /// replays its rows itself); passes other errors on. `Ok(true)`: keep it.
+    fn settle(&mut self, st: &mut PartitionState, outcome: Result<()>) -> Result<bool> {
+        match outcome {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_fenced() => {
+                tracing::warn!(partition = %st.tp, error = %error_chain(&e),
+                    "another sink instance took over this partition; dropping its open files");
+                self.writer.pool.discard_source(&st.source);
+                self.writer.report.fenced_partitions += 1;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Finishes the files the rolling policy names and flushes their partitions.
+    async fn roll(&mut self) -> Result<()> {
+        if self.partitions.values().any(PartitionState::replaying) {
+            return Ok(()); // recorded cuts decide where files end until they are re-made
+        }
+        let rolled = self
+            .writer
+            .pool
+            .poll(now_ms())
+            .map_err(|e| SinkError::lake("roll files", e))?;
+        let mut by_source: BTreeMap<TopicPartition, Vec<_>> = BTreeMap::new();
+        for (file, reason) in rolled {
+            let tp = TopicPartition::new(file.source.topic.clone(), file.source.partition);
+            by_source.entry(tp).or_default().push((file, reason));
+        }
+        for (tp, files) in by_source {
+            let Some(mut st) = self.partitions.remove(&tp) else {
+                continue;
+            };
+            let outcome = self.writer.flush(&mut st, files).await;
+            if self.settle(&mut st, outcome)? {
+                self.partitions.insert(tp, st);
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish_all(&mut self) -> Result<()> {
+        let tps: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
+        for tp in tps {
+            let Some(mut st) = self.partitions.remove(&tp) else {
+                continue;
+            };
+            if st.replaying() {
+                tracing::warn!(partition = %tp,
+                    "stopping before the recorded cuts were re-made; the next run re-makes them");
+                self.writer.pool.discard_source(&st.source);
+                continue;
+            }
+            let outcome = self.writer.finish_partition(&mut st).await;
+            if self.settle(&mut st, outcome)? {
+                self.partitions.insert(tp, st);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores group offsets for lag monitoring (advisory; failures are only logged).
+    async fn commit_offsets(&mut self, consumer: &mut dyn Consumer) {
+        if self.writer.to_commit.is_empty() {
+            return;
+        }
+        let positions = std::mem::take(&mut self.writer.to_commit);
+        if let Err(e) = consumer.commit(&positions).await {
+            tracing::warn!(error = %error_chain(&e), "committing group offsets failed (advisory)");
+        }
+    }
+}
+
+/// Records grouped by partition, each group in offset order.
+fn by_partition(records: Vec<Record>) -> BTreeMap<TopicPartition, Vec<Record>> {
+    let mut out: BTreeMap<TopicPartition, Vec<Record>> = BTreeMap::new();
+    for record in records {
+        out.entry(record.topic_partition())
+            .or_default()
+            .push(record);
+    }
+    out
+}
