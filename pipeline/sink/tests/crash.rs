@@ -1,0 +1,264 @@
+//! Stopping and crashing the sink mid-way, then draining: every row is in the lake
+//! exactly once. Storage failures: transient ones are retried, permanent ones stop
+//! the sink with the recorded cuts replayed by the next run.
+
+mod common;
+
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::*;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+};
+use playlake_checkpoint::{CheckpointStore, Lake};
+use playlake_lake::SinkManifest;
+use playlake_sink::{checkpoint_scope, run, SinkConfig, SinkError, CHECKPOINT_STAGE};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+async fn produce_sessions(
+    transport: &playlake_transport::memory::MemoryTransport,
+    range: std::ops::Range<i64>,
+) {
+    let mut records: Vec<_> = range.clone().map(|i| session_record(&session(i))).collect();
+    // Re-emits of a few of them (the processor's crash).
+    records.extend(range.step_by(17).map(|i| session_record(&session(i))));
+    send(transport, records).await;
+}
+
+fn exactly_once(dir: &std::path::Path, expected: usize) {
+    let uuids = session_uuids(dir);
+    let twice: Vec<_> = uuids.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "rows written more than once: {twice:?}");
+    assert_eq!(uuids.len(), expected, "rows missing");
+}
+
+async fn drain(
+    transport: &playlake_transport::memory::MemoryTransport,
+    lake: Lake,
+) -> playlake_sink::SinkReport {
+    run(
+        dyn_transport(transport),
+        lake,
+        config(true),
+        std::future::pending(),
+    )
+    .await
+    .expect("drain")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_mid_way_then_drain_is_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let transport = transport(3).await;
+    produce_sessions(&transport, 0..400).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let root = dir.path().to_owned();
+    let watcher = tokio::spawn(async move {
+        wait_until("some files", DEADLINE, || parquet_files(&root).len() >= 5).await;
+        let _ = stop.send(());
+    });
+    let report = run(
+        dyn_transport(&transport),
+        lake(dir.path()),
+        config(false),
+        async {
+            let _ = stopped.await;
+        },
+    )
+    .await
+    .expect("stopped run");
+    watcher.await.unwrap();
+    assert!(report.files_written >= 5, "{report:?}");
+    produce_sessions(&transport, 400..450).await;
+    drain(&transport, lake(dir.path())).await;
+    exactly_once(dir.path(), 450);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_at_random_points_then_drain_is_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let transport = transport(3).await;
+    let mut produced = 0;
+    for (round, files) in [1usize, 4, 9, 15, 22, 30].into_iter().enumerate() {
+        produce_sessions(&transport, produced..produced + 120).await;
+        produced += 120;
+        let root = dir.path().to_owned();
+        let config = SinkConfig {
+            max_rows_per_file: 3 + round as u64,
+            ..config(false)
+        };
+        // Dropping the run future mid-way is a crash: no shutdown, no final flush.
+        tokio::select! {
+            outcome = run(dyn_transport(&transport), lake(dir.path()), config, std::future::pending()) => {
+                panic!("a run without drain returned: {outcome:?}");
+            }
+            () = wait_until("files to appear", DEADLINE, || parquet_files(&root).len() >= files) => {}
+        }
+    }
+    drain(&transport, lake(dir.path())).await;
+    exactly_once(dir.path(), produced as usize);
+    let again = drain(&transport, lake(dir.path())).await;
+    assert_eq!(again.total_rows(), 0, "{again:?}");
+}
+
+/// A lake store whose table uploads fail: `failures` more times with an outage
+/// (transient), or for ever with access denied when `failures` is negative.
+#[derive(Debug)]
+struct FailingStore {
+    inner: Arc<dyn ObjectStore>,
+    failures: AtomicI64,
+}
+
+impl fmt::Display for FailingStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FailingStore({})", self.inner)
+    }
+}
+
+impl FailingStore {
+    fn check(&self, location: &Path) -> object_store::Result<()> {
+        if location.as_ref().starts_with("_playlake/checkpoints") {
+            return Ok(());
+        }
+        let left = self.failures.load(Ordering::SeqCst);
+        if left < 0 {
+            return Err(object_store::Error::PermissionDenied {
+                path: location.to_string(),
+                source: "access denied (test)".into(),
+            });
+        }
+        if left > 0 {
+            self.failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(object_store::Error::Generic {
+                store: "test",
+                source: "connection refused (test outage)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FailingStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.check(location)?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.check(location)?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+    async fn rename_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: RenameOptions,
+    ) -> object_store::Result<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+fn failing_lake(dir: &std::path::Path, failures: i64) -> Lake {
+    let plain = lake(dir);
+    let store = FailingStore {
+        inner: Arc::clone(plain.store()),
+        failures: AtomicI64::new(failures),
+    };
+    Lake::from_store(Arc::new(store), plain.root().clone(), plain.url())
+}
+
+#[tokio::test]
+async fn transient_storage_errors_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let transport = transport(1).await;
+    produce_sessions(&transport, 0..30).await;
+    let report = drain(&transport, failing_lake(dir.path(), 3)).await;
+    assert_eq!(report.rows_written["sessions"], 30);
+    exactly_once(dir.path(), 30);
+}
+
+#[tokio::test]
+async fn a_permanent_error_stops_and_the_next_run_remakes_the_recorded_cuts() {
+    let dir = tempfile::tempdir().unwrap();
+    let transport = transport(1).await;
+    produce_sessions(&transport, 0..40).await;
+    let err = run(
+        dyn_transport(&transport),
+        failing_lake(dir.path(), -1),
+        config(true),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, SinkError::Lake { attempts: 1, .. }),
+        "{err:?}"
+    );
+    assert!(parquet_files(dir.path()).is_empty());
+
+    // The intent was saved before publishing: the cuts are pending.
+    let scope = checkpoint_scope("playlake-sink", "playback.sessions", 0);
+    let mut store = CheckpointStore::new(&lake(dir.path()), CHECKPOINT_STAGE, &scope).unwrap();
+    let saved = store.load_latest().await.unwrap().expect("a checkpoint");
+    let manifest = SinkManifest::decode(&saved.state).unwrap();
+    assert!(!manifest.pending().is_empty(), "{manifest:?}");
+
+    // More input arrives; the next run re-makes the recorded cuts first.
+    produce_sessions(&transport, 40..60).await;
+    let report = drain(&transport, lake(dir.path())).await;
+    assert!(
+        report.files_by_reason.get("cut").copied().unwrap_or(0) > 0,
+        "{report:?}"
+    );
+    exactly_once(dir.path(), 60);
+    for cut in manifest.pending() {
+        assert!(
+            dir.path().join(&cut.path).join(&cut.name).exists(),
+            "{cut:?}"
+        );
+    }
+}
