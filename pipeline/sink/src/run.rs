@@ -85,6 +85,7 @@ pub async fn run(
         lake,
         group_id: config.group_id.clone(),
         assigned_once: false,
+        fenced: Vec::new(),
     };
     tracing::info!(topics = ?names, group = %config.group_id, drain = config.drain, "sink started");
     let outcome = sink.run(consumer.as_mut(), config.drain, shutdown).await;
@@ -103,6 +104,8 @@ struct Sink {
     lake: Lake,
     group_id: String,
     assigned_once: bool,
+    /// Partitions whose checkpoint was fenced, to restore again if still ours.
+    fenced: Vec<TopicPartition>,
 }
 
 impl Sink {
@@ -128,6 +131,7 @@ impl Sink {
                 self.handle(consumer, event).await?;
             }
             self.roll().await?;
+            self.restore_fenced(consumer).await?;
             self.commit_offsets(consumer).await;
             if drain && self.assigned_once && self.partitions.values().all(|p| p.caught_up) {
                 tracing::info!(
@@ -149,27 +153,22 @@ impl Sink {
                     let Some(table) = self.topics.get(&tp.topic).copied() else {
                         continue;
                     };
-                    let st = self
-                        .writer
-                        .restore(&self.lake, &self.group_id, tp.clone(), table)
-                        .await?;
-                    let position = if st.restored {
-                        Position::Offset(st.manifest.replay_from())
-                    } else {
-                        Position::Beginning
-                    };
-                    consumer
-                        .seek(&tp, position)
-                        .map_err(|e| SinkError::transport("seek an assigned partition", e))?;
-                    self.partitions.insert(tp, st);
+                    self.restore(consumer, tp, table).await?;
                 }
             }
             ConsumerEvent::Revoked(tps) => {
                 for tp in tps {
-                    if let Some(mut st) = self.partitions.remove(&tp) {
-                        let outcome = self.writer.finish_partition(&mut st).await;
-                        self.settle(&mut st, outcome)?;
+                    let Some(mut st) = self.partitions.remove(&tp) else {
+                        continue;
+                    };
+                    if st.replaying() {
+                        // Its recorded cuts are not re-made yet: the next owner
+                        // restores and re-makes them from the same checkpoint.
+                        self.writer.pool.discard_source(&st.source);
+                        continue;
                     }
+                    let outcome = self.writer.finish_partition(&mut st).await;
+                    self.settle(&mut st, outcome)?;
                 }
             }
             ConsumerEvent::Records(records) => {
@@ -193,6 +192,47 @@ impl Sink {
         Ok(())
     }
 
+    /// Restores a partition from its latest checkpoint and seeks it there.
+    async fn restore(
+        &mut self,
+        consumer: &mut dyn Consumer,
+        tp: TopicPartition,
+        table: Table,
+    ) -> Result<()> {
+        let st = self
+            .writer
+            .restore(&self.lake, &self.group_id, tp.clone(), table)
+            .await?;
+        let position = if st.restored {
+            Position::Offset(st.manifest.replay_from())
+        } else {
+            Position::Beginning
+        };
+        consumer
+            .seek(&tp, position)
+            .map_err(|e| SinkError::transport("seek an assigned partition", e))?;
+        self.partitions.insert(tp, st);
+        Ok(())
+    }
+
+    /// A fenced partition that the group still assigns to this member was saved by
+    /// its previous owner after this member restored it (a rebalance race): restore
+    /// it again from the newer checkpoint. Others are left to their new owner.
+    async fn restore_fenced(&mut self, consumer: &mut dyn Consumer) -> Result<()> {
+        if self.fenced.is_empty() {
+            return Ok(());
+        }
+        let assigned = consumer.assignment();
+        for tp in std::mem::take(&mut self.fenced) {
+            let table = self.topics.get(&tp.topic).copied();
+            if let (true, Some(table)) = (assigned.contains(&tp), table) {
+                tracing::info!(partition = %tp, "restoring a fenced partition from its newest checkpoint");
+                self.restore(consumer, tp, table).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Turns a partition's fence into dropping it (another instance owns it now and
     /// replays its rows itself); passes other errors on. `Ok(true)`: keep it.
     fn settle(&mut self, st: &mut PartitionState, outcome: Result<()>) -> Result<bool> {
@@ -203,6 +243,7 @@ impl Sink {
                     "another sink instance took over this partition; dropping its open files");
                 self.writer.pool.discard_source(&st.source);
                 self.writer.report.fenced_partitions += 1;
+                self.fenced.push(st.tp.clone());
                 Ok(false)
             }
             Err(e) => Err(e),

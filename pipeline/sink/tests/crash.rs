@@ -262,3 +262,83 @@ async fn a_permanent_error_stops_and_the_next_run_remakes_the_recorded_cuts() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_partition_appears_within_the_flush_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let transport = transport(1).await;
+    produce_sessions(&transport, 0..3).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let root = dir.path().to_owned();
+    let watcher = tokio::spawn(async move {
+        wait_until("the interval roll", DEADLINE, || {
+            !parquet_files(&root).is_empty()
+        })
+        .await;
+        let _ = stop.send(());
+    });
+    let config = SinkConfig {
+        flush_interval_seconds: 1,
+        max_rows_per_file: 1_000,
+        ..config(false)
+    };
+    let report = run(dyn_transport(&transport), lake(dir.path()), config, async {
+        let _ = stopped.await;
+    })
+    .await
+    .expect("run");
+    watcher.await.unwrap();
+    let interval = report.files_by_reason.get("interval").copied().unwrap_or(0);
+    assert!(interval >= 1, "{report:?}");
+    assert_eq!(report.files_written, interval, "{report:?}");
+    exactly_once(dir.path(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_in_one_group_split_partitions_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let transport = transport(4).await;
+    produce_sessions(&transport, 0..300).await;
+    let (stop_a, stopped_a) = tokio::sync::oneshot::channel::<()>();
+    let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
+    let root = dir.path().to_owned();
+    let t = transport.clone();
+    let a = tokio::spawn({
+        let (t, lake) = (dyn_transport(&transport), lake(dir.path()));
+        async move {
+            run(t, lake, config(false), async {
+                let _ = stopped_a.await;
+            })
+            .await
+        }
+    });
+    wait_until("instance a's files", DEADLINE, || {
+        parquet_files(&root).len() >= 3
+    })
+    .await;
+    let b = tokio::spawn({
+        let (t, lake) = (dyn_transport(&transport), lake(dir.path()));
+        async move {
+            run(t, lake, config(false), async {
+                let _ = stopped_b.await;
+            })
+            .await
+        }
+    });
+    produce_sessions(&t, 300..600).await;
+    // Both instances must publish: each holds about half of the new records.
+    wait_until("both instances' files", DEADLINE, || {
+        session_uuids(&root).len() >= 500
+    })
+    .await;
+    let _ = stop_b.send(());
+    let report_b = b.await.unwrap().expect("instance b");
+    let _ = stop_a.send(());
+    let report_a = a.await.unwrap().expect("instance a");
+    assert!(
+        report_a.files_written > 0 && report_b.files_written > 0,
+        "{report_a:?} {report_b:?}"
+    );
+    drain(&transport, lake(dir.path())).await;
+    exactly_once(dir.path(), 600);
+}
