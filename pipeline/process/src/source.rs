@@ -1,0 +1,366 @@
+//! The source side: owns the events partitions the consumer group gives this
+//! instance, one [`PartitionProcessor`] each, restored from checkpoint scope
+//! `events-<p>`.
+//!
+//! Per poll: every record is parsed (invalid -> DLQ) and processed (late -> late
+//! topic); then the partitions' outputs are taken and sent (sessions, partials keyed
+//! by stream, resume candidates keyed by user/stream), and once those are
+//! acknowledged the changed watermark announcements go to every repartition
+//! partition. Positions and state are checkpointed every interval, after the sends.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use playlake_checkpoint::{CheckpointStore, Position as CkPosition};
+use playlake_processor::{EventOutcome, PartitionProcessor, SourceOutput, SourceWatermark};
+use playlake_schemas::{parse_playback_event, resume_key};
+use playlake_transport::{
+    Consumer, ConsumerEvent, OutgoingRecord, Position, Record, TopicPartition,
+};
+
+use crate::codec::{self, now_ms, RepartitionRecord};
+use crate::runner::{load_checkpoint, save_checkpoint, Saved, Shared};
+use crate::ProcessError;
+
+struct Owned {
+    processor: PartitionProcessor,
+    store: CheckpointStore,
+    next_offset: i64,
+    /// Whether state changed since the last checkpoint.
+    dirty: bool,
+    /// The partition reported its end (drain mode waits for it).
+    at_end: bool,
+    /// Drained in this run.
+    drained: bool,
+    last_announced: Option<SourceWatermark>,
+}
+
+/// The source side of one instance.
+pub(crate) struct SourceSide {
+    consumer: Box<dyn Consumer>,
+    owned: BTreeMap<i32, Owned>,
+}
+
+fn scope(partition: i32) -> String {
+    format!("events-{partition}")
+}
+
+impl SourceSide {
+    pub(crate) fn new(consumer: Box<dyn Consumer>) -> Self {
+        Self {
+            consumer,
+            owned: BTreeMap::new(),
+        }
+    }
+
+    /// Polls once and handles everything that came.
+    pub(crate) async fn step(&mut self, ctx: &mut Shared) -> Result<(), ProcessError> {
+        let events = self
+            .consumer
+            .poll(ctx.config.max_poll_records, ctx.poll_timeout())
+            .await
+            .map_err(ProcessError::transport("poll the events topic"))?;
+        let mut out = Vec::new();
+        let mut touched = Vec::new();
+        for event in events {
+            match event {
+                ConsumerEvent::Assigned(tps) => {
+                    for tp in tps {
+                        self.restore(ctx, &tp).await?;
+                    }
+                }
+                ConsumerEvent::Revoked(tps) => {
+                    for tp in tps {
+                        // Not saved here: the next owner replays from the last
+                        // checkpoint and re-emits identical outputs.
+                        self.owned.remove(&tp.partition);
+                    }
+                }
+                ConsumerEvent::EndOfPartition {
+                    partition,
+                    next_offset,
+                } => {
+                    // Everything up to the end was delivered (and handled above).
+                    if let Some(owned) = self.owned.get_mut(&partition.partition) {
+                        owned.next_offset = owned.next_offset.max(next_offset);
+                        owned.at_end = true;
+                    }
+                }
+                ConsumerEvent::Records(records) => {
+                    for record in records {
+                        if self.handle(ctx, &record, &mut out) {
+                            touched.push(record.partition);
+                        }
+                    }
+                }
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for p in touched {
+            if let Some(owned) = self.owned.get_mut(&p) {
+                collect_output(ctx, owned.processor.take_output(), &mut out)?;
+            }
+        }
+        ctx.send(out, "publish source outputs").await?;
+        self.announce(ctx, false).await?;
+        if ctx.config.drain {
+            self.drain_finished(ctx).await?;
+        }
+        Ok(())
+    }
+
+    /// Handles one record; true when it belongs to an owned partition.
+    fn handle(&mut self, ctx: &mut Shared, record: &Record, out: &mut Vec<OutgoingRecord>) -> bool {
+        let Some(owned) = self.owned.get_mut(&record.partition) else {
+            return false;
+        };
+        if record.offset < owned.next_offset {
+            return false; // already applied (a redelivery)
+        }
+        let now = now_ms();
+        ctx.report.records_in += 1;
+        let bytes = record.value.as_deref().unwrap_or_default();
+        match parse_playback_event(bytes, now) {
+            Err(invalid) => {
+                *ctx.report
+                    .dlq_by_reason
+                    .entry(invalid.reason_code().to_owned())
+                    .or_default() += 1;
+                out.push(codec::dlq_record(&ctx.topics.dlq, record, &invalid));
+                owned.processor.observe_invalid(now);
+            }
+            Ok(event) => {
+                ctx.report.valid += 1;
+                let outcome = owned.processor.process(&event, now);
+                if outcome == EventOutcome::Duplicate {
+                    ctx.report.duplicates += 1;
+                }
+                for late in outcome.late() {
+                    *ctx.report
+                        .late_by_operator
+                        .entry(late.operator.as_str().to_owned())
+                        .or_default() += 1;
+                    out.push(codec::late_record(&ctx.topics.late, record, late));
+                }
+            }
+        }
+        owned.next_offset = record.offset + 1;
+        owned.dirty = true;
+        owned.at_end = false;
+        true
+    }
+
+    async fn restore(&mut self, ctx: &mut Shared, tp: &TopicPartition) -> Result<(), ProcessError> {
+        if tp.topic != ctx.topics.events {
+            return Ok(());
+        }
+        let scope = scope(tp.partition);
+        let (store, checkpoint) = load_checkpoint(&ctx.lake, &scope).await?;
+        let now = now_ms();
+        let (processor, position, next_offset) =
+            match checkpoint {
+                Some(ck) => {
+                    let mut processor: PartitionProcessor = serde_json::from_slice(&ck.state)
+                        .map_err(|source| ProcessError::CorruptState {
+                            scope: scope.clone(),
+                            source,
+                        })?;
+                    processor.restored(now);
+                    let next = ck
+                        .positions
+                        .iter()
+                        .find(|p| p.topic == tp.topic && p.partition == tp.partition)
+                        .map_or(0, |p| p.next_offset);
+                    tracing::info!(
+                        partition = %tp, next_offset = next, sequence = %ck.sequence,
+                        state_bytes = ck.state.len(), watermark = processor.watermark().millis(),
+                        "restored source partition from checkpoint"
+                    );
+                    (processor, Position::Offset(next), next)
+                }
+                None => {
+                    tracing::info!(partition = %tp, "no checkpoint: reading from the beginning");
+                    (
+                        PartitionProcessor::new(&ctx.config.settings, tp.partition, now),
+                        Position::Beginning,
+                        0,
+                    )
+                }
+            };
+        self.consumer
+            .seek(tp, position)
+            .map_err(ProcessError::transport(format!("seek {tp}")))?;
+        let fresh = matches!(position, Position::Beginning);
+        self.owned.insert(
+            tp.partition,
+            Owned {
+                processor,
+                store,
+                next_offset,
+                // A first checkpoint even for an empty partition: it records ownership.
+                dirty: fresh,
+                at_end: false,
+                drained: false,
+                last_announced: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Sends each owned partition's watermark announcement to every repartition
+    /// partition when it changed (or always, when `force`).
+    pub(crate) async fn announce(
+        &mut self,
+        ctx: &mut Shared,
+        force: bool,
+    ) -> Result<(), ProcessError> {
+        let now = now_ms();
+        let mut out = Vec::new();
+        for owned in self.owned.values_mut() {
+            let announcement = owned.processor.announcement(now);
+            if !force && owned.last_announced == Some(announcement) {
+                continue;
+            }
+            owned.last_announced = Some(announcement);
+            let record = RepartitionRecord::Watermark(announcement);
+            for r in 0..ctx.repartition_partitions {
+                out.push(codec::repartition_to(&ctx.topics.partials, r, &record)?);
+            }
+        }
+        ctx.send(out, "announce watermarks").await
+    }
+
+    /// Drain mode: drains every owned partition that reached its end.
+    async fn drain_finished(&mut self, ctx: &mut Shared) -> Result<(), ProcessError> {
+        let ready: Vec<i32> = self
+            .owned
+            .iter()
+            .filter(|(_, o)| o.at_end && !o.drained)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in ready {
+            let Some(owned) = self.owned.get_mut(&p) else {
+                continue;
+            };
+            owned.processor.drain();
+            let mut out = Vec::new();
+            collect_output(ctx, owned.processor.take_output(), &mut out)?;
+            ctx.send(out, "publish drained outputs").await?;
+            let announcement = owned.processor.announcement(now_ms());
+            owned.last_announced = Some(announcement);
+            let mut markers = Vec::new();
+            for record in [
+                RepartitionRecord::Watermark(announcement),
+                RepartitionRecord::Drained {
+                    partition: p,
+                    next_offset: owned.next_offset,
+                },
+            ] {
+                for r in 0..ctx.repartition_partitions {
+                    markers.push(codec::repartition_to(&ctx.topics.partials, r, &record)?);
+                }
+            }
+            ctx.send(markers, "send drain markers").await?;
+            owned.drained = true;
+            owned.dirty = true;
+            tracing::info!(
+                partition = p,
+                next_offset = owned.next_offset,
+                "drained source partition"
+            );
+        }
+        self.checkpoint(ctx).await
+    }
+
+    /// Checkpoints every owned partition whose state changed. Every output was sent
+    /// (and acknowledged) before this is called.
+    pub(crate) async fn checkpoint(&mut self, ctx: &mut Shared) -> Result<(), ProcessError> {
+        let mut fenced = Vec::new();
+        for (p, owned) in self.owned.iter_mut().filter(|(_, o)| o.dirty) {
+            let state = serde_json::to_vec(&owned.processor)
+                .map_err(ProcessError::encode("source partition state"))?;
+            let positions = vec![CkPosition::new(
+                ctx.topics.events.clone(),
+                *p,
+                owned.next_offset,
+            )];
+            match save_checkpoint(
+                ctx,
+                &mut owned.store,
+                &scope(*p),
+                positions,
+                Bytes::from(state),
+            )
+            .await?
+            {
+                Saved::Written => owned.dirty = false,
+                Saved::Fenced => fenced.push(*p),
+            }
+        }
+        for p in fenced {
+            self.owned.remove(&p);
+            let tp = TopicPartition::new(ctx.topics.events.clone(), p);
+            if self.consumer.assignment().contains(&tp) {
+                // Still ours by the group: a previous owner wrote after we restored.
+                // Take its newer checkpoint as the truth and replay from there.
+                self.restore(ctx, &tp).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drain mode: every owned partition drained.
+    pub(crate) fn all_drained(&self) -> bool {
+        self.owned.values().all(|o| o.drained)
+    }
+
+    pub(crate) async fn close(&mut self) {
+        if let Err(error) = self.consumer.close().await {
+            tracing::warn!(%error, "closing the events consumer failed");
+        }
+    }
+}
+
+/// Turns a partition's output into records: sessions, then partials and candidates.
+fn collect_output(
+    ctx: &mut Shared,
+    output: SourceOutput,
+    out: &mut Vec<OutgoingRecord>,
+) -> Result<(), ProcessError> {
+    for session in &output.sessions {
+        out.push(codec::session_record(&ctx.topics.sessions, session)?);
+    }
+    ctx.report.sessions_out += output.sessions.len() as u64;
+    let topic = &ctx.topics.partials;
+    let mut partials = 0u64;
+    for partial in output.viewer_partials {
+        let key = partial.stream_id.clone();
+        out.push(codec::repartition_keyed(
+            topic,
+            key,
+            &RepartitionRecord::Viewers(partial),
+        )?);
+        partials += 1;
+    }
+    for partial in output.daily_partials {
+        let key = partial.stream_id.clone();
+        out.push(codec::repartition_keyed(
+            topic,
+            key,
+            &RepartitionRecord::Daily(partial),
+        )?);
+        partials += 1;
+    }
+    for candidate in output.resume_candidates {
+        let key = resume_key(&candidate.user_id, &candidate.stream_id);
+        out.push(codec::repartition_keyed(
+            topic,
+            key,
+            &RepartitionRecord::Resume(candidate),
+        )?);
+        partials += 1;
+    }
+    ctx.report.partials_out += partials;
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! End-to-end tests of `playlake process` over the in-process transport and a
+//! `file://` lake in a temporary directory.
+
+mod common;
+
+use std::future::pending;
+use std::time::Duration;
+
+use common::*;
+use playlake_checkpoint::CheckpointStore;
+use playlake_process::codec::Topics;
+use playlake_process::{run, CHECKPOINT_STAGE};
+use playlake_processor::{PartitionProcessor, Watermark};
+use playlake_schemas::{
+    EventType, ERROR_HEADER, LATE_OPERATOR_HEADER, LATE_WATERMARK_HEADER, SOURCE_OFFSET_HEADER,
+    SOURCE_PARTITION_HEADER, SOURCE_TOPIC_HEADER,
+};
+use playlake_transport::Transport;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn drain_run(
+    t: &playlake_transport::memory::MemoryTransport,
+    lake: playlake_checkpoint::Lake,
+) -> playlake_process::ProcessReport {
+    tokio::time::timeout(RUN_TIMEOUT, run(arc(t), lake, config(true), pending()))
+        .await
+        .expect("drain run finishes")
+        .expect("drain run succeeds")
+}
+
+#[tokio::test]
+async fn drain_equals_reference() {
+    let t = transport();
+    create_events_topic(&t).await;
+    let events = events();
+    produce(&t, &events).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = drain_run(&t, lake(&dir)).await;
+    assert_eq!(report.records_in, events.len() as u64);
+    assert_eq!(report.valid, report.records_in);
+    assert!(report.duplicates > 0, "the set has duplicates");
+    assert!(report.late_by_operator.is_empty(), "{report:?}");
+    assert!(report.checkpoints_written > 0);
+    let want = expected(&events);
+    assert!(
+        want.sessions.len() > 8 && want.daily.len() >= 4,
+        "a meaningful set"
+    );
+    let got = results(&t).await;
+    assert_results(&got, &want);
+    assert_eq!(report.sessions_out, want.sessions.len() as u64);
+    assert_eq!(report.viewers_out, want.viewers.len() as u64);
+    assert_eq!(report.daily_out, want.daily.len() as u64);
+
+    // The persisted watermark is the real one, not +infinity.
+    let mut store = CheckpointStore::new(&lake(&dir), CHECKPOINT_STAGE, "events-0").unwrap();
+    let ck = store.load_latest().await.unwrap().unwrap();
+    let p: PartitionProcessor = serde_json::from_slice(&ck.state).unwrap();
+    assert!(p.watermark() > Watermark::MIN && p.watermark() < Watermark::MAX);
+
+    // A second drain over the same input re-emits nothing new and changes nothing.
+    let again = drain_run(&t, lake(&dir)).await;
+    assert_eq!(again.records_in, 0);
+    assert_results(&results(&t).await, &want);
+}
+
+#[tokio::test]
+async fn invalid_records_go_to_the_dlq_with_headers() {
+    let t = transport();
+    create_events_topic(&t).await;
+    produce_raw(&t, 1, b"not json at all").await;
+    produce_raw(&t, 2, br#"{"uuid":"u1"}"#).await;
+    let valid = vec![event(
+        "e1",
+        "u1",
+        "s",
+        None,
+        EventType::Heartbeat,
+        BASE,
+        0.0,
+        5.0,
+    )];
+    produce(&t, &valid).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = drain_run(&t, lake(&dir)).await;
+    assert_eq!(report.records_in, 3);
+    assert_eq!(report.valid, 1);
+    assert_eq!(report.dlq_by_reason.values().sum::<u64>(), 2);
+    assert_eq!(report.dlq_by_reason.get("not_json"), Some(&1));
+
+    let topics = Topics::new(PREFIX);
+    let mut dlq = read_all(&t, &topics.dlq).await;
+    dlq.sort_by_key(|r| r.header(SOURCE_PARTITION_HEADER).map(<[u8]>::to_vec));
+    assert_eq!(dlq.len(), 2);
+    assert_eq!(dlq[0].value.as_deref(), Some(&b"not json at all"[..]));
+    assert_eq!(dlq[1].value.as_deref(), Some(&br#"{"uuid":"u1"}"#[..]));
+    for (r, partition) in dlq.iter().zip(["1", "2"]) {
+        let error = String::from_utf8(r.header(ERROR_HEADER).unwrap().to_vec()).unwrap();
+        assert!(error.contains(':'), "{error}");
+        assert_eq!(
+            r.header(SOURCE_TOPIC_HEADER),
+            Some(topics.events.as_bytes())
+        );
+        assert_eq!(
+            r.header(SOURCE_PARTITION_HEADER),
+            Some(partition.as_bytes())
+        );
+        assert_eq!(r.header(SOURCE_OFFSET_HEADER), Some(&b"0"[..]));
+    }
+    assert!(dlq[0]
+        .header(ERROR_HEADER)
+        .unwrap()
+        .starts_with(b"not_json:"));
+}
+
+#[tokio::test]
+async fn late_events_go_to_the_late_topic_with_headers() {
+    let t = transport();
+    create_events_topic(&t).await;
+    // Same uuid, same partition: the watermark reaches BASE + 300 s - 10 s.
+    let on_time: Vec<_> = (0..=60)
+        .map(|i| {
+            event(
+                &format!("e{i}"),
+                "u1",
+                "s",
+                Some("al"),
+                EventType::Heartbeat,
+                BASE + i * 5_000,
+                0.0,
+                5.0,
+            )
+        })
+        .collect();
+    produce(&t, &on_time).await;
+    // 200 s behind the watermark: late for every operator.
+    let late = event(
+        "late",
+        "u1",
+        "s",
+        Some("al"),
+        EventType::Heartbeat,
+        BASE + 90_000,
+        0.0,
+        5.0,
+    );
+    produce(&t, std::slice::from_ref(&late)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = drain_run(&t, lake(&dir)).await;
+    assert_eq!(
+        report.late_by_operator.get("sessions"),
+        Some(&1),
+        "{report:?}"
+    );
+    assert_eq!(report.late_by_operator.get("viewers"), Some(&1));
+    // The watermark crossed midnight: the event's day is final too.
+    assert_eq!(report.late_by_operator.get("daily"), Some(&1));
+    let records = read_all(&t, &Topics::new(PREFIX).late).await;
+    assert_eq!(records.len(), 3);
+    let watermark = (BASE + 300_000 - 10_000).to_string();
+    let mut operators: Vec<_> = records
+        .iter()
+        .map(|r| {
+            assert_eq!(
+                r.value.as_deref(),
+                Some(serde_json::to_vec(&late).unwrap().as_slice())
+            );
+            assert_eq!(r.header(LATE_WATERMARK_HEADER), Some(watermark.as_bytes()));
+            String::from_utf8(r.header(LATE_OPERATOR_HEADER).unwrap().to_vec()).unwrap()
+        })
+        .collect();
+    operators.sort();
+    assert_eq!(operators, ["daily", "sessions", "viewers"]);
+}
+
+/// Sum over the events partitions of their latest checkpoint sequence (0: none).
+async fn checkpoint_sum(dir: &tempfile::TempDir) -> u64 {
+    let mut sum = 0;
+    for p in 0..PARTITIONS {
+        let store =
+            CheckpointStore::new(&lake(dir), CHECKPOINT_STAGE, &format!("events-{p}")).unwrap();
+        sum += store
+            .list_sequences()
+            .await
+            .unwrap()
+            .last()
+            .map_or(0, |s| s.get());
+    }
+    sum
+}
+
+/// Waits (polling, with a deadline) until [`checkpoint_sum`] reaches `min`.
+async fn wait_for_checkpoints(dir: &tempfile::TempDir, min: u64) {
+    let deadline = tokio::time::Instant::now() + RUN_TIMEOUT;
+    while checkpoint_sum(dir).await < min {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no checkpoints written"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_and_restart_gives_each_result_once() {
+    let t = transport();
+    create_events_topic(&t).await;
+    let events = events();
+    let (first, second) = events.split_at(events.len() / 2);
+    produce(&t, first).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let task = tokio::spawn(run(arc(&t), lake(&dir), config(false), pending()));
+    // Every partition checkpointed (at assignment), then more input in chunks, with a
+    // checkpoint in between; the crash comes right after the last chunk, so its
+    // outputs (and possibly some of the previous ones) are replayed after restart.
+    wait_for_checkpoints(&dir, PARTITIONS as u64).await;
+    let chunks: Vec<_> = second.chunks(second.len() / 3 + 1).collect();
+    for chunk in &chunks[..chunks.len() - 1] {
+        let before = checkpoint_sum(&dir).await;
+        produce(&t, chunk).await;
+        wait_for_checkpoints(&dir, before + 1).await;
+    }
+    produce(&t, chunks[chunks.len() - 1]).await;
+    tokio::task::yield_now().await;
+    task.abort(); // a crash: no final checkpoint, outputs after the last one replayed
+    let _ = task.await;
+
+    // The restored watermark is the real one, never minus infinity (partitions that
+    // received events; keyed by uuid, some may hold none).
+    let mut with_events = 0;
+    for p in 0..PARTITIONS {
+        let mut store =
+            CheckpointStore::new(&lake(&dir), CHECKPOINT_STAGE, &format!("events-{p}")).unwrap();
+        let ck = store.load_latest().await.unwrap().unwrap();
+        let state: PartitionProcessor = serde_json::from_slice(&ck.state).unwrap();
+        if ck.positions[0].next_offset > 0 {
+            with_events += 1;
+            assert!(state.watermark() > Watermark::MIN, "partition {p}");
+        }
+    }
+    assert!(with_events >= 2, "events on several partitions");
+
+    drain_run(&t, lake(&dir)).await;
+    assert_results(&results(&t).await, &expected(&events));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_then_drain() {
+    let t = transport();
+    create_events_topic(&t).await;
+    let events = events();
+    produce(&t, &events).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run(arc(&t), lake(&dir), config(false), async {
+        let _ = stopped.await;
+    }));
+    wait_for_checkpoints(&dir, PARTITIONS as u64).await;
+    stop.send(()).unwrap();
+    let report = tokio::time::timeout(RUN_TIMEOUT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(report.checkpoints_written > 0);
+    drain_run(&t, lake(&dir)).await;
+    assert_results(&results(&t).await, &expected(&events));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_in_one_group() {
+    let t = transport();
+    create_events_topic(&t).await;
+    let events = events();
+    produce(&t, &events).await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = tokio::spawn(run(arc(&t), lake(&dir), config(true), pending()));
+    let b = tokio::spawn(run(arc(&t), lake(&dir), config(true), pending()));
+    let a = tokio::time::timeout(RUN_TIMEOUT, a)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let b = tokio::time::timeout(RUN_TIMEOUT, b)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(a.records_in + b.records_in >= events.len() as u64);
+    assert_results(&results(&t).await, &expected(&events));
+    let _ = t
+        .partition_count(&Topics::new(PREFIX).events)
+        .await
+        .unwrap();
+}
