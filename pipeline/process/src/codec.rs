@@ -250,3 +250,64 @@ pub fn repartition_to(
         "repartition record",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+    use playlake_processor::{WatchedSum, Watermark};
+    use playlake_schemas::TimestampMs;
+
+    use super::*;
+
+    #[test]
+    fn repartition_records_round_trip_through_json() {
+        let records = vec![
+            RepartitionRecord::Daily(DailyPartial {
+                source_partition: 3,
+                stream_id: "s/1".into(),
+                day: NaiveDate::from_ymd_opt(2025, 6, 1).unwrap_or_default(),
+                uuids: vec!["u1".into()],
+                user_ids: vec!["alice".into()],
+                watched: WatchedSum::of_seconds(0.1 + 0.2),
+                source_watermark: Watermark(1_748_736_000_000),
+            }),
+            RepartitionRecord::Watermark(SourceWatermark {
+                partition: 1,
+                watermark: Watermark::MIN,
+                idle: true,
+            }),
+            RepartitionRecord::Resume(ResumeCandidate {
+                user_id: "alice".into(),
+                stream_id: "s".into(),
+                event_time: 5,
+                event_id: "e".into(),
+                position_end: 0.1 + 0.2,
+                uuid: "u".into(),
+            }),
+            RepartitionRecord::Drained {
+                partition: 2,
+                next_offset: 10,
+            },
+        ];
+        for record in records {
+            let json = serde_json::to_vec(&record).unwrap();
+            let back: RepartitionRecord = serde_json::from_slice(&json).unwrap();
+            assert_eq!(back, record);
+        }
+    }
+
+    #[test]
+    fn natural_keys_escape_separators() {
+        let v = ViewerWindow {
+            stream_id: "a/b".into(),
+            window_start: TimestampMs(30_000),
+            window_end: TimestampMs(60_000),
+            viewers: 1,
+        };
+        assert_eq!(viewer_key(&v), "a%2Fb/30000");
+        assert_eq!(
+            Topics::new("playback").partials,
+            "playback.internal.partials"
+        );
+    }
+}

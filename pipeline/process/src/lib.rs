@@ -131,6 +131,11 @@ pub struct ProcessReport {
     pub repartition_undecodable: u64,
     /// Checkpoints written (both sides).
     pub checkpoints_written: u64,
-    /// Partitions given up because another writer fenced this one.
+    /// Largest checkpoint state written, in bytes.
+    pub checkpoint_bytes_max: u64,
+    /// Longest checkpoint restore (list + read), in milliseconds.
+    pub restore_ms_max: u64,
+    /// Checkpoint writes refused because another writer fenced this one (the
+    /// partition's state is dropped and, if still assigned, restored anew).
     pub fenced: u64,
 }

@@ -172,7 +172,7 @@ impl MergeSide {
             return Ok(());
         }
         let scope = scope(tp.partition);
-        let (store, checkpoint) = load_checkpoint(&ctx.lake, &scope).await?;
+        let (store, checkpoint) = load_checkpoint(ctx, &scope).await?;
         let (state, position, next_offset) = match checkpoint {
             Some(ck) => {
                 let state: MergeState = serde_json::from_slice(&ck.state).map_err(|source| {
@@ -267,6 +267,7 @@ impl MergeSide {
     /// Checkpoints every owned partition whose state changed (outputs already sent).
     pub(crate) async fn checkpoint(&mut self, ctx: &mut Shared) -> Result<(), ProcessError> {
         let mut fenced = Vec::new();
+        let mut written = Vec::new();
         for (p, owned) in self.owned.iter_mut().filter(|(_, o)| o.dirty) {
             let state = serde_json::to_vec(&owned.state)
                 .map_err(ProcessError::encode("merge partition state"))?;
@@ -284,8 +285,20 @@ impl MergeSide {
             )
             .await?
             {
-                Saved::Written => owned.dirty = false,
+                Saved::Written => {
+                    owned.dirty = false;
+                    written.push((
+                        TopicPartition::new(ctx.topics.partials.clone(), *p),
+                        owned.next_offset,
+                    ));
+                }
                 Saved::Fenced => fenced.push(*p),
+            }
+        }
+        // Group offsets are advisory (lag monitoring); the checkpoint is the truth.
+        if !written.is_empty() {
+            if let Err(error) = self.consumer.commit(&written).await {
+                tracing::warn!(%error, "committing advisory group offsets failed");
             }
         }
         for p in fenced {

@@ -63,8 +63,10 @@ pub(crate) enum Saved {
     Fenced,
 }
 
+/// Loads the latest checkpoint of `scope`; the restore time and size go to the log
+/// and the report.
 pub(crate) async fn load_checkpoint(
-    lake: &Lake,
+    ctx: &mut Shared,
     scope: &str,
 ) -> Result<(CheckpointStore, Option<Checkpoint>), ProcessError> {
     let err = |operation| {
@@ -75,13 +77,18 @@ pub(crate) async fn load_checkpoint(
             source: Box::new(source),
         }
     };
-    let mut store = CheckpointStore::new(lake, CHECKPOINT_STAGE, scope).map_err(err("open"))?;
+    let mut store =
+        CheckpointStore::new(&ctx.lake, CHECKPOINT_STAGE, scope).map_err(err("open"))?;
     let started = Instant::now();
     let checkpoint = store.load_latest().await.map_err(err("load"))?;
-    tracing::debug!(
+    let restore_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let bytes = checkpoint.as_ref().map_or(0, |c| c.state.len() as u64);
+    ctx.report.restore_ms_max = ctx.report.restore_ms_max.max(restore_ms);
+    tracing::info!(
         scope,
-        restore_ms = started.elapsed().as_millis() as u64,
-        "checkpoint load"
+        restore_ms,
+        checkpoint_bytes = bytes,
+        "checkpoint restored"
     );
     Ok((store, checkpoint))
 }
@@ -97,6 +104,7 @@ pub(crate) async fn save_checkpoint(
     match store.save(positions, state).await {
         Ok(sequence) => {
             ctx.report.checkpoints_written += 1;
+            ctx.report.checkpoint_bytes_max = ctx.report.checkpoint_bytes_max.max(bytes as u64);
             tracing::debug!(scope, %sequence, checkpoint_bytes = bytes, "checkpoint written");
             Ok(Saved::Written)
         }

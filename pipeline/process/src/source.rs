@@ -156,7 +156,7 @@ impl SourceSide {
             return Ok(());
         }
         let scope = scope(tp.partition);
-        let (store, checkpoint) = load_checkpoint(&ctx.lake, &scope).await?;
+        let (store, checkpoint) = load_checkpoint(ctx, &scope).await?;
         let now = now_ms();
         let (processor, position, next_offset) =
             match checkpoint {
@@ -277,6 +277,7 @@ impl SourceSide {
     /// (and acknowledged) before this is called.
     pub(crate) async fn checkpoint(&mut self, ctx: &mut Shared) -> Result<(), ProcessError> {
         let mut fenced = Vec::new();
+        let mut written = Vec::new();
         for (p, owned) in self.owned.iter_mut().filter(|(_, o)| o.dirty) {
             let state = serde_json::to_vec(&owned.processor)
                 .map_err(ProcessError::encode("source partition state"))?;
@@ -294,8 +295,20 @@ impl SourceSide {
             )
             .await?
             {
-                Saved::Written => owned.dirty = false,
+                Saved::Written => {
+                    owned.dirty = false;
+                    written.push((
+                        TopicPartition::new(ctx.topics.events.clone(), *p),
+                        owned.next_offset,
+                    ));
+                }
                 Saved::Fenced => fenced.push(*p),
+            }
+        }
+        // Group offsets are advisory (lag monitoring); the checkpoint is the truth.
+        if !written.is_empty() {
+            if let Err(error) = self.consumer.commit(&written).await {
+                tracing::warn!(%error, "committing advisory group offsets failed");
             }
         }
         for p in fenced {

@@ -15,7 +15,7 @@ use playlake_schemas::{
     EventType, ERROR_HEADER, LATE_OPERATOR_HEADER, LATE_WATERMARK_HEADER, SOURCE_OFFSET_HEADER,
     SOURCE_PARTITION_HEADER, SOURCE_TOPIC_HEADER,
 };
-use playlake_transport::Transport;
+use playlake_transport::{CleanupPolicy, TopicPartition, Transport};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -41,7 +41,17 @@ async fn drain_equals_reference() {
     assert_eq!(report.valid, report.records_in);
     assert!(report.duplicates > 0, "the set has duplicates");
     assert!(report.late_by_operator.is_empty(), "{report:?}");
-    assert!(report.checkpoints_written > 0);
+    assert!(report.checkpoints_written > 0 && report.checkpoint_bytes_max > 0);
+    let topics = Topics::new(PREFIX);
+    assert_eq!(
+        t.cleanup_policy(&topics.resume).unwrap(),
+        CleanupPolicy::Compact
+    );
+    // Advisory group offsets follow the checkpoints.
+    let committed: i64 = (0..PARTITIONS)
+        .filter_map(|p| t.committed("g", &TopicPartition::new(topics.events.clone(), p)))
+        .sum();
+    assert_eq!(committed, events.len() as i64);
     let want = expected(&events);
     assert!(
         want.sessions.len() > 8 && want.daily.len() >= 4,
