@@ -37,7 +37,16 @@
 //! repartition partition once every source partition's marker covering its end has
 //! arrived; then it drains, publishes and checkpoints. The run returns when every
 //! merge partition this instance owns is finished, so several instances in one group
-//! can drain together.
+//! can drain together (each must be given at least one partition of each topic: a
+//! member never assigned anything waits for its shutdown).
+//!
+//! **Rebalances**: a revoked partition is dropped without a final checkpoint; its new
+//! owner restores the last checkpoint and replays, re-emitting identical records. A
+//! checkpoint write refused as `Fenced` (a newer writer exists) drops the partition's
+//! state with an error log; if the group still assigns the partition here, the newer
+//! checkpoint is restored and replayed from.
+//!
+//! Kafka group offsets are committed after each checkpoint, for lag monitoring only.
 //!
 //! * [`codec`]: topic names, the repartition record format, output records.
 //! * [`source`]: the source side; [`merge`]: the merge side; [`runner`]: the loop.

@@ -49,6 +49,9 @@ struct Owned {
 pub(crate) struct MergeSide {
     consumer: Box<dyn Consumer>,
     owned: BTreeMap<i32, Owned>,
+    /// Whether the group ever assigned this member a partition (drain mode must not
+    /// finish before the first assignment, which Kafka delivers asynchronously).
+    pub(crate) ever_assigned: bool,
     /// Drain mode: the end of every events partition when the run started.
     drain_targets: Option<BTreeMap<i32, i64>>,
 }
@@ -65,6 +68,7 @@ impl MergeSide {
         Self {
             consumer,
             owned: BTreeMap::new(),
+            ever_assigned: false,
             drain_targets,
         }
     }
@@ -79,6 +83,7 @@ impl MergeSide {
         for event in events {
             match event {
                 ConsumerEvent::Assigned(tps) => {
+                    self.ever_assigned |= !tps.is_empty();
                     for tp in tps {
                         self.restore(ctx, &tp).await?;
                     }

@@ -309,7 +309,15 @@ async fn run_loop(
             merge.checkpoint(ctx).await?;
             last_checkpoint = Instant::now();
         }
-        if drain && source.all_drained() && merge.all_finished() {
+        // Drain: done once every partition this member owns on both sides is
+        // finished. A member must have been given partitions first (so with more
+        // instances than partitions, the spare ones wait until shut down).
+        if drain
+            && source.ever_assigned
+            && merge.ever_assigned
+            && source.all_drained()
+            && merge.all_finished()
+        {
             source.checkpoint(ctx).await?;
             merge.checkpoint(ctx).await?;
             tracing::info!(report = ?ctx.report, "drain finished");

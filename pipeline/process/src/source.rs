@@ -39,6 +39,9 @@ struct Owned {
 pub(crate) struct SourceSide {
     consumer: Box<dyn Consumer>,
     owned: BTreeMap<i32, Owned>,
+    /// Whether the group ever assigned this member a partition (drain mode must not
+    /// finish before the first assignment, which Kafka delivers asynchronously).
+    pub(crate) ever_assigned: bool,
 }
 
 fn scope(partition: i32) -> String {
@@ -50,6 +53,7 @@ impl SourceSide {
         Self {
             consumer,
             owned: BTreeMap::new(),
+            ever_assigned: false,
         }
     }
 
@@ -65,6 +69,7 @@ impl SourceSide {
         for event in events {
             match event {
                 ConsumerEvent::Assigned(tps) => {
+                    self.ever_assigned |= !tps.is_empty();
                     for tp in tps {
                         self.restore(ctx, &tp).await?;
                     }
