@@ -49,7 +49,8 @@
 //! Kafka group offsets are committed after each checkpoint, for lag monitoring only.
 //!
 //! * [`codec`]: topic names, the repartition record format, output records.
-//! * [`source`]: the source side; [`merge`]: the merge side; [`runner`]: the loop.
+//! * [`source`]: the source side; [`merge`]: the merge side; `runner.rs`: the loop
+//!   ([`run`]).
 
 pub mod codec;
 mod error;
