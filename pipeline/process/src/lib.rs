@@ -65,6 +65,8 @@ pub use playlake_processor::Settings;
 pub use runner::run;
 
 #[doc(no_inline)]
+pub use playlake_checkpoint::Lake;
+#[doc(no_inline)]
 pub use playlake_transport::Transport;
 
 /// Checkpoint stage name of the processor (`_playlake/checkpoints/process/...`).
