@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use object_store::ObjectStoreExt;
 use playlake_checkpoint::{CheckpointStore, Lake, Position};
 use playlake_lake::{
     digest, Admit, DecodeRow, FinishedFile, LakeError, LakeRow, LakeStore, PartitionConfig,
@@ -385,7 +386,14 @@ impl Writer {
 
     async fn publish(&mut self, file: &FinishedFile, reason: RollReason) -> Result<()> {
         let store = &self.store;
-        retry_lake("publish a file", self.retry_max, || store.publish(file)).await?;
+        match retry_lake("publish a file", self.retry_max, || store.publish(file)).await {
+            Ok(_) => {}
+            Err(e) if published_by_another(store, file, &e).await => {
+                tracing::info!(file = %file.relative_path(),
+                    "another instance published the same cut concurrently (same name and bytes)");
+            }
+            Err(e) => return Err(e),
+        }
         let report = &mut self.report;
         *report
             .rows_written
@@ -406,6 +414,29 @@ impl Writer {
         );
         Ok(())
     }
+}
+
+/// A staged file whose rename found no staging object lost a race with another
+/// instance publishing the same cut (same staging name, same bytes: a fenced
+/// owner finishing what it recorded while the new owner re-makes it). The cut
+/// is durable when its object is there with the file's size.
+async fn published_by_another(store: &LakeStore, file: &FinishedFile, error: &SinkError) -> bool {
+    let SinkError::Lake { source, .. } = error else {
+        return false;
+    };
+    let LakeError::Storage {
+        operation: "rename into place",
+        source: object_store::Error::NotFound { .. },
+        ..
+    } = source.as_ref()
+    else {
+        return false;
+    };
+    let Ok(target) = store.object_path(&file.relative_path()) else {
+        return false;
+    };
+    matches!(store.store().head(&target).await,
+            Ok(meta) if meta.size == file.bytes.len() as u64)
 }
 
 /// An error and its causes on one line, for logs.

@@ -29,6 +29,9 @@ use crate::error::{Result, SinkError};
 use crate::partition::{error_chain, now_ms, PartitionState, Writer};
 
 const MAX_POLL_RECORDS: usize = 10_000;
+/// At most this many records of a partition are written between two looks at the
+/// rolling policy (fewer when `max_rows_per_file` is smaller).
+const MAX_CHUNK_RECORDS: u64 = 1_000;
 const POLL_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Runs the sink until `shutdown` completes (or, with `config.drain`, until every
@@ -86,6 +89,8 @@ pub async fn run(
         group_id: config.group_id.clone(),
         assigned_once: false,
         fenced: Vec::new(),
+        chunk_records: usize::try_from(config.max_rows_per_file.clamp(1, MAX_CHUNK_RECORDS))
+            .unwrap_or(1),
     };
     tracing::info!(topics = ?names, group = %config.group_id, drain = config.drain, "sink started");
     let outcome = sink.run(consumer.as_mut(), config.drain, shutdown).await;
@@ -106,6 +111,8 @@ struct Sink {
     assigned_once: bool,
     /// Partitions whose checkpoint was fenced, to restore again if still ours.
     fenced: Vec<TopicPartition>,
+    /// Records ingested between two looks at the rolling policy.
+    chunk_records: usize,
 }
 
 impl Sink {
@@ -173,13 +180,18 @@ impl Sink {
             }
             ConsumerEvent::Records(records) => {
                 for (tp, records) in by_partition(records) {
-                    let Some(mut st) = self.partitions.remove(&tp) else {
-                        continue; // revoked or fenced meanwhile
-                    };
-                    st.caught_up = false;
-                    let outcome = self.writer.ingest(&mut st, &records).await;
-                    if self.settle(&mut st, outcome)? {
-                        self.partitions.insert(tp, st);
+                    // In chunks, with the rolling policy asked after each, so a big
+                    // poll does not overshoot the row and size limits by much.
+                    for chunk in records.chunks(self.chunk_records) {
+                        let Some(mut st) = self.partitions.remove(&tp) else {
+                            break; // revoked or fenced meanwhile
+                        };
+                        st.caught_up = false;
+                        let outcome = self.writer.ingest(&mut st, chunk).await;
+                        if self.settle(&mut st, outcome)? {
+                            self.partitions.insert(tp.clone(), st);
+                        }
+                        self.roll().await?;
                     }
                 }
             }
