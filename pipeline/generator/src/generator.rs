@@ -50,16 +50,29 @@ pub struct GeneratedRecord {
 
 /// The delivery buffer: records in a slab, and a min-heap of small keys
 /// (delivery time, generation sequence, slab index) so the heap moves 24-byte entries.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct DeliveryBuffer {
-    heap: BinaryHeap<Reverse<(i64, u64, u32)>>,
+    /// (delivery - base) << 64 | seq, and the slab index.
+    heap: BinaryHeap<Reverse<(u128, u32)>>,
+    /// Smallest delivery time (the slice start): keys are offsets from it.
+    base_ms: i64,
     slab: Vec<Option<GeneratedRecord>>,
     free: Vec<u32>,
 }
 
 impl DeliveryBuffer {
+    fn new(base_ms: i64) -> Self {
+        DeliveryBuffer {
+            heap: BinaryHeap::new(),
+            base_ms,
+            slab: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
     fn push(&mut self, seq: u64, record: GeneratedRecord) {
-        let delivery = record.delivery_order_ms;
+        let offset = (record.delivery_order_ms - self.base_ms).max(0) as u64;
+        let key = (u128::from(offset) << 64) | u128::from(seq);
         let index = match self.free.pop() {
             Some(i) => {
                 if let Some(place) = self.slab.get_mut(i as usize) {
@@ -72,15 +85,17 @@ impl DeliveryBuffer {
                 (self.slab.len() - 1) as u32
             }
         };
-        self.heap.push(Reverse((delivery, seq, index)));
+        self.heap.push(Reverse((key, index)));
     }
 
     fn earliest_delivery(&self) -> Option<i64> {
-        self.heap.peek().map(|Reverse((delivery, _, _))| *delivery)
+        self.heap
+            .peek()
+            .map(|Reverse((key, _))| self.base_ms + (key >> 64) as i64)
     }
 
     fn pop(&mut self) -> Option<GeneratedRecord> {
-        let Reverse((_, _, index)) = self.heap.pop()?;
+        let Reverse((_, index)) = self.heap.pop()?;
         self.free.push(index);
         self.slab.get_mut(index as usize)?.take()
     }
@@ -110,14 +125,21 @@ struct Counters {
     bytes: u64,
 }
 
+const SLOT_BITS: u32 = 24;
+
+fn schedule_key(start_ms: i64, t: i64, slot: u32) -> u64 {
+    (((t - start_ms).max(0) as u64) << SLOT_BITS) | u64::from(slot)
+}
+
 /// The traffic generator: an iterator of [`GeneratedRecord`]s in delivery order.
 #[derive(Debug)]
 pub struct Generator {
     config: GeneratorConfig,
     rng: Rng,
     population: Population,
-    /// Each active slot's next action: (event time, slot).
-    schedule: BinaryHeap<Reverse<(i64, u32)>>,
+    /// Each active slot's next action: (event time - slice start) << 24 | slot. Fits:
+    /// the slice is at most 366 days (< 2^40 ms) and slots at most 10M (< 2^24).
+    schedule: BinaryHeap<Reverse<u64>>,
     pending: DeliveryBuffer,
     next_seq: u64,
     end_ms: i64,
@@ -137,8 +159,9 @@ impl Generator {
         let schedule = first
             .into_iter()
             .enumerate()
-            .map(|(i, t)| Reverse((t, i as u32)))
+            .map(|(i, t)| Reverse(schedule_key(config.start_time_ms, t, i as u32)))
             .collect();
+        let start = config.start_time_ms;
         let counters = Counters {
             streams_seen: vec![false; population.streams.len()],
             ..Counters::default()
@@ -150,7 +173,7 @@ impl Generator {
             rng,
             population,
             schedule,
-            pending: DeliveryBuffer::default(),
+            pending: DeliveryBuffer::new(start),
             next_seq: 0,
             done: false,
             scratch: Vec::with_capacity(512),
@@ -202,10 +225,12 @@ impl Generator {
 
     /// Advances the earliest slot by one action.
     fn generate_one(&mut self) {
-        let Some(Reverse((t, slot))) = self.schedule.pop() else {
+        let Some(Reverse(key)) = self.schedule.pop() else {
             self.done = true;
             return;
         };
+        let t = self.config.start_time_ms + (key >> SLOT_BITS) as i64;
+        let slot = (key & ((1 << SLOT_BITS) - 1)) as u32;
         if t >= self.end_ms {
             self.done = true;
             self.schedule.clear();
@@ -214,7 +239,8 @@ impl Generator {
         self.frontier = t;
         let (emitted, next) = self.population.step(&mut self.rng, slot as usize, t);
         if next < self.end_ms {
-            self.schedule.push(Reverse((next, slot)));
+            let key = schedule_key(self.config.start_time_ms, next, slot);
+            self.schedule.push(Reverse(key));
         }
         if let Some(ev) = emitted {
             self.emit(&ev, t);
