@@ -19,6 +19,35 @@
 //!
 //! Entry point: [`run`] with a [`SinkConfig`]; it returns a [`SinkReport`] or a
 //! [`SinkError`].
+//!
+//! ## What holds
+//!
+//! - Each input partition has its own manifest, saved as the checkpoint
+//!   `_playlake/checkpoints/sink/<group>.<topic>-<partition>/` ([`checkpoint_scope`])
+//!   whose position is `replay_from`; group offsets are committed after each save
+//!   for lag monitoring only.
+//! - A file's cut is saved (intent) before the file is published; positions
+//!   advance only after every file they cover is published. Dropping the future of
+//!   [`run`] at any await (a crash) loses nothing: the next run restores, re-makes
+//!   the recorded cuts under the same names with the same bytes, and replays.
+//! - Re-emitted results are written once (dedup by natural key, per partition).
+//! - A partition whose checkpoint save is fenced drops its open files; it is
+//!   restored again from the newest checkpoint when the group still assigns it to
+//!   this member (a rebalance race), else left to its new owner.
+//! - Transient storage errors are retried with backoff for
+//!   `storage_retry_max_seconds`; permanent ones stop the run with the cause.
+//! - Undecodable records are counted ([`SinkReport::undecodable_records`]) and
+//!   logged with their coordinates; invalid `events` records are counted apart
+//!   (they are archived from the DLQ by the `errors` table).
+//!
+//! ## Limits
+//!
+//! - While any partition is re-making recorded cuts, the rolling policy is not
+//!   asked for any partition (the cuts fix where those files end); the replay
+//!   ends as soon as the records up to the last recorded cut are read again.
+//! - Row and size limits are checked between chunks of at most
+//!   `min(max_rows_per_file, 1000)` records of a partition, so a file may hold up to
+//!   one chunk more than `max_rows_per_file` when several directories interleave.
 
 mod config;
 mod error;

@@ -259,3 +259,25 @@ async fn a_missing_table_selection_is_a_config_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn dt_follows_the_configured_time_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let transport = transport(1).await;
+    // session(0) starts at 2025-06-01T00:00Z: still May 31st in New York.
+    send(&transport, vec![session_record(&session(0))]).await;
+    let config = playlake_sink::SinkConfig {
+        time_zone: chrono_tz::America::New_York,
+        ..config(true)
+    };
+    run(
+        dyn_transport(&transport),
+        lake(dir.path()),
+        config,
+        std::future::pending(),
+    )
+    .await
+    .expect("drain");
+    let dirs: Vec<String> = rows_per_directory(dir.path()).into_keys().collect();
+    assert_eq!(dirs, ["sessions/dt=2025-05-31/stream_id=s1"]);
+}
