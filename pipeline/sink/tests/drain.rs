@@ -281,3 +281,39 @@ async fn dt_follows_the_configured_time_zone() {
     let dirs: Vec<String> = rows_per_directory(dir.path()).into_keys().collect();
     assert_eq!(dirs, ["sessions/dt=2025-05-31/stream_id=s1"]);
 }
+
+/// Rows per second of a drain (debug build; `cargo test --release -- --ignored`).
+#[tokio::test]
+#[ignore = "throughput smoke test; run explicitly"]
+async fn drain_throughput_smoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let transport = transport(3).await;
+    let rows = 200_000;
+    for start in (0..rows).step_by(20_000) {
+        let batch = (start..start + 20_000)
+            .map(|i| session_record(&session(i)))
+            .collect();
+        send(&transport, batch).await;
+    }
+    let started = std::time::Instant::now();
+    let config = playlake_sink::SinkConfig {
+        max_rows_per_file: 10_000_000,
+        ..config(true)
+    };
+    let report = run(
+        dyn_transport(&transport),
+        lake(dir.path()),
+        config,
+        std::future::pending(),
+    )
+    .await
+    .expect("drain");
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(report.total_rows(), rows as u64);
+    println!(
+        "{rows} rows in {secs:.2}s: {:.0} rows/s, {} files, {} bytes",
+        rows as f64 / secs,
+        report.files_written,
+        report.bytes_written
+    );
+}
