@@ -99,6 +99,12 @@ pub enum Command {
     /// Create the pipeline's topics on the broker when they are missing.
     Topics(TopicsArgs),
 
+    /// Run the stateful processor: playback events -> sessions, concurrent viewers,
+    /// daily stats and resume points, in event time, exactly-once (checkpoints in the
+    /// lake under `_playlake/checkpoints/process/`). Scale out by running more
+    /// instances with the same `--group`.
+    Process(ProcessArgs),
+
     /// Validate playback events (one JSON object per line) against the input
     /// contract and print each rejected line's reason. Exits 1 when any is invalid.
     CheckEvents(CheckEventsArgs),
@@ -119,4 +125,45 @@ pub struct TopicsArgs {
 pub struct CheckEventsArgs {
     /// File of JSON lines; `-` or absent reads standard input.
     pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ProcessArgs {
+    /// Read every input partition to the end it had at start, finalize every
+    /// session, window and day, publish, checkpoint and exit 0 (batch mode).
+    #[arg(long)]
+    pub drain: bool,
+
+    /// Consumer group shared by every instance [default: playlake-process].
+    #[arg(long = "group", env = "PLAYLAKE_PROCESS_GROUP", value_name = "ID")]
+    pub group_id: Option<String>,
+
+    /// How often state and input positions are checkpointed [default: 5000].
+    #[arg(long, env = "PLAYLAKE_CHECKPOINT_INTERVAL_MS", value_name = "MS")]
+    pub checkpoint_interval_ms: Option<u64>,
+
+    /// How late an event may arrive and still count [default: 10000].
+    #[arg(long, env = "PLAYLAKE_MAX_OUT_OF_ORDERNESS_MS", value_name = "MS")]
+    pub max_out_of_orderness_ms: Option<i64>,
+
+    /// Wall-clock time after which a silent partition stops holding the watermark
+    /// back [default: 30000].
+    #[arg(long, env = "PLAYLAKE_IDLE_TIMEOUT_MS", value_name = "MS")]
+    pub idle_timeout_ms: Option<i64>,
+
+    /// Largest gap between two events of one session [default: 30000].
+    #[arg(long, env = "PLAYLAKE_SESSION_GAP_MS", value_name = "MS")]
+    pub session_gap_ms: Option<i64>,
+
+    /// Length of the concurrent-viewer windows [default: 30000].
+    #[arg(long, env = "PLAYLAKE_VIEWER_WINDOW_MS", value_name = "MS")]
+    pub viewer_window_ms: Option<i64>,
+
+    /// IANA time zone of the daily stats' days, e.g. Asia/Seoul [default: UTC].
+    #[arg(long, env = "PLAYLAKE_TIME_ZONE", value_name = "ZONE")]
+    pub time_zone: Option<String>,
+
+    /// Partitions of the internal repartition topic when it is created [default: 8].
+    #[arg(long, env = "PLAYLAKE_REPARTITION_PARTITIONS", value_name = "N")]
+    pub repartition_partitions: Option<i32>,
 }

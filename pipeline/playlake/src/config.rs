@@ -9,9 +9,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use playlake_kafka::{KafkaError, KafkaOption};
+use playlake_processor::ProcessorConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{CommonArgs, LogFormat};
+use crate::cli::{CommonArgs, LogFormat, ProcessArgs};
 
 pub const DEFAULT_CONFIG_FILE: &str = "playlake.toml";
 pub const DEFAULT_BROKERS: &str = "localhost:9092";
@@ -39,6 +40,21 @@ pub struct FileConfig {
     pub kafka_options: BTreeMap<String, String>,
     #[serde(default)]
     pub topics: TopicsFileConfig,
+    /// `[processor]`: event-time semantics (watermarks, session gap, windows, zone).
+    #[serde(default)]
+    pub processor: ProcessorConfig,
+    /// `[process]`: how `playlake process` runs.
+    #[serde(default)]
+    pub process: ProcessFileConfig,
+}
+
+/// `[process]`: how `playlake process` runs.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessFileConfig {
+    pub group_id: Option<String>,
+    pub checkpoint_interval_ms: Option<u64>,
+    pub repartition_partitions: Option<i32>,
 }
 
 /// `[topics]`: how missing topics are created.
@@ -61,6 +77,8 @@ pub struct Settings {
     pub kafka_options: Vec<KafkaOption>,
     pub topic_partitions: i32,
     pub topic_replication: i32,
+    pub processor: ProcessorConfig,
+    pub process: ProcessFileConfig,
 }
 
 /// Where the lake lives.
@@ -209,6 +227,83 @@ pub fn resolve(
         kafka_options,
         topic_partitions: validate_positive("topics.partitions", topic_partitions)?,
         topic_replication: validate_positive("topics.replication_factor", topic_replication)?,
+        processor: file.processor.clone(),
+        process: file.process.clone(),
+    })
+}
+
+/// Applies `playlake process` flags over the file's `[processor]` and `[process]`
+/// sections and validates the result.
+pub fn resolve_process(
+    settings: &Settings,
+    args: &ProcessArgs,
+) -> Result<playlake_process::ProcessConfig, ConfigError> {
+    let mut processor = settings.processor.clone();
+    if let Some(v) = args.max_out_of_orderness_ms {
+        processor.max_out_of_orderness_ms = v;
+    }
+    if let Some(v) = args.idle_timeout_ms {
+        processor.idle_timeout_ms = v;
+    }
+    if let Some(v) = args.session_gap_ms {
+        processor.session_gap_ms = v;
+    }
+    if let Some(v) = args.viewer_window_ms {
+        processor.viewer_window_ms = v;
+    }
+    if let Some(v) = &args.time_zone {
+        processor.time_zone = v.clone();
+    }
+    let validated = processor.validate().map_err(|e| {
+        ConfigError::invalid(
+            "processor",
+            format!("{processor:?}"),
+            e.to_string(),
+            "fix the flag or the `[processor]` setting named above",
+        )
+    })?;
+    let defaults = playlake_process::ProcessConfig::default();
+    let file = &settings.process;
+    let checkpoint_interval_ms = args
+        .checkpoint_interval_ms
+        .or(file.checkpoint_interval_ms)
+        .unwrap_or(defaults.checkpoint_interval_ms);
+    if !(100..=3_600_000).contains(&checkpoint_interval_ms) {
+        return Err(ConfigError::invalid(
+            "process.checkpoint_interval_ms",
+            checkpoint_interval_ms.to_string(),
+            "must be between 100 ms and 1 hour",
+            "the default, 5000, suits most pipelines",
+        ));
+    }
+    let repartition_partitions = validate_positive(
+        "process.repartition_partitions",
+        args.repartition_partitions
+            .or(file.repartition_partitions)
+            .unwrap_or(defaults.repartition_partitions),
+    )?;
+    let group_id = args
+        .group_id
+        .clone()
+        .or_else(|| file.group_id.clone())
+        .unwrap_or(defaults.group_id.clone());
+    if group_id.trim().is_empty() {
+        return Err(ConfigError::invalid(
+            "process.group_id",
+            group_id,
+            "must not be empty",
+            "every instance of one processor must use the same non-empty --group",
+        ));
+    }
+    Ok(playlake_process::ProcessConfig {
+        topic_prefix: settings.topic_prefix.clone(),
+        group_id,
+        checkpoint_interval_ms,
+        settings: validated,
+        drain: args.drain,
+        repartition_partitions,
+        topic_partitions: settings.topic_partitions,
+        ..defaults
     })
 }
 
@@ -327,6 +422,8 @@ impl Settings {
                 partitions: Some(self.topic_partitions),
                 replication_factor: Some(self.topic_replication),
             },
+            processor: self.processor.clone(),
+            process: self.process.clone(),
         };
         toml::to_string_pretty(&file).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
     }

@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod config;
 mod kafka;
+mod signals;
 mod topics;
 
 use std::process::ExitCode;
@@ -52,6 +53,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Process(args) => {
+            let config = config::resolve_process(&settings, &args)?;
+            runtime()?.block_on(commands::process::run(&settings, config))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Topics(_) => {
             runtime()?.block_on(commands::topics::run(&settings))?;

@@ -115,7 +115,7 @@ impl Default for ProcessConfig {
 }
 
 /// What one [`run`] did. Reconciles: `records_in = valid + sum(dlq_by_reason)`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ProcessReport {
     /// Records read from `<prefix>.events` (replays after a restore included).
     pub records_in: u64,

@@ -1,4 +1,5 @@
 //! One module per subcommand; each takes the validated [`crate::config::Settings`].
 
 pub mod check_events;
+pub mod process;
 pub mod topics;

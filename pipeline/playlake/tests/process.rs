@@ -1,0 +1,266 @@
+//! `playlake process --drain` end to end against the real test broker (Tansu): the
+//! sessions, viewer windows and daily stats it publishes equal the batch reference
+//! computed from the same events, invalid records reach the DLQ, and a second drain
+//! over the same input publishes nothing new.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use playlake_kafka::{KafkaConfig, KafkaTransport};
+use playlake_processor::{reference, ProcessorConfig};
+use playlake_schemas::{parse_playback_event, DailyStat, Session, ViewerWindow};
+use playlake_tests::stack::{unique_name, Stack};
+use playlake_transport::{
+    ConsumerEvent, OutgoingRecord, Position, TopicPartition, TopicSpec, Transport,
+};
+
+const PARTITIONS: i32 = 3;
+/// 2026-11-21T23:58:00Z: the traffic crosses midnight.
+const START_MS: i64 = 1_763_769_480_000;
+
+/// Deterministic traffic in event-time order (as players send it): 9 players over
+/// 3 streams, 5 s heartbeats, one gap that splits a session, stops, seeks, a
+/// duplicate per player, and two invalid records.
+fn traffic() -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(i64, String, Vec<u8>)> = Vec::new();
+    for p in 0..9i64 {
+        let uuid = format!("player-{p}");
+        let stream = format!("stream-{}", p % 3);
+        let user = if p % 2 == 0 {
+            format!("\"user-{}\"", p / 2)
+        } else {
+            "null".into()
+        };
+        let mut t = START_MS + p * 1_000;
+        let mut pos = 0.0f64;
+        for i in 0..40i64 {
+            let kind = match i {
+                0 => "start",
+                17 => "seek",
+                39 if p % 3 == 0 => "stop",
+                _ => "heartbeat",
+            };
+            let (from, to) = if kind == "seek" {
+                (pos, pos + 100.0)
+            } else {
+                (pos, pos + 5.0)
+            };
+            let value = format!(
+                r#"{{"uuid":"{uuid}","stream_id":"{stream}","user_id":{user},"event_type":"{kind}","event_time":{t},"position_start":{from},"position_end":{to}}}"#
+            );
+            let value = value.into_bytes();
+            if i == 5 {
+                // A byte-identical duplicate.
+                out.push((t, uuid.clone(), value.clone()));
+            }
+            out.push((t, uuid.clone(), value));
+            pos = to;
+            // Player 4 pauses for 2 minutes once: its session is cut by the gap.
+            t += if p == 4 && i == 20 { 120_000 } else { 5_000 };
+        }
+    }
+    out.sort_by_key(|(t, _, _)| *t);
+    let mut out: Vec<(String, Vec<u8>)> = out.into_iter().map(|(_, k, v)| (k, v)).collect();
+    out.push(("bad-1".into(), b"not json".to_vec()));
+    out.push((
+        "bad-2".into(),
+        format!(r#"{{"stream_id":"s","event_time":{START_MS},"position_end":1}}"#).into_bytes(),
+    ));
+    out
+}
+
+/// Every record of a topic, read from the beginning to the end.
+async fn read_all(transport: &KafkaTransport, topic: &str) -> Vec<Vec<u8>> {
+    let partitions = transport
+        .partition_count(topic)
+        .await
+        .expect("partition count");
+    let mut consumer = transport
+        .consumer(&unique_name("reader"))
+        .expect("consumer");
+    let positions: Vec<_> = (0..partitions)
+        .map(|p| (TopicPartition::new(topic, p), Position::Beginning))
+        .collect();
+    consumer.assign(&positions).expect("assign");
+    let mut done = std::collections::BTreeSet::new();
+    let mut values = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while done.len() < partitions as usize {
+        assert!(
+            Instant::now() < deadline,
+            "reading {topic} did not reach the end"
+        );
+        for event in consumer
+            .poll(10_000, Duration::from_millis(500))
+            .await
+            .expect("poll")
+        {
+            match event {
+                ConsumerEvent::Records(records) => {
+                    values.extend(records.into_iter().filter_map(|r| r.value))
+                }
+                ConsumerEvent::EndOfPartition { partition, .. } => {
+                    done.insert(partition.partition);
+                }
+                _ => {}
+            }
+        }
+    }
+    values
+}
+
+fn drain(stack: &Stack, prefix: &str, lake: &str) -> serde_json::Value {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_playlake"))
+        .args([
+            "process",
+            "--drain",
+            "--brokers",
+            &stack.brokers,
+            "--topic-prefix",
+            prefix,
+            "--lake",
+            lake,
+            "--group",
+            &format!("{prefix}-group"),
+            "--checkpoint-interval-ms",
+            "500",
+        ])
+        .env_remove("PLAYLAKE_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start playlake process");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "process --drain did not finish within 180 s:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "process --drain failed:\n{stderr}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "report is not JSON ({e}):\n{}\n{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_publishes_exactly_the_reference_results() {
+    let Some(stack) = Stack::from_env() else {
+        return;
+    };
+    let prefix = unique_name("proc");
+    let lake_dir = tempfile::tempdir().expect("tempdir");
+    let lake = format!("file://{}", lake_dir.path().display());
+    let transport = KafkaTransport::new(KafkaConfig::new(stack.brokers.clone())).expect("kafka");
+    let events_topic = format!("{prefix}.events");
+    transport
+        .ensure_topic(&TopicSpec::new(&events_topic, PARTITIONS))
+        .await
+        .expect("create events topic");
+
+    let records = traffic();
+    let producer = transport.producer().expect("producer");
+    producer
+        .send(
+            records
+                .iter()
+                .map(|(key, value)| OutgoingRecord {
+                    topic: events_topic.clone(),
+                    key: Some(key.clone().into_bytes()),
+                    value: Some(value.clone()),
+                    ..Default::default()
+                })
+                .collect(),
+        )
+        .await
+        .expect("produce");
+
+    let now_ms = START_MS + 86_400_000;
+    let valid: Vec<_> = records
+        .iter()
+        .filter_map(|(_, v)| parse_playback_event(v, now_ms).ok())
+        .collect();
+    let settings = ProcessorConfig::default().validate().expect("settings");
+    let expected = reference::compute(&valid, &settings);
+    assert!(
+        expected.sessions.len() >= 10,
+        "the traffic must make sessions"
+    );
+
+    let report = drain(&stack, &prefix, &lake);
+    assert_eq!(report["records_in"], records.len() as u64, "{report}");
+    assert_eq!(report["dlq_by_reason"]["not_json"], 1, "{report}");
+    assert_eq!(report["dlq_by_reason"]["missing_field"], 1, "{report}");
+    assert_eq!(report["duplicates"], 9, "{report}");
+    assert_eq!(
+        report["late_by_operator"],
+        serde_json::json!({}),
+        "{report}"
+    );
+
+    let by_key = |rows: Vec<Vec<u8>>| -> BTreeMap<String, serde_json::Value> {
+        rows.iter()
+            .map(|v| serde_json::from_slice::<serde_json::Value>(v).expect("json row"))
+            .map(|row| (row.to_string(), row))
+            .collect()
+    };
+    let mut sessions: Vec<Session> = read_all(&transport, &format!("{prefix}.sessions"))
+        .await
+        .iter()
+        .map(|v| serde_json::from_slice(v).expect("session row"))
+        .collect();
+    sessions.sort_by(|a, b| a.key().cmp(&b.key()));
+    let mut want_sessions = expected.sessions.clone();
+    want_sessions.sort_by(|a, b| a.key().cmp(&b.key()));
+    assert_eq!(sessions, want_sessions);
+
+    let mut viewers: Vec<ViewerWindow> = read_all(&transport, &format!("{prefix}.viewers"))
+        .await
+        .iter()
+        .map(|v| serde_json::from_slice(v).expect("viewer row"))
+        .collect();
+    viewers.sort_by(|a, b| a.key().cmp(&b.key()));
+    let mut want_viewers = expected.viewers.clone();
+    want_viewers.sort_by(|a, b| a.key().cmp(&b.key()));
+    assert_eq!(viewers, want_viewers);
+
+    let mut daily: Vec<DailyStat> = read_all(&transport, &format!("{prefix}.daily"))
+        .await
+        .iter()
+        .map(|v| serde_json::from_slice(v).expect("daily row"))
+        .collect();
+    daily.sort_by(|a, b| a.key().cmp(&b.key()));
+    let mut want_daily = expected.daily.clone();
+    want_daily.sort_by(|a, b| a.key().cmp(&b.key()));
+    assert_eq!(daily, want_daily);
+    assert_eq!(daily.len(), 6, "3 streams on each side of midnight");
+
+    let dlq = read_all(&transport, &format!("{prefix}.dlq")).await;
+    assert_eq!(dlq.len(), 2);
+    assert!(
+        dlq.contains(&b"not json".to_vec()),
+        "DLQ keeps the original bytes"
+    );
+
+    // A second drain resumes from the checkpoints: nothing new is read or published.
+    let sessions_before = by_key(read_all(&transport, &format!("{prefix}.sessions")).await);
+    let again = drain(&stack, &prefix, &lake);
+    assert_eq!(again["records_in"], 0, "{again}");
+    assert_eq!(again["sessions_out"], 0, "{again}");
+    let sessions_after = by_key(read_all(&transport, &format!("{prefix}.sessions")).await);
+    assert_eq!(sessions_before.len(), sessions_after.len());
+}
