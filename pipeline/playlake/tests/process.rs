@@ -223,9 +223,9 @@ async fn drain_publishes_exactly_the_reference_results() {
         .iter()
         .map(|v| serde_json::from_slice(v).expect("session row"))
         .collect();
-    sessions.sort_by(|a, b| a.key().cmp(&b.key()));
+    sessions.sort_by_key(|row| row.key());
     let mut want_sessions = expected.sessions.clone();
-    want_sessions.sort_by(|a, b| a.key().cmp(&b.key()));
+    want_sessions.sort_by_key(|row| row.key());
     assert_eq!(sessions, want_sessions);
 
     let mut viewers: Vec<ViewerWindow> = read_all(&transport, &format!("{prefix}.viewers"))
