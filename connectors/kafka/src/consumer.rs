@@ -96,7 +96,19 @@ pub struct PipelineContext {
     state: SharedState,
 }
 
-impl ClientContext for PipelineContext {}
+impl ClientContext for PipelineContext {
+    /// librdkafka passes every consumer error event here before the consumer sees it,
+    /// partition EOF included. EOF is how drain mode finds the end, not an error, so it
+    /// must not show up in the log as one.
+    fn error(&self, error: RdKafkaError, reason: &str) {
+        match error {
+            RdKafkaError::PartitionEOF(partition) => {
+                tracing::trace!(partition, "partition EOF");
+            }
+            error => tracing::error!(%error, reason, "librdkafka reported an error"),
+        }
+    }
+}
 
 impl ConsumerContext for PipelineContext {
     fn rebalance(

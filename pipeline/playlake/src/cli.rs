@@ -105,6 +105,11 @@ pub enum Command {
     /// instances with the same `--group`.
     Process(ProcessArgs),
 
+    /// Write the processor's results and the raw streams to the lake as
+    /// Hive-partitioned Parquet for Athena, exactly-once (write-ahead cuts and
+    /// positions in the lake under `_playlake/checkpoints/sink/`).
+    Sink(SinkArgs),
+
     /// Validate playback events (one JSON object per line) against the input
     /// contract and print each rejected line's reason. Exits 1 when any is invalid.
     CheckEvents(CheckEventsArgs),
@@ -166,4 +171,45 @@ pub struct ProcessArgs {
     /// Partitions of the internal repartition topic when it is created [default: 8].
     #[arg(long, env = "PLAYLAKE_REPARTITION_PARTITIONS", value_name = "N")]
     pub repartition_partitions: Option<i32>,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct SinkArgs {
+    /// Read every input partition to the end it had at start, write and commit every
+    /// file, and exit 0.
+    #[arg(long)]
+    pub drain: bool,
+
+    /// Tables to write, comma-separated: sessions, viewers, daily, events, errors
+    /// [default: all of them].
+    #[arg(
+        long,
+        env = "PLAYLAKE_SINK_TABLES",
+        value_delimiter = ',',
+        value_name = "TABLE,..."
+    )]
+    pub tables: Vec<String>,
+
+    /// Consumer group shared by every sink instance [default: playlake-sink].
+    #[arg(long = "group", env = "PLAYLAKE_SINK_GROUP", value_name = "ID")]
+    pub group_id: Option<String>,
+
+    /// A partition's open file is written at the latest after this long, so an idle
+    /// partition still appears [default: 300].
+    #[arg(long, env = "PLAYLAKE_FLUSH_INTERVAL_SECONDS", value_name = "SECONDS")]
+    pub flush_interval_seconds: Option<u64>,
+
+    /// Target Parquet file size [default: 134217728 (128 MiB)].
+    #[arg(long, env = "PLAYLAKE_TARGET_FILE_SIZE_BYTES", value_name = "BYTES")]
+    pub target_file_size_bytes: Option<u64>,
+
+    /// Memory for open files across all partitions; the largest or oldest is
+    /// flushed first beyond it [default: 1073741824 (1 GiB)].
+    #[arg(long, env = "PLAYLAKE_SINK_MEMORY_BUDGET_BYTES", value_name = "BYTES")]
+    pub memory_budget_bytes: Option<u64>,
+
+    /// IANA time zone of the `dt`/`hour` partitions; use the processor's
+    /// [default: UTC].
+    #[arg(long, env = "PLAYLAKE_TIME_ZONE", value_name = "ZONE")]
+    pub time_zone: Option<String>,
 }

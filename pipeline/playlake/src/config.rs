@@ -12,7 +12,7 @@ use playlake_kafka::{KafkaError, KafkaOption};
 use playlake_processor::ProcessorConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{CommonArgs, LogFormat, ProcessArgs};
+use crate::cli::{CommonArgs, LogFormat, ProcessArgs, SinkArgs};
 
 pub const DEFAULT_CONFIG_FILE: &str = "playlake.toml";
 pub const DEFAULT_BROKERS: &str = "localhost:9092";
@@ -46,6 +46,21 @@ pub struct FileConfig {
     /// `[process]`: how `playlake process` runs.
     #[serde(default)]
     pub process: ProcessFileConfig,
+    /// `[sink]`: how `playlake sink` writes the lake.
+    #[serde(default)]
+    pub sink: SinkFileConfig,
+}
+
+/// `[sink]`: how `playlake sink` writes the lake.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkFileConfig {
+    pub group_id: Option<String>,
+    pub tables: Option<Vec<String>>,
+    pub flush_interval_seconds: Option<u64>,
+    pub target_file_size_bytes: Option<u64>,
+    pub max_rows_per_file: Option<u64>,
+    pub memory_budget_bytes: Option<u64>,
 }
 
 /// `[process]`: how `playlake process` runs.
@@ -79,6 +94,7 @@ pub struct Settings {
     pub topic_replication: i32,
     pub processor: ProcessorConfig,
     pub process: ProcessFileConfig,
+    pub sink: SinkFileConfig,
 }
 
 /// Where the lake lives.
@@ -229,6 +245,76 @@ pub fn resolve(
         topic_replication: validate_positive("topics.replication_factor", topic_replication)?,
         processor: file.processor.clone(),
         process: file.process.clone(),
+        sink: file.sink.clone(),
+    })
+}
+
+/// Applies `playlake sink` flags over the file's `[sink]` section. The sink
+/// validates the combined values itself when it starts.
+pub fn resolve_sink(
+    settings: &Settings,
+    args: &SinkArgs,
+) -> Result<playlake_sink::SinkConfig, ConfigError> {
+    let defaults = playlake_sink::SinkConfig::default();
+    let file = &settings.sink;
+    let table_names = if args.tables.is_empty() {
+        file.tables.clone()
+    } else {
+        Some(args.tables.clone())
+    };
+    let tables = match table_names {
+        None => defaults.tables.clone(),
+        Some(names) => names
+            .iter()
+            .map(|name| {
+                name.trim().parse::<playlake_schemas::Table>().map_err(|_| {
+                    ConfigError::invalid(
+                        "sink.tables",
+                        name.clone(),
+                        "not a lake table",
+                        "choose from sessions, viewers, daily, events, errors",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let zone_name = args
+        .time_zone
+        .clone()
+        .unwrap_or_else(|| settings.processor.time_zone.clone());
+    let time_zone = zone_name.parse::<chrono_tz::Tz>().map_err(|_| {
+        ConfigError::invalid(
+            "time_zone",
+            zone_name.clone(),
+            "not a known IANA time zone",
+            "use a name such as UTC, Asia/Seoul or Europe/Paris, the same as the processor's",
+        )
+    })?;
+    Ok(playlake_sink::SinkConfig {
+        topic_prefix: settings.topic_prefix.clone(),
+        group_id: args
+            .group_id
+            .clone()
+            .or_else(|| file.group_id.clone())
+            .unwrap_or(defaults.group_id.clone()),
+        tables,
+        topic_partitions: settings.topic_partitions,
+        flush_interval_seconds: args
+            .flush_interval_seconds
+            .or(file.flush_interval_seconds)
+            .unwrap_or(defaults.flush_interval_seconds),
+        target_file_size_bytes: args
+            .target_file_size_bytes
+            .or(file.target_file_size_bytes)
+            .unwrap_or(defaults.target_file_size_bytes),
+        max_rows_per_file: file.max_rows_per_file.unwrap_or(defaults.max_rows_per_file),
+        memory_budget_bytes: args
+            .memory_budget_bytes
+            .or(file.memory_budget_bytes)
+            .unwrap_or(defaults.memory_budget_bytes),
+        time_zone,
+        drain: args.drain,
+        ..defaults
     })
 }
 
@@ -424,6 +510,7 @@ impl Settings {
             },
             processor: self.processor.clone(),
             process: self.process.clone(),
+            sink: self.sink.clone(),
         };
         toml::to_string_pretty(&file).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
     }

@@ -59,6 +59,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(commands::process::run(&settings, config))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sink(args) => {
+            let config = config::resolve_sink(&settings, &args)?;
+            runtime()?.block_on(commands::sink::run(&settings, config))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Topics(_) => {
             runtime()?.block_on(commands::topics::run(&settings))?;
             Ok(ExitCode::SUCCESS)

@@ -1,7 +1,8 @@
-//! `playlake process --drain` end to end against the real test broker (Tansu): the
-//! sessions, viewer windows and daily stats it publishes equal the batch reference
-//! computed from the same events, invalid records reach the DLQ, and a second drain
-//! over the same input publishes nothing new.
+//! `playlake process --drain` then `playlake sink --drain`, end to end against the
+//! real test broker (Tansu): the sessions, viewer windows and daily stats published
+//! equal the batch reference computed from the same events, invalid records reach
+//! the DLQ, a second drain publishes nothing new, and DuckDB (an independent reader)
+//! finds every result in the lake exactly once.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -111,9 +112,13 @@ async fn read_all(transport: &KafkaTransport, topic: &str) -> Vec<Vec<u8>> {
 }
 
 fn drain(stack: &Stack, prefix: &str, lake: &str) -> serde_json::Value {
+    drain_stage("process", stack, prefix, lake)
+}
+
+fn drain_stage(stage: &str, stack: &Stack, prefix: &str, lake: &str) -> serde_json::Value {
     let mut child = Command::new(env!("CARGO_BIN_EXE_playlake"))
         .args([
-            "process",
+            stage,
             "--drain",
             "--brokers",
             &stack.brokers,
@@ -122,11 +127,11 @@ fn drain(stack: &Stack, prefix: &str, lake: &str) -> serde_json::Value {
             "--lake",
             lake,
             "--group",
-            &format!("{prefix}-group"),
-            "--checkpoint-interval-ms",
-            "500",
+            &format!("{prefix}-{stage}"),
         ])
         .env_remove("PLAYLAKE_CONFIG")
+        .env("RUST_LOG", "info,playlake_kafka=debug")
+        .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -139,16 +144,18 @@ fn drain(stack: &Stack, prefix: &str, lake: &str) -> serde_json::Value {
         if Instant::now() > deadline {
             let _ = child.kill();
             let out = child.wait_with_output().expect("output");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(60).collect();
             panic!(
-                "process --drain did not finish within 180 s:\n{}",
-                String::from_utf8_lossy(&out.stderr)
+                "{stage} --drain did not finish within 180 s; last lines:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     let out = child.wait_with_output().expect("output");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "process --drain failed:\n{stderr}");
+    assert!(out.status.success(), "{stage} --drain failed:\n{stderr}");
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "report is not JSON ({e}):\n{}\n{stderr}",
@@ -263,4 +270,55 @@ async fn drain_publishes_exactly_the_reference_results() {
     assert_eq!(again["sessions_out"], 0, "{again}");
     let sessions_after = by_key(read_all(&transport, &format!("{prefix}.sessions")).await);
     assert_eq!(sessions_before.len(), sessions_after.len());
+
+    // The sink writes every table; DuckDB reads the lake with Hive partitioning.
+    let sink = drain_stage("sink", &stack, &prefix, &lake);
+    assert_eq!(sink["undecodable_records"], 0, "{sink}");
+    let counts = stack.run_python(
+        r#"
+import sys, duckdb
+root = sys.argv[1]
+for table in ["sessions", "viewers", "daily", "events", "errors"]:
+    n = duckdb.sql(f"select count(*) from read_parquet('{root}/{table}/**/*.parquet', hive_partitioning=true)").fetchall()[0][0]
+    print(table, n)
+keys = duckdb.sql(f"select count(*) - count(distinct (uuid, stream_id, session_start)) from read_parquet('{root}/sessions/**/*.parquet', hive_partitioning=true)").fetchall()[0][0]
+print("duplicate_session_keys", keys)
+watched = duckdb.sql(f"select sum(watched_seconds) from read_parquet('{root}/sessions/**/*.parquet', hive_partitioning=true)").fetchall()[0][0]
+print("watched", repr(watched))
+"#,
+        &[&lake_dir.path().display().to_string()],
+    );
+    let counts: BTreeMap<&str, &str> = counts
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .collect();
+    let distinct_valid = valid
+        .iter()
+        .map(|e| (e.uuid.as_str(), e.event_id.as_str()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    assert_eq!(
+        counts["sessions"],
+        want_sessions.len().to_string(),
+        "{counts:?}"
+    );
+    assert_eq!(
+        counts["viewers"],
+        want_viewers.len().to_string(),
+        "{counts:?}"
+    );
+    assert_eq!(counts["daily"], want_daily.len().to_string(), "{counts:?}");
+    assert_eq!(counts["events"], distinct_valid.to_string(), "{counts:?}");
+    assert_eq!(counts["errors"], "2", "{counts:?}");
+    assert_eq!(counts["duplicate_session_keys"], "0", "{counts:?}");
+    let watched: f64 = counts["watched"].parse().expect("watched seconds");
+    let want_watched: f64 = want_sessions.iter().map(|s| s.watched_seconds).sum();
+    assert!(
+        (watched - want_watched).abs() < 1e-6,
+        "{watched} vs {want_watched}"
+    );
+
+    // Draining the sink again writes nothing.
+    let again = drain_stage("sink", &stack, &prefix, &lake);
+    assert_eq!(again["files_written"], 0, "{again}");
 }

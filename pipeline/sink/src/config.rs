@@ -167,7 +167,7 @@ impl SinkConfig {
 }
 
 /// What one run of the sink did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SinkReport {
     /// Rows in the files this run published, per table name (a file re-published
     /// while replaying a recorded cut counts again).

@@ -21,13 +21,16 @@ pub(super) fn end_of_partition(
     state: &SharedState,
     partition: i32,
 ) -> Vec<ConsumerEvent> {
-    let candidates: Vec<TopicPartition> = {
+    // Each candidate with the position we set ourselves (a seek to an offset, or the
+    // record after the last one delivered), for partitions librdkafka has no
+    // position for yet because nothing was consumed since the seek.
+    let candidates: Vec<(TopicPartition, Option<i64>)> = {
         let state = state.lock();
         state
             .assigned
             .iter()
             .filter(|tp| tp.partition == partition && !state.awaiting_seek.contains(tp))
-            .cloned()
+            .map(|tp| (tp.clone(), state.floor.get(tp).copied()))
             .collect()
     };
     if candidates.is_empty() {
@@ -52,14 +55,20 @@ pub(super) fn end_of_partition(
     let single = candidates.len() == 1;
     candidates
         .into_iter()
-        .filter_map(|tp| {
-            let high = cached_high_watermark(consumer, &tp);
-            let position = positions.get(&tp).copied();
+        .filter_map(|(tp, floor)| {
+            let watermarks = cached_watermarks(consumer, &tp);
+            let high = watermarks.map(|(_, high)| high);
+            let position = positions.get(&tp).copied().or(floor);
             let next_offset = match (high, position) {
                 (Some(high), Some(position)) if position >= high => high,
                 (Some(high), None) if single => high,
                 (None, Some(position)) if single => position,
                 (Some(high), Some(_)) if single => high,
+                // Nothing consumed since a seek to the beginning, and the partition
+                // holds nothing to read (empty, or everything trimmed): it is at its
+                // end. Several topics share the partition number, so this is what
+                // tells an empty partition apart from one still being fetched.
+                (Some(high), None) if watermarks.is_some_and(|(low, _)| low >= high) => high,
                 _ => return None,
             };
             Some(ConsumerEvent::EndOfPartition {
@@ -70,9 +79,10 @@ pub(super) fn end_of_partition(
         .collect()
 }
 
-/// The high watermark carried by the partition's last fetch response, as librdkafka
-/// cached it (no broker request; on Tansu this is the true end, unlike ListOffsets).
-fn cached_high_watermark(consumer: &InnerConsumer, partition: &TopicPartition) -> Option<i64> {
+/// The (low, high) watermarks carried by the partition's last fetch response, as
+/// librdkafka cached them (no broker request; on Tansu the high one is the true end,
+/// unlike ListOffsets).
+fn cached_watermarks(consumer: &InnerConsumer, partition: &TopicPartition) -> Option<(i64, i64)> {
     let topic = CString::new(partition.topic.as_str()).ok()?;
     let mut low = -1i64;
     let mut high = -1i64;
@@ -88,5 +98,5 @@ fn cached_high_watermark(consumer: &InnerConsumer, partition: &TopicPartition) -
             &mut high,
         )
     };
-    (err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+    (err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some((low.max(0), high))
 }

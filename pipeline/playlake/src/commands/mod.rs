@@ -2,4 +2,5 @@
 
 pub mod check_events;
 pub mod process;
+pub mod sink;
 pub mod topics;
