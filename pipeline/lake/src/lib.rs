@@ -22,7 +22,7 @@
 //! ```
 //!
 //! The sink's run loop (consuming, checkpoint saves, retries) lives in the `playlake`
-//! binary; `DESIGN-sink.md` explains why the protocol is exactly-once.
+//! binary; DESIGN.md section 9 explains why the protocol is exactly-once.
 
 pub mod decode;
 pub mod dedup;

@@ -3,7 +3,7 @@
 //! opaque state of the sink's checkpoint (`playlake-checkpoint`), whose positions are
 //! [`SinkManifest::replay_from`].
 //!
-//! The protocol (see `DESIGN-sink.md`), per input partition:
+//! The protocol (see DESIGN.md section 9), per input partition:
 //!
 //! 1. For each record, [`SinkManifest::admit`] says whether to write its row: not if
 //!    it is a re-emitted copy (dedup by natural key) or already in a durable file.
