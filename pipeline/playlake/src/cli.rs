@@ -92,6 +92,11 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the whole pipeline in one process with no server at all: generated
+    /// playback traffic through the in-process log, the processor and the sink into a
+    /// local lake (`--lake`, default ./lake), then print what it did.
+    Demo(DemoArgs),
+
     /// Print the effective configuration (flags, environment, file and defaults
     /// merged and validated; secrets redacted) as TOML.
     Config,
@@ -212,4 +217,23 @@ pub struct SinkArgs {
     /// [default: UTC].
     #[arg(long, env = "PLAYLAKE_TIME_ZONE", value_name = "ZONE")]
     pub time_zone: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Valid playback events to generate (duplicates and bad records come on top).
+    #[arg(long, default_value_t = 100_000)]
+    pub events: u64,
+
+    /// Concurrent players in the generated traffic.
+    #[arg(long, default_value_t = 300)]
+    pub viewers: u32,
+
+    /// Seed of the generator: the same seed gives the same events.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Partitions of the in-process events topic.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
 }

@@ -59,6 +59,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(commands::process::run(&settings, config))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Demo(args) => {
+            let process = config::resolve_process(
+                &settings,
+                &cli::ProcessArgs {
+                    drain: true,
+                    ..Default::default()
+                },
+            )?;
+            let sink = config::resolve_sink(
+                &settings,
+                &cli::SinkArgs {
+                    drain: true,
+                    ..Default::default()
+                },
+            )?;
+            let options = commands::demo::DemoOptions {
+                events: args.events,
+                viewers: args.viewers,
+                seed: args.seed,
+                partitions: args.partitions,
+            };
+            runtime()?.block_on(commands::demo::run(&settings, process, sink, options))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sink(args) => {
             let config = config::resolve_sink(&settings, &args)?;
             runtime()?.block_on(commands::sink::run(&settings, config))?;

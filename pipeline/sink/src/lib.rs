@@ -3,7 +3,7 @@
 //! The I/O layer of `playlake sink`: reads the processor's result topics and the raw
 //! streams through the transport seam and writes them to the lake as
 //! Hive-partitioned Parquet, exactly once (SPEC sections 4 to 6,
-//! `pipeline/lake/DESIGN-sink.md`). The pure parts (decoding, partitioning, rolling,
+//! DESIGN.md section 9). The pure parts (decoding, partitioning, rolling,
 //! the manifest) live in `playlake-lake`; this crate drives them.
 //!
 //! ```text

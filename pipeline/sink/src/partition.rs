@@ -1,5 +1,5 @@
 //! One input partition of the sink, and the writer that drives the lake protocol
-//! for it (`pipeline/lake/DESIGN-sink.md`).
+//! for it (DESIGN.md section 9).
 //!
 //! Data flow: when the group assigns a partition, [`Writer::restore`] loads its
 //! manifest from the checkpoint scope `<group>.<topic>-<partition>` (or starts a

@@ -1,6 +1,7 @@
 //! One module per subcommand; each takes the validated [`crate::config::Settings`].
 
 pub mod check_events;
+pub mod demo;
 pub mod process;
 pub mod sink;
 pub mod topics;
