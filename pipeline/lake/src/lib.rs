@@ -24,6 +24,7 @@
 //! The sink's run loop (consuming, checkpoint saves, retries) lives in the `playlake`
 //! binary; DESIGN.md section 9 explains why the protocol is exactly-once.
 
+pub mod athena;
 pub mod decode;
 pub mod dedup;
 pub mod error;
