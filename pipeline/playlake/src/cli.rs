@@ -97,6 +97,10 @@ pub enum Command {
     /// local lake (`--lake`, default ./lake), then print what it did.
     Demo(DemoArgs),
 
+    /// Print the Athena DDL (CREATE EXTERNAL TABLE with partition projection, no MSCK
+    /// REPAIR needed) for every lake table, located under the `--lake` S3 URL.
+    AthenaDdl(AthenaDdlArgs),
+
     /// Print the effective configuration (flags, environment, file and defaults
     /// merged and validated; secrets redacted) as TOML.
     Config,
@@ -236,4 +240,11 @@ pub struct DemoArgs {
     /// Partitions of the in-process events topic.
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
+}
+
+#[derive(Debug, Args)]
+pub struct AthenaDdlArgs {
+    /// Glue/Athena database to qualify the table names with.
+    #[arg(long, env = "PLAYLAKE_ATHENA_DATABASE")]
+    pub database: Option<String>,
 }

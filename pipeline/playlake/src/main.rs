@@ -42,6 +42,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_logging(settings.log_format);
 
     match cli.command {
+        Command::AthenaDdl(args) => {
+            let location = match &settings.lake {
+                config::LakeUrl::S3 { .. } => settings.lake.to_string(),
+                config::LakeUrl::File(_) => {
+                    eprintln!(
+                        "note: --lake is not an s3:// URL; using the placeholder {}",
+                        playlake_lake::athena::PLACEHOLDER_LOCATION
+                    );
+                    playlake_lake::athena::PLACEHOLDER_LOCATION.to_string()
+                }
+            };
+            print!(
+                "{}",
+                playlake_lake::athena::all_ddl(&location, args.database.as_deref())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config => {
             print!("{}", settings.to_redacted_toml());
             Ok(ExitCode::SUCCESS)

@@ -127,3 +127,32 @@ fn check_events_reports_reasons_and_fails_on_invalid_lines() {
         "{report}"
     );
 }
+
+#[test]
+fn athena_ddl_covers_every_table_under_the_s3_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = playlake(
+        &[
+            "athena-ddl",
+            "--lake",
+            "s3://my-lake/play",
+            "--database",
+            "analytics",
+        ],
+        &[],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ddl = text(&out.stdout);
+    for table in ["sessions", "viewers", "daily", "events", "cdc", "errors"] {
+        assert!(
+            ddl.contains(&format!("`analytics`.`{table}`")),
+            "{table} missing:\n{ddl}"
+        );
+        assert!(
+            ddl.contains(&format!("LOCATION 's3://my-lake/play/{table}/'")),
+            "{ddl}"
+        );
+    }
+    assert_eq!(ddl.matches("CREATE EXTERNAL TABLE").count(), 6, "{ddl}");
+}
