@@ -97,6 +97,12 @@ pub enum Command {
     /// local lake (`--lake`, default ./lake), then print what it did.
     Demo(DemoArgs),
 
+    /// Generate realistic playback traffic (players on live streams and VODs, 5 s
+    /// heartbeats, seeks, pauses, stops, out-of-order and duplicate delivery, bad
+    /// records) and produce it to `<prefix>.events`, keyed by uuid. The same seed
+    /// gives the same events.
+    Produce(ProduceArgs),
+
     /// Print the Athena DDL (CREATE EXTERNAL TABLE with partition projection, no MSCK
     /// REPAIR needed) for every lake table, located under the `--lake` S3 URL.
     AthenaDdl(AthenaDdlArgs),
@@ -247,4 +253,35 @@ pub struct AthenaDdlArgs {
     /// Glue/Athena database to qualify the table names with.
     #[arg(long, env = "PLAYLAKE_ATHENA_DATABASE")]
     pub database: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Valid playback events to produce (duplicates and bad records come on top).
+    #[arg(long, default_value_t = 100_000)]
+    pub events: u64,
+
+    /// Concurrent players.
+    #[arg(long, default_value_t = 1_000)]
+    pub viewers: u32,
+
+    /// Target rate in records per second; 0 produces as fast as the broker takes them.
+    #[arg(long, default_value_t = 0)]
+    pub rate_per_second: u64,
+
+    /// Largest delivery delay behind event time (out-of-order delivery).
+    #[arg(long, default_value_t = 3_000)]
+    pub jitter_ms: u64,
+
+    /// Share of events delivered twice.
+    #[arg(long, default_value_t = 0.01)]
+    pub duplicate_fraction: f64,
+
+    /// Share of extra invalid records (they must land in the DLQ).
+    #[arg(long, default_value_t = 0.001)]
+    pub bad_record_fraction: f64,
+
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }

@@ -100,6 +100,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(commands::demo::run(&settings, process, sink, options))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Produce(args) => {
+            runtime()?.block_on(commands::produce::run(&settings, &args))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sink(args) => {
             let config = config::resolve_sink(&settings, &args)?;
             runtime()?.block_on(commands::sink::run(&settings, config))?;

@@ -322,3 +322,57 @@ print("watched", repr(watched))
     let again = drain_stage("sink", &stack, &prefix, &lake);
     assert_eq!(again["files_written"], 0, "{again}");
 }
+
+/// `playlake produce` writes generated traffic that `process --drain` accounts for
+/// completely: every record is read, bad records reach the DLQ, copies are dropped
+/// as duplicates, and nothing is late (the jitter is inside the bound).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produced_traffic_is_fully_accounted_for() {
+    let Some(stack) = Stack::from_env() else {
+        return;
+    };
+    let prefix = unique_name("produce");
+    let out = Command::new(env!("CARGO_BIN_EXE_playlake"))
+        .args([
+            "produce",
+            "--brokers",
+            &stack.brokers,
+            "--topic-prefix",
+            &prefix,
+            "--events",
+            "8000",
+            "--viewers",
+            "150",
+            "--bad-record-fraction",
+            "0.01",
+        ])
+        .env_remove("PLAYLAKE_CONFIG")
+        .output()
+        .expect("run playlake produce");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let produced: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+    assert_eq!(produced["valid_events"], 8000, "{produced}");
+    assert!(produced["bad_records"].as_u64() > Some(0), "{produced}");
+
+    let lake_dir = tempfile::tempdir().expect("tempdir");
+    let lake = format!("file://{}", lake_dir.path().display());
+    let report = drain(&stack, &prefix, &lake);
+    assert_eq!(report["records_in"], produced["records_sent"], "{report}");
+    let dlq: u64 = report["dlq_by_reason"]
+        .as_object()
+        .expect("dlq map")
+        .values()
+        .filter_map(|v| v.as_u64())
+        .sum();
+    assert_eq!(Some(dlq), produced["bad_records"].as_u64(), "{report}");
+    assert_eq!(report["duplicates"], produced["duplicates"], "{report}");
+    assert_eq!(
+        report["late_by_operator"],
+        serde_json::json!({}),
+        "{report}"
+    );
+}

@@ -3,5 +3,6 @@
 pub mod check_events;
 pub mod demo;
 pub mod process;
+pub mod produce;
 pub mod sink;
 pub mod topics;
