@@ -222,6 +222,151 @@ impl Stack {
     }
 }
 
+/// A moto server of a test's own (S3 and the other mocked services, in memory), on a
+/// fresh loopback port, for tests that must make S3 unreachable without disturbing
+/// the shared one. Killed when dropped.
+#[derive(Debug)]
+pub struct OwnMoto {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnMoto {
+    /// The endpoint URL (`http://127.0.0.1:PORT`).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnMoto {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Stack {
+    /// Starts `python -m moto.server` on a free port and waits until it answers.
+    /// moto keeps its state in memory only: to simulate an outage without losing
+    /// the buckets, put a [`PausableProxy`] in front of it instead of stopping it.
+    pub fn own_moto(&self, dir: &std::path::Path) -> OwnMoto {
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("moto.log"))
+            .unwrap_or_else(|e| panic!("cannot create {}/moto.log: {e}", dir.display()));
+        let child = Command::new(&self.python)
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start moto with {}: {e}", self.python.display()));
+        let mut moto = OwnMoto {
+            port,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(Ok(Some(status))) = moto.child.as_mut().map(Child::try_wait) {
+                panic!("moto exited with {status}; see {}/moto.log", dir.display());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto did not listen on {port} within 30s; see {}/moto.log",
+                dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+}
+
+/// A TCP proxy on a loopback port that forwards to `target` until paused. While
+/// paused it cuts every open connection and resets new ones at once, so clients see
+/// the server as down (connection refused/reset), while the server behind it keeps
+/// its state. Runs on the current tokio runtime; stops when dropped.
+#[derive(Debug)]
+pub struct PausableProxy {
+    port: u16,
+    paused: tokio::sync::watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl PausableProxy {
+    /// Starts forwarding `127.0.0.1:<new port>` to `target` (`host:port`).
+    pub async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("cannot bind the proxy: {e}"));
+        let port = listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("proxy address: {e}"));
+        let (paused, _) = tokio::sync::watch::channel(false);
+        let watch = paused.clone();
+        let target = target.to_owned();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                if *watch.borrow() {
+                    // Dropping the accepted socket closes it: the client's request fails.
+                    let _ = client.set_zero_linger();
+                    drop(client);
+                    continue;
+                }
+                let mut pause = watch.subscribe();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = pause.wait_for(|paused| *paused) => {
+                            let _ = client.set_zero_linger();
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            paused,
+            accept,
+        }
+    }
+
+    /// The proxy's endpoint URL (`http://127.0.0.1:PORT`).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Cuts every connection and refuses new ones until [`Self::resume`].
+    pub fn pause(&self) {
+        self.paused.send_replace(true);
+    }
+
+    /// Forwards again.
+    pub fn resume(&self) {
+        self.paused.send_replace(false);
+    }
+}
+
+impl Drop for PausableProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot pick a free port: {e}"))
+}
+
 /// Whether a Kafka ApiVersions (v0) request to `address` is answered without error.
 pub fn kafka_answers(address: &str) -> bool {
     fn probe(address: &str) -> std::io::Result<bool> {

@@ -19,9 +19,43 @@ use crate::error::SinkError;
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
 
+/// S3 error codes that no retry heals. object_store reports most S3 failures other
+/// than 401/403/404 on a single object as `Generic`, with the response body (which
+/// holds `<Code>...</Code>`) in the message: a list of, or a put into, a bucket that
+/// does not exist is one of those, and retrying it for minutes would hide a typo.
+const PERMANENT_S3_CODES: [&str; 5] = [
+    "NoSuchBucket",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AllAccessDisabled",
+];
+
+/// True when `error` or one of its causes carries a [`PERMANENT_S3_CODES`] code.
+fn names_permanent_s3_code(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if PERMANENT_S3_CODES
+            .iter()
+            .any(|code| text.contains(&format!("<Code>{code}</Code>")))
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// True when a lake writer error may heal by itself.
+fn transient_lake_error(error: &LakeError) -> bool {
+    error.is_transient() && !names_permanent_s3_code(error)
+}
+
 /// True when an object store error may heal by itself.
 fn transient_store_error(error: &object_store::Error) -> bool {
-    !matches!(
+    !names_permanent_s3_code(error)
+        && !matches!(
         error,
         object_store::Error::PermissionDenied { .. }
             | object_store::Error::Unauthenticated { .. }
@@ -85,7 +119,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, LakeError>>,
 {
-    retry(operation, max_elapsed, LakeError::is_transient, call)
+    retry(operation, max_elapsed, transient_lake_error, call)
         .await
         .map_err(|(source, attempts)| SinkError::Lake {
             operation,
@@ -213,5 +247,39 @@ mod tests {
             "{err:?}"
         );
         assert!(std::error::Error::source(&err).is_some());
+    }
+
+    /// Regression: moto (and S3) answer a list of a missing bucket with 404 and a
+    /// `NoSuchBucket` body, which object_store reports as `Generic`; that was
+    /// retried for `storage_retry_max_seconds` instead of stopping the sink.
+    #[tokio::test(start_paused = true)]
+    async fn a_missing_bucket_is_permanent() {
+        let body = "Error performing list request: Server returned non-2xx status code: \
+                    404 Not Found: <Error><Code>NoSuchBucket</Code><BucketName>b</BucketName></Error>";
+        let missing = object_store::Error::Generic {
+            store: "S3",
+            source: body.into(),
+        };
+        assert!(!transient_store_error(&missing));
+        let err = retry_lake("put", Duration::from_secs(10), || async {
+            Err::<(), _>(LakeError::Storage {
+                operation: "put",
+                path: "x".into(),
+                source: object_store::Error::Generic {
+                    store: "S3",
+                    source: body.into(),
+                },
+            })
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, SinkError::Lake { attempts: 1, .. }),
+            "{err:?}"
+        );
+        assert!(transient_store_error(&object_store::Error::Generic {
+            store: "S3",
+            source: "connection refused".into(),
+        }));
     }
 }
