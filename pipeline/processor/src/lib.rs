@@ -29,6 +29,7 @@
 
 pub mod config;
 pub mod dedup;
+mod keys;
 pub mod late;
 pub mod merge;
 pub mod partials;

@@ -14,13 +14,14 @@
 //! every producer keying by uuid and on the partition count never changing; user ids
 //! span partitions anyway. Sets make the distinct counts exact whatever the keying.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use playlake_schemas::{EventType, PlaybackEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
+use crate::keys::{sorted, HashMap, HashSet};
 use crate::serde_util::map_as_vec;
 use crate::time::{window_start, Calendar, DayCache, WatchedSum, Watermark};
 use crate::watermark::PartitionId;
@@ -62,8 +63,8 @@ pub struct DailyPartial {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct DayAcc {
-    uuids: BTreeSet<String>,
-    user_ids: BTreeSet<String>,
+    uuids: HashSet<String>,
+    user_ids: HashSet<String>,
     watched: WatchedSum,
 }
 
@@ -72,12 +73,14 @@ struct DayAcc {
 pub struct PartialAggregator {
     settings: Settings,
     partition: PartitionId,
-    /// `(window_start, stream_id) -> uuids`, so finalizing pops from the front.
+    /// `window_start -> stream_id -> uuids`, so finalizing pops from the front.
+    /// (Hash sets inside: an event costs hash lookups, not string-comparison chains;
+    /// partials are sorted when emitted.)
     #[serde(with = "map_as_vec")]
-    windows: BTreeMap<(i64, String), BTreeSet<String>>,
-    /// `(day_end, day, stream_id) -> aggregates`.
+    windows: BTreeMap<i64, HashMap<String, HashSet<String>>>,
+    /// `(day_end, day) -> stream_id -> aggregates`.
     #[serde(with = "map_as_vec")]
-    days: BTreeMap<(i64, NaiveDate, String), DayAcc>,
+    days: BTreeMap<(i64, NaiveDate), HashMap<String, DayAcc>>,
     finished_viewers: Vec<ViewerPartial>,
     finished_daily: Vec<DailyPartial>,
     #[serde(skip)]
@@ -120,11 +123,12 @@ impl PartialAggregator {
             return;
         }
         let start = window_start(event.event_time_ms(), self.settings.viewer_window_ms());
-        let uuids = self
-            .windows
-            .entry((start, event.stream_id.clone()))
-            .or_default();
-        if !uuids.contains(&event.uuid) {
+        let streams = self.windows.entry(start).or_default();
+        let uuids = match streams.get_mut(event.stream_id.as_str()) {
+            Some(uuids) => uuids,
+            None => streams.entry(event.stream_id.clone()).or_default(),
+        };
+        if !uuids.contains(event.uuid.as_str()) {
             uuids.insert(event.uuid.clone());
         }
     }
@@ -133,15 +137,16 @@ impl PartialAggregator {
     pub fn apply_daily(&mut self, event: &PlaybackEvent) {
         let cal = Calendar::of(&self.settings);
         let span = cal.locate(event.event_time_ms(), &self.day_cache);
-        let acc = self
-            .days
-            .entry((span.end, span.day, event.stream_id.clone()))
-            .or_default();
-        if !acc.uuids.contains(&event.uuid) {
+        let streams = self.days.entry((span.end, span.day)).or_default();
+        let acc = match streams.get_mut(event.stream_id.as_str()) {
+            Some(acc) => acc,
+            None => streams.entry(event.stream_id.clone()).or_default(),
+        };
+        if !acc.uuids.contains(event.uuid.as_str()) {
             acc.uuids.insert(event.uuid.clone());
         }
         if let Some(user) = &event.user_id {
-            if !acc.user_ids.contains(user) {
+            if !acc.user_ids.contains(user.as_str()) {
                 acc.user_ids.insert(user.clone());
             }
         }
@@ -154,32 +159,36 @@ impl PartialAggregator {
     pub fn advance(&mut self, w: Watermark, source_watermark: Watermark) {
         let len = self.settings.viewer_window_ms();
         while let Some(entry) = self.windows.first_entry() {
-            if entry.key().0.saturating_add(len) > w.millis() {
+            if entry.key().saturating_add(len) > w.millis() {
                 break;
             }
-            let ((window_start, stream_id), uuids) = entry.remove_entry();
-            self.finished_viewers.push(ViewerPartial {
-                source_partition: self.partition,
-                stream_id,
-                window_start,
-                uuids: uuids.into_iter().collect(),
-                source_watermark,
-            });
+            let (window_start, streams) = entry.remove_entry();
+            for (stream_id, uuids) in streams {
+                self.finished_viewers.push(ViewerPartial {
+                    source_partition: self.partition,
+                    stream_id,
+                    window_start,
+                    uuids: sorted(uuids),
+                    source_watermark,
+                });
+            }
         }
         while let Some(entry) = self.days.first_entry() {
             if entry.key().0 > w.millis() {
                 break;
             }
-            let ((_, day, stream_id), acc) = entry.remove_entry();
-            self.finished_daily.push(DailyPartial {
-                source_partition: self.partition,
-                stream_id,
-                day,
-                uuids: acc.uuids.into_iter().collect(),
-                user_ids: acc.user_ids.into_iter().collect(),
-                watched: acc.watched,
-                source_watermark,
-            });
+            let ((_, day), streams) = entry.remove_entry();
+            for (stream_id, acc) in streams {
+                self.finished_daily.push(DailyPartial {
+                    source_partition: self.partition,
+                    stream_id,
+                    day,
+                    uuids: sorted(acc.uuids),
+                    user_ids: sorted(acc.user_ids),
+                    watched: acc.watched,
+                    source_watermark,
+                });
+            }
         }
     }
 
@@ -194,6 +203,7 @@ impl PartialAggregator {
 
     /// Open windows and days, for the state-size metric.
     pub fn open_results(&self) -> usize {
-        self.windows.len() + self.days.len()
+        self.windows.values().map(HashMap::len).sum::<usize>()
+            + self.days.values().map(HashMap::len).sum::<usize>()
     }
 }

@@ -14,12 +14,11 @@
 //! never late here. The merge state holds one small entry per `(user_id, stream_id)`
 //! ever seen, like the compacted topic itself.
 
-use std::collections::BTreeMap;
-
 use playlake_schemas::{PlaybackEvent, ResumePoint, TimestampMs};
 use serde::{Deserialize, Serialize};
 
-use crate::serde_util::map_as_vec;
+use crate::keys::{HashMap, HashSet, Pair, PairRef};
+use crate::serde_util::hash_map_as_vec;
 
 /// The latest event of a `(user_id, stream_id)` as seen by one source partition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,11 +67,8 @@ impl ResumeCandidate {
 }
 
 /// Keeps `candidate` in `map` if it is later than what is there; tells if it was.
-fn keep_latest(
-    map: &mut BTreeMap<(String, String), ResumeCandidate>,
-    candidate: ResumeCandidate,
-) -> bool {
-    match map.get_mut(&(candidate.user_id.clone(), candidate.stream_id.clone())) {
+fn keep_latest(map: &mut HashMap<Pair, ResumeCandidate>, candidate: ResumeCandidate) -> bool {
+    match map.get_mut(&PairRef(&candidate.user_id, &candidate.stream_id)) {
         Some(current) if current.order() >= candidate.order() => false,
         Some(current) => {
             *current = candidate;
@@ -91,48 +87,73 @@ fn keep_latest(
 /// Source level: the latest event per key since the last take.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResumeCandidates {
-    #[serde(with = "map_as_vec")]
-    pending: BTreeMap<(String, String), ResumeCandidate>,
+    #[serde(with = "hash_map_as_vec")]
+    pending: HashMap<Pair, ResumeCandidate>,
 }
 
 impl ResumeCandidates {
     /// Considers a deduplicated event (events without user_id are ignored).
     pub fn apply(&mut self, event: &PlaybackEvent) {
-        if let Some(candidate) = ResumeCandidate::of(event) {
-            keep_latest(&mut self.pending, candidate);
+        let Some(user_id) = &event.user_id else {
+            return;
+        };
+        let order = (event.event_time_ms(), event.event_id.as_str());
+        match self.pending.get_mut(&PairRef(user_id, &event.stream_id)) {
+            Some(current) if current.order() >= order => {}
+            // Updated in place: the strings reuse their buffers.
+            Some(current) => {
+                current.event_time = event.event_time_ms();
+                current.event_id.clone_from(&event.event_id);
+                current.position_end = event.position_end;
+                current.uuid.clone_from(&event.uuid);
+            }
+            None => {
+                if let Some(candidate) = ResumeCandidate::of(event) {
+                    keep_latest(&mut self.pending, candidate);
+                }
+            }
         }
     }
 
     /// Takes the candidates gathered since the last take, sorted by key.
     pub fn take(&mut self) -> Vec<ResumeCandidate> {
-        std::mem::take(&mut self.pending).into_values().collect()
+        let mut out: Vec<ResumeCandidate> = std::mem::take(&mut self.pending).into_values().collect();
+        out.sort_unstable_by(|a, b| (&a.user_id, &a.stream_id).cmp(&(&b.user_id, &b.stream_id)));
+        out
     }
 }
 
 /// Merge level: the latest candidate per key over every source partition.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResumeMerge {
-    #[serde(with = "map_as_vec")]
-    latest: BTreeMap<(String, String), ResumeCandidate>,
+    #[serde(with = "hash_map_as_vec")]
+    latest: HashMap<Pair, ResumeCandidate>,
     /// Keys changed since the last take.
-    changed: std::collections::BTreeSet<(String, String)>,
+    changed: HashSet<Pair>,
 }
 
 impl ResumeMerge {
     /// Applies a candidate; returns whether it changed the key's resume point.
     pub fn apply(&mut self, candidate: ResumeCandidate) -> bool {
-        let key = (candidate.user_id.clone(), candidate.stream_id.clone());
-        let changed = keep_latest(&mut self.latest, candidate);
-        if changed {
-            self.changed.insert(key);
+        let key = PairRef(&candidate.user_id, &candidate.stream_id);
+        if !self.changed.contains(&key) {
+            let newer = self
+                .latest
+                .get(&key)
+                .is_none_or(|current| current.order() < candidate.order());
+            if !newer {
+                return false;
+            }
+            self.changed.insert(key.to_owned_pair());
         }
-        changed
+        keep_latest(&mut self.latest, candidate)
     }
 
     /// Takes the resume points changed since the last take, sorted by key.
     pub fn take_changed(&mut self) -> Vec<ResumePoint> {
-        std::mem::take(&mut self.changed)
-            .into_iter()
+        let mut keys: Vec<Pair> = std::mem::take(&mut self.changed).into_iter().collect();
+        keys.sort_unstable();
+        keys.into_iter()
             .filter_map(|key| self.latest.get(&key).map(ResumeCandidate::to_point))
             .collect()
     }
@@ -140,7 +161,7 @@ impl ResumeMerge {
     /// The current resume point of a key.
     pub fn get(&self, user_id: &str, stream_id: &str) -> Option<ResumePoint> {
         self.latest
-            .get(&(user_id.to_owned(), stream_id.to_owned()))
+            .get(&PairRef(user_id, stream_id))
             .map(ResumeCandidate::to_point)
     }
 

@@ -30,19 +30,23 @@
 //! out-of-orderness bound). Late events are not applied; the caller reports them.
 //!
 //! Keys are woken by a timer index (`wake`), so advancing the watermark only touches
-//! the keys that have something to finalize, freeze or forget.
+//! the keys that have something to finalize, freeze or forget. The index is lazy: a
+//! key is pushed under its new wake time when that time changes, and an entry whose
+//! time no longer matches the key's `wake_at` is skipped when popped. That costs one
+//! key copy per reschedule instead of an ordered-set removal and insertion.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use playlake_schemas::{EndedBy, EventType, PlaybackEvent, Session, TimestampMs};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
-use crate::serde_util::map_as_vec;
+use crate::keys::{HashMap, Pair, PairRef};
+use crate::serde_util::{hash_map_as_vec, map_as_vec};
 use crate::time::{WatchedSum, Watermark};
 
 /// `(uuid, stream_id)`.
-type Key = (String, String);
+type Key = Pair;
 
 /// What a not-yet-frozen event contributes to its session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,10 +156,12 @@ struct KeyState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionOperator {
     gap_ms: i64,
+    #[serde(with = "hash_map_as_vec")]
+    keys: HashMap<Key, KeyState>,
+    /// Watermark at which keys need work -> those keys (stale entries included: an
+    /// entry is live only while it equals the key's `wake_at`).
     #[serde(with = "map_as_vec")]
-    keys: BTreeMap<Key, KeyState>,
-    /// `(watermark at which the key needs work, key)`.
-    wake: BTreeSet<(i64, Key)>,
+    wake: BTreeMap<i64, Vec<Key>>,
     /// Sessions finalized and not yet taken.
     finished: Vec<Session>,
 }
@@ -165,8 +171,8 @@ impl SessionOperator {
     pub fn new(settings: &Settings) -> Self {
         Self {
             gap_ms: settings.session_gap_ms(),
-            keys: BTreeMap::new(),
-            wake: BTreeSet::new(),
+            keys: HashMap::new(),
+            wake: BTreeMap::new(),
             finished: Vec::new(),
         }
     }
@@ -179,7 +185,7 @@ impl SessionOperator {
         }
         let Some(guard) = self
             .keys
-            .get(&(event.uuid.clone(), event.stream_id.clone()))
+            .get(&PairRef(&event.uuid, &event.stream_id))
             .and_then(|k| k.guard.as_ref())
         else {
             return false;
@@ -195,8 +201,11 @@ impl SessionOperator {
 
     /// Applies an on-time, deduplicated event. The caller checked [`Self::is_late`].
     pub fn apply(&mut self, event: &PlaybackEvent) {
-        let key = (event.uuid.clone(), event.stream_id.clone());
-        let state = self.keys.entry(key.clone()).or_default();
+        let key = PairRef(&event.uuid, &event.stream_id);
+        let state = match self.keys.get_mut(&key) {
+            Some(state) => state,
+            None => self.keys.entry(key.to_owned_pair()).or_default(),
+        };
         state.recent.insert(
             (event.event_time_ms(), event.event_id.clone()),
             Pending {
@@ -206,25 +215,30 @@ impl SessionOperator {
                 position_end: event.position_end,
             },
         );
-        self.reschedule(key);
+        self.reschedule_after(key, i64::MIN);
     }
 
     /// Finalizes, freezes and forgets what watermark `w` allows. Drain mode passes
     /// [`Watermark::MAX`], which emits every open session.
     pub fn advance(&mut self, w: Watermark) {
-        while let Some((at, _)) = self.wake.first() {
-            if *at > w.millis() {
+        while let Some(entry) = self.wake.first_entry() {
+            if *entry.key() > w.millis() {
                 break;
             }
-            let Some((_, key)) = self.wake.pop_first() else {
-                break;
-            };
-            if let Some(state) = self.keys.get_mut(&key) {
+            let (at, keys) = entry.remove_entry();
+            for key in keys {
+                let Some(state) = self.keys.get_mut(&key) else {
+                    continue;
+                };
+                if state.wake_at != Some(at) {
+                    continue; // stale: the key was rescheduled since
+                }
                 state.wake_at = None;
                 settle(state, &key, self.gap_ms, w, &mut self.finished);
+                // `settle` leaves nothing due at `w`; the floor only guarantees
+                // progress (and that the key lands in a later entry).
+                self.reschedule_after(PairRef(&key.0, &key.1), w.millis());
             }
-            // `settle` leaves nothing due at `w`; the floor only guarantees progress.
-            self.reschedule_after(key, w.millis());
         }
     }
 
@@ -245,13 +259,9 @@ impl SessionOperator {
         self.keys.values().map(|k| k.recent.len()).sum()
     }
 
-    /// Recomputes a key's wake time, or drops the key if it holds nothing.
-    fn reschedule(&mut self, key: Key) {
-        self.reschedule_after(key, i64::MIN);
-    }
-
-    /// [`Self::reschedule`], never waking before `floor + 1`.
-    fn reschedule_after(&mut self, key: Key, floor: i64) {
+    /// Recomputes a key's wake time (never before `floor + 1`), or drops the key if it
+    /// holds nothing.
+    fn reschedule_after(&mut self, key: PairRef<'_>, floor: i64) {
         let Some(state) = self.keys.get_mut(&key) else {
             return;
         };
@@ -259,14 +269,10 @@ impl SessionOperator {
         if next == state.wake_at {
             return;
         }
-        if let Some(old) = state.wake_at.take() {
-            self.wake.remove(&(old, key.clone()));
-        }
+        // The old entry, if any, goes stale: it no longer equals `wake_at`.
+        state.wake_at = next;
         match next {
-            Some(at) => {
-                state.wake_at = Some(at);
-                self.wake.insert((at, key));
-            }
+            Some(at) => self.wake.entry(at).or_default().push(key.to_owned_pair()),
             None => {
                 if state.open.is_none() && state.recent.is_empty() && state.guard.is_none() {
                     self.keys.remove(&key);
