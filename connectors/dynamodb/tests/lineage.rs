@@ -1,0 +1,221 @@
+//! Shard lineage against a SCRIPTED DynamoDB Streams endpoint
+//! (`tests/scripted_streams.py`): moto has one shard per table that never splits or
+//! closes, so lineage, closed shards, paging of DescribeStream, expired iterators,
+//! throttling and trimmed data are served from recorded-shape responses, while the
+//! DynamoDB calls (DescribeTable, the lease table) go through to moto.
+//!
+//! The source publishes into the in-process log (one partition, so the global order
+//! is visible) and must read every parent before its children.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
+    StreamViewType,
+};
+use playlake_dynamodb::{SourceConfig, SourceError, SourceMetrics, TrimmedDataPolicy};
+use playlake_schemas::ChangeEvent;
+use playlake_tests::stack::{unique_name, Stack};
+use playlake_transport::memory::MemoryTransport;
+use playlake_transport::{ConsumerEvent, Position, Producer, TopicPartition, TopicSpec, Transport};
+
+struct Scripted {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn scripted(stack: &Stack, scenario: &str) -> Scripted {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scripted_streams.py");
+    let mut child = stack
+        .python()
+        .args([script, &stack.aws_endpoint, scenario])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the scripted endpoint");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port");
+    let port: u16 = line.trim().parse().expect("the script prints its port");
+    Scripted {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn make_table(stack: &Stack) -> String {
+    let table = unique_name("lineage");
+    let db = playlake_dynamodb::aws::Clients::connect(Some(&stack.aws_endpoint), Some(&stack.aws_region))
+        .await
+        .dynamodb;
+    db.create_table()
+        .table_name(&table)
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attr"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .expect("spec"),
+        )
+        .send()
+        .await
+        .expect("create table");
+    table
+}
+
+fn config(table: &str, endpoint: &str, stack: &Stack) -> SourceConfig {
+    let mut c = SourceConfig::from_file(table.to_string(), "lin".into(), &Default::default());
+    c.endpoint_url = Some(endpoint.to_string());
+    c.region = Some(stack.aws_region.clone());
+    c.worker_id = "w1".into();
+    c.poll_interval_ms = 50;
+    c.shard_sync_interval_ms = 500;
+    c.lease_duration_ms = 3_000;
+    c.max_backoff_ms = 200;
+    c.until_caught_up = true;
+    c
+}
+
+fn counter(registry: &prometheus::Registry, name: &str, label: Option<(&str, &str)>) -> u64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric().iter())
+        .filter(|m| {
+            label.is_none_or(|(k, v)| m.get_label().iter().any(|l| l.name() == k && l.value() == v))
+        })
+        .map(|m| m.get_counter().value() as u64)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parents_are_read_before_children_across_closes_and_splits() {
+    let Some(stack) = Stack::from_env() else { return };
+    let server = scripted(&stack, "lineage");
+    let table = make_table(&stack).await;
+    let config = config(&table, &server.endpoint, &stack);
+    let log = MemoryTransport::new();
+    log.ensure_topic(&TopicSpec::new(config.cdc_topic(), 1)).await.expect("topic");
+    let producer: Arc<dyn Producer> = Arc::from(log.producer().expect("producer"));
+    let registry = prometheus::Registry::new();
+    let metrics = SourceMetrics::new(&registry).expect("metrics");
+    let report = tokio::time::timeout(
+        Duration::from_secs(90),
+        playlake_dynamodb::run(config.clone(), producer, metrics, std::future::pending()),
+    )
+    .await
+    .expect("caught up in time")
+    .expect("source ran");
+    assert_eq!(report.stream_records, 8, "{report:?}");
+    assert_eq!(report.shards_finished, 2, "the two closed shards: {report:?}");
+
+    let mut consumer = log.consumer("check").expect("consumer");
+    consumer
+        .assign(&[(TopicPartition::new(config.cdc_topic(), 0), Position::Beginning)])
+        .expect("assign");
+    let mut seqs = Vec::new();
+    let mut by_key: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for _ in 0..20 {
+        for event in consumer.poll(100, Duration::from_millis(50)).await.expect("poll") {
+            if let ConsumerEvent::Records(records) = event {
+                for r in records {
+                    let c: ChangeEvent = serde_json::from_slice(r.value.as_deref().expect("value")).expect("json");
+                    let seq: u64 = c.sequence_number.as_deref().expect("seq").parse().expect("n");
+                    seqs.push((seq, c.shard_id.clone().expect("shard")));
+                    by_key
+                        .entry(c.kafka_key())
+                        .or_default()
+                        .push(c.new_image.as_ref().map(|i| i["v"].as_i64().unwrap_or(-1)).unwrap_or(-1));
+                }
+            }
+        }
+        if seqs.len() >= 8 {
+            break;
+        }
+    }
+    assert_eq!(seqs.len(), 8, "{seqs:?}");
+    let pos = |s: u64| seqs.iter().position(|(q, _)| *q == s).expect("present");
+    // Root before its child, child before both split children.
+    for (parent, child) in [(102, 200), (201, 300), (201, 400)] {
+        assert!(pos(parent) < pos(child), "{parent} before {child}: {seqs:?}");
+    }
+    // Per item, every version in order, whichever shard held it.
+    assert_eq!(by_key[r#"{"pk":"k1"}"#], vec![1, 2, 3, 4]);
+    assert_eq!(by_key[r#"{"pk":"k2"}"#], vec![1, 2, 3]);
+    // The shard whose parent was trimmed is read at once.
+    assert!(by_key.contains_key(r#"{"pk":"k9"}"#));
+    assert!(counter(&registry, "playlake_source_retries_total", Some(("reason", "expired_iterator"))) >= 1);
+    assert!(counter(&registry, "playlake_source_retries_total", Some(("reason", "throttle"))) >= 1);
+    assert_eq!(counter(&registry, "playlake_source_records_in_total", None), 8);
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trimmed_data_stops_the_source_unless_told_to_continue() {
+    let Some(stack) = Stack::from_env() else { return };
+    let server = scripted(&stack, "trimmed");
+    let table = make_table(&stack).await;
+    let config = config(&table, &server.endpoint, &stack);
+    let log = MemoryTransport::new();
+    log.ensure_topic(&TopicSpec::new(config.cdc_topic(), 1)).await.expect("topic");
+    let producer: Arc<dyn Producer> = Arc::from(log.producer().expect("producer"));
+    let registry = prometheus::Registry::new();
+    let metrics = SourceMetrics::new(&registry).expect("metrics");
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        playlake_dynamodb::run(config.clone(), producer.clone(), metrics, std::future::pending()),
+    )
+    .await
+    .expect("stopped in time")
+    .expect_err("trimmed data must stop the source");
+    assert!(matches!(err, SourceError::TrimmedData { .. }), "{err}");
+    assert!(err.to_string().contains("hint:"));
+    assert!(counter(&registry, "playlake_source_trimmed_data_total", None) >= 1);
+
+    // With on_trimmed_data = continue the source goes on (and keeps counting); it
+    // never catches up here because every read is trimmed, so stop it by shutdown.
+    let mut cont = config;
+    cont.on_trimmed_data = TrimmedDataPolicy::Continue;
+    cont.until_caught_up = false;
+    cont.worker_id = "w2".into();
+    let registry = prometheus::Registry::new();
+    let metrics = SourceMetrics::new(&registry).expect("metrics");
+    let shutdown = async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while counter(&registry, "playlake_source_trimmed_data_total", None) < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "no trimmed data seen");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let report = playlake_dynamodb::run(cont, producer, metrics.clone(), shutdown)
+        .await
+        .expect("continues past trimmed data");
+    assert!(report.trimmed >= 2, "{report:?}");
+    drop(server);
+}
