@@ -302,15 +302,6 @@ fn next_wake(state: &KeyState, gap: i64) -> Option<i64> {
         .map(|at| at.saturating_add(1))
 }
 
-/// A run is final once `W >` this: its end (stop-ended) or its end + gap.
-fn final_after(run: &RunSummary, gap: i64) -> i64 {
-    if run.ends_with_stop {
-        run.end
-    } else {
-        run.end.saturating_add(gap)
-    }
-}
-
 /// The last instant an event could extend or fall inside an emitted session.
 fn guard_reach(guard: &Guard, gap: i64) -> i64 {
     if guard.by_stop {
@@ -379,10 +370,12 @@ fn settle(state: &mut KeyState, key: &Key, gap: i64, w: Watermark, out: &mut Vec
         }
     }
     // 2. Emit the first run while it is final.
-    while let Some((run, consumed)) = first_run(state, gap) {
-        if w <= final_after(&run, gap) {
+    // Decide from the summary-free scan first: building the run clones the open
+    // summary, which most wake-ups (a run that is not final yet) do not need.
+    while first_run_final_after(state, gap).is_some_and(|at| w > at) {
+        let Some((run, consumed)) = first_run(state, gap) else {
             break;
-        }
+        };
         for _ in 0..consumed {
             state.recent.pop_first();
         }
