@@ -75,12 +75,16 @@ def processor(ours_path, duck1_path, duckn_path):
 def volume(path):
     v = load(path)
     hours = 22
+    seed_events = 95.7e6
+    full = v["seconds"] * seed_events / v["records"]
+    how = "measured" if v["records"] >= seed_events else f"extrapolated from {v['records']} events"
     rows = [("job", "events", "seconds", "events/s", "vs seed 003")]
     rows.append(("playlake in-process merge", v["records"], f"{v['seconds']:.1f}",
-                 rate(v["events_per_second"]),
-                 f"{hours * 3600 / v['seconds']:.0f}x faster"))
-    rows.append(("seed 003 nightly batch", "95.7M", f"{hours * 3600}", rate(95.7e6 / (hours * 3600)),
-                 "1x"))
+                 rate(v["events_per_second"]), ""))
+    rows.append((f"playlake at 95.7M ({how})", "95.7M", f"{full:.0f}",
+                 rate(v["events_per_second"]), f"{hours * 3600 / full:.0f}x faster"))
+    rows.append(("seed 003 nightly batch", "95.7M", f"{hours * 3600}",
+                 rate(seed_events / (hours * 3600)), "1x"))
     table(rows)
     print(f"\npeak memory {v['peak_rss_bytes'] / 2**20:.0f} MiB, {v['sessions']} sessions")
 
