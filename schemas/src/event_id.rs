@@ -72,6 +72,11 @@ pub fn format_number_js(x: f64) -> String {
     if x == 0.0 {
         return "0".to_owned();
     }
+    // Fast path for whole numbers (most positions): JavaScript prints them plainly,
+    // and below 2^53 the conversion to i64 is exact.
+    if x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0 {
+        return (x as i64).to_string();
+    }
     let sign = if x < 0.0 { "-" } else { "" };
     // Rust's `{:e}` prints the shortest round-trip digits as `d.ddde<exp>`.
     let sci = format!("{:e}", x.abs());
@@ -124,6 +129,9 @@ mod tests {
             (1.25e-7, "1.25e-7"),
             (3600.123, "3600.123"),
             (-2.5, "-2.5"),
+            (-7.0, "-7"),
+            (9_007_199_254_740_991.0, "9007199254740991"),
+            (9_007_199_254_740_992.0, "9007199254740992"),
             (f64::MAX, "1.7976931348623157e+308"),
             (5e-324, "5e-324"),
         ];
