@@ -41,6 +41,7 @@ use rdkafka::ClientContext;
 use tracing::{debug, error, warn};
 
 use crate::config::KafkaConfig;
+use crate::metrics::LagReporter;
 
 mod end_of_partition;
 use crate::error::KafkaError;
@@ -193,6 +194,8 @@ pub struct KafkaConsumer {
     /// `None` once closed.
     inner: Option<Arc<InnerConsumer>>,
     state: SharedState,
+    /// Sets `playlake_consumer_lag_records` after polls, when metrics are on.
+    lag: Option<LagReporter>,
 }
 
 impl KafkaConsumer {
@@ -220,7 +223,43 @@ impl KafkaConsumer {
         Ok(Self {
             inner: Some(Arc::new(inner)),
             state,
+            lag: None,
         })
+    }
+
+    /// Reports this consumer's lag per topic through `lag` (see [`crate::metrics`]).
+    pub fn with_lag_metrics(mut self, lag: LagReporter) -> Self {
+        self.lag = Some(lag);
+        self
+    }
+
+    /// Sets the lag gauges when due: the high watermark librdkafka cached from the
+    /// last fetch (a local read, no request) minus the next offset to deliver, over
+    /// the partitions the stage has positioned.
+    fn report_lag(&mut self) {
+        let (Some(lag), Some(consumer)) = (self.lag.as_mut(), self.inner.as_ref()) else {
+            return;
+        };
+        if !lag.due() {
+            return;
+        }
+        let positions: Vec<(TopicPartition, i64)> = {
+            let state = self.state.lock();
+            state
+                .assigned
+                .iter()
+                .filter(|p| !state.awaiting_seek.contains(*p))
+                .filter_map(|p| state.floor.get(p).map(|next| (p.clone(), *next)))
+                .collect()
+        };
+        let lags: Vec<(String, i64)> = positions
+            .into_iter()
+            .filter_map(|(p, next)| {
+                let high = cached_high_watermark(consumer, &p)?;
+                Some((p.topic, high - next))
+            })
+            .collect();
+        lag.report(lags);
     }
 
     fn inner(&self) -> Result<&Arc<InnerConsumer>, KafkaError> {
@@ -328,9 +367,13 @@ impl KafkaConsumer {
     ) -> Result<Vec<ConsumerEvent>, KafkaError> {
         let consumer = Arc::clone(self.inner()?);
         let state = self.state.clone();
-        tokio::task::spawn_blocking(move || poll_blocking(&consumer, &state, max_records, timeout))
-            .await
-            .map_err(|source| KafkaError::Blocking { source })?
+        let events = tokio::task::spawn_blocking(move || {
+            poll_blocking(&consumer, &state, max_records, timeout)
+        })
+        .await
+        .map_err(|source| KafkaError::Blocking { source })??;
+        self.report_lag();
+        Ok(events)
     }
 
     pub async fn commit(&mut self, positions: &[(TopicPartition, i64)]) -> Result<(), KafkaError> {
@@ -359,6 +402,9 @@ impl KafkaConsumer {
 
     /// Leaves the group (handing the partitions back) and releases the client.
     pub async fn close(&mut self) -> Result<(), KafkaError> {
+        if let Some(lag) = self.lag.as_mut() {
+            lag.closed();
+        }
         let Some(consumer) = self.inner.take() else {
             return Ok(());
         };
@@ -385,6 +431,9 @@ impl KafkaConsumer {
 
 impl Drop for KafkaConsumer {
     fn drop(&mut self) {
+        if let Some(lag) = self.lag.as_mut() {
+            lag.closed();
+        }
         if let Some(consumer) = self.inner.take() {
             // librdkafka's close blocks on the network (LeaveGroup); keep it off the
             // async runtime's threads.
@@ -396,6 +445,27 @@ impl Drop for KafkaConsumer {
             }
         }
     }
+}
+
+/// The high watermark librdkafka cached from the last fetch response of
+/// `partition` (`rd_kafka_get_watermark_offsets`: a local read, no request; rdkafka
+/// 0.39 only wraps the querying variant). `None` before the first fetch.
+fn cached_high_watermark(consumer: &InnerConsumer, partition: &TopicPartition) -> Option<i64> {
+    let topic = std::ffi::CString::new(partition.topic.as_str()).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` is borrowed, `topic` is a
+    // NUL-terminated string that outlives the call, and librdkafka only writes the
+    // two i64 out-parameters.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition.partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }
 
 fn is_state_error(error: &RdKafkaError) -> bool {

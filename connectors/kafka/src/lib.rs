@@ -9,7 +9,8 @@
 //!   with rebalances and partition ends as [`playlake_transport::ConsumerEvent`]s;
 //! - [`dlq`]: the dead-letter writer, over any transport's producer;
 //! - [`transport`]: [`KafkaTransport`], tying it together;
-//! - [`error`]: [`KafkaError`], mapped into `TransportError` with its cause chain.
+//! - [`error`]: [`KafkaError`], mapped into `TransportError` with its cause chain;
+//! - [`metrics`]: consumer lag per group and topic, for Prometheus.
 //!
 //! Exactly-once does not rest on Kafka transactions (SPEC section 4): records carry
 //! deterministic identities, stages checkpoint positions with their state, and the
@@ -20,6 +21,7 @@ pub mod config;
 pub mod consumer;
 pub mod dlq;
 pub mod error;
+pub mod metrics;
 pub mod producer;
 pub mod transport;
 
@@ -28,6 +30,7 @@ pub use config::{KafkaConfig, KafkaOption};
 pub use consumer::KafkaConsumer;
 pub use dlq::{DeadLetter, DeadLetterOrigin, DlqWriter};
 pub use error::KafkaError;
+pub use metrics::KafkaMetrics;
 pub use producer::KafkaProducer;
 pub use transport::KafkaTransport;
 

@@ -11,12 +11,15 @@ use crate::admin::KafkaAdmin;
 use crate::config::KafkaConfig;
 use crate::consumer::KafkaConsumer;
 use crate::error::KafkaError;
+use crate::metrics::KafkaMetrics;
 use crate::producer::KafkaProducer;
 
 pub struct KafkaTransport {
     config: KafkaConfig,
     admin: KafkaAdmin,
     producer: KafkaProducer,
+    /// When set, every consumer reports its lag.
+    metrics: Option<KafkaMetrics>,
 }
 
 impl KafkaTransport {
@@ -29,7 +32,14 @@ impl KafkaTransport {
             config,
             admin,
             producer,
+            metrics: None,
         })
+    }
+
+    /// Consumers created from now on report their lag into `metrics`.
+    pub fn with_metrics(mut self, metrics: KafkaMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn config(&self) -> &KafkaConfig {
@@ -47,7 +57,11 @@ impl KafkaTransport {
 
     /// A consumer as its concrete type.
     pub fn kafka_consumer(&self, group: &str) -> Result<KafkaConsumer, KafkaError> {
-        KafkaConsumer::new(&self.config, group)
+        let consumer = KafkaConsumer::new(&self.config, group)?;
+        Ok(match &self.metrics {
+            Some(metrics) => consumer.with_lag_metrics(metrics.reporter(group)),
+            None => consumer,
+        })
     }
 }
 

@@ -48,6 +48,10 @@
 //!
 //! Kafka group offsets are committed after each checkpoint, for lag monitoring only.
 //!
+//! Metrics ([`metrics`]): [`run_with_metrics`] reports counters, state sizes,
+//! watermark lag, checkpoint latency and concurrent viewers into a shared registry;
+//! [`run`] keeps them in a private one.
+//!
 //! * [`codec`]: topic names, the repartition record format, output records.
 //! * [`source`]: the source side; [`merge`]: the merge side; `runner.rs`: the loop
 //!   ([`run`]).
@@ -55,14 +59,16 @@
 pub mod codec;
 mod error;
 pub mod merge;
+pub mod metrics;
 mod runner;
 pub mod source;
 
 use std::collections::BTreeMap;
 
 pub use error::ProcessError;
+pub use metrics::ProcessMetrics;
 pub use playlake_processor::Settings;
-pub use runner::run;
+pub use runner::{run, run_with_metrics};
 
 #[doc(no_inline)]
 pub use playlake_checkpoint::Lake;

@@ -23,6 +23,7 @@ use playlake_transport::{
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, now_ms, RepartitionRecord};
+use crate::metrics::StateSummary;
 use crate::runner::{load_checkpoint, save_checkpoint, Saved, Shared};
 use crate::ProcessError;
 
@@ -165,6 +166,7 @@ impl MergeSide {
             for r in &resume {
                 out.push(codec::resume_record(&ctx.topics.resume, r)?);
             }
+            ctx.metrics.observe_viewers(&viewers);
             ctx.report.viewers_out += viewers.len() as u64;
             ctx.report.daily_out += daily.len() as u64;
             ctx.report.resume_out += resume.len() as u64;
@@ -317,6 +319,15 @@ impl MergeSide {
     }
 
     /// Drain mode: every owned partition finished.
+    /// Adds the owned partitions' state sizes (metrics).
+    pub(crate) fn summarize(&self, state: &mut StateSummary) {
+        for owned in self.owned.values() {
+            state.merge_results += owned.state.merge.open_results() as u64;
+            state.resume_points += owned.state.resume.len() as u64;
+        }
+        state.partitions += self.owned.len() as u64;
+    }
+
     pub(crate) fn all_finished(&self) -> bool {
         self.owned.values().all(|o| o.finished)
     }

@@ -17,11 +17,14 @@ use tokio::time::Instant;
 
 use crate::codec::{ensure_topics, Topics};
 use crate::merge::MergeSide;
+use crate::metrics::{ProcessMetrics, StateSummary};
 use crate::source::SourceSide;
 use crate::{ProcessConfig, ProcessError, ProcessReport, CHECKPOINT_STAGE};
 
 /// How long drain mode waits to learn the end of the input partitions.
 const END_OFFSETS_TIMEOUT_MS: u64 = 30_000;
+/// How often state sizes and the watermark lag are measured for the metrics.
+const STATE_METRICS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What both sides share: the producer, the lake, names, settings and counters.
 pub(crate) struct Shared {
@@ -30,6 +33,7 @@ pub(crate) struct Shared {
     pub(crate) config: ProcessConfig,
     pub(crate) producer: Box<dyn Producer>,
     pub(crate) report: ProcessReport,
+    pub(crate) metrics: ProcessMetrics,
     pub(crate) source_partitions: i32,
     pub(crate) repartition_partitions: i32,
 }
@@ -84,6 +88,13 @@ pub(crate) async fn load_checkpoint(
     let restore_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let bytes = checkpoint.as_ref().map_or(0, |c| c.state.len() as u64);
     ctx.report.restore_ms_max = ctx.report.restore_ms_max.max(restore_ms);
+    let stage = &ctx.metrics.stage;
+    stage
+        .checkpoint_restore_seconds
+        .observe(started.elapsed().as_secs_f64());
+    if checkpoint.is_some() {
+        stage.checkpoint_size_bytes.observe(bytes as f64);
+    }
     tracing::info!(
         scope,
         restore_ms,
@@ -101,8 +112,14 @@ pub(crate) async fn save_checkpoint(
     state: Bytes,
 ) -> Result<Saved, ProcessError> {
     let bytes = state.len();
+    let started = Instant::now();
     match store.save(positions, state).await {
         Ok(sequence) => {
+            let stage = &ctx.metrics.stage;
+            stage
+                .checkpoint_write_seconds
+                .observe(started.elapsed().as_secs_f64());
+            stage.checkpoint_size_bytes.observe(bytes as f64);
             ctx.report.checkpoints_written += 1;
             ctx.report.checkpoint_bytes_max = ctx.report.checkpoint_bytes_max.max(bytes as u64);
             tracing::debug!(scope, %sequence, checkpoint_bytes = bytes, "checkpoint written");
@@ -203,10 +220,29 @@ fn validate(config: &ProcessConfig) -> Result<(), ProcessError> {
 /// Runs one `playlake process` instance until `shutdown` completes (then it
 /// checkpoints and returns) or, in drain mode, until everything present at start is
 /// processed, published and checkpointed. See the crate docs for the data flow.
+/// Metrics go to a private registry; see [`run_with_metrics`].
 pub async fn run(
     transport: Arc<dyn Transport>,
     lake: Lake,
     config: ProcessConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<ProcessReport, ProcessError> {
+    run_with_metrics(
+        transport,
+        lake,
+        config,
+        ProcessMetrics::unregistered(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`run`], reporting into `metrics` (made from the process's shared registry).
+pub async fn run_with_metrics(
+    transport: Arc<dyn Transport>,
+    lake: Lake,
+    config: ProcessConfig,
+    metrics: ProcessMetrics,
     shutdown: impl Future<Output = ()>,
 ) -> Result<ProcessReport, ProcessError> {
     validate(&config)?;
@@ -268,6 +304,7 @@ pub async fn run(
         config,
         producer,
         report: ProcessReport::default(),
+        metrics,
         source_partitions,
         repartition_partitions,
     };
@@ -280,6 +317,7 @@ pub async fn run(
     let result = run_loop(&mut ctx, &mut source, &mut merge, interval, drain, shutdown).await;
     source.close().await;
     merge.close().await;
+    ctx.metrics.follow_report(&ctx.report);
     result.map(|()| ctx.report)
 }
 
@@ -293,6 +331,7 @@ async fn run_loop(
 ) -> Result<(), ProcessError> {
     let mut shutdown = std::pin::pin!(shutdown);
     let mut last_checkpoint = Instant::now();
+    let mut last_state_metrics: Option<Instant> = None;
     loop {
         if futures::poll!(shutdown.as_mut()).is_ready() {
             tracing::info!("shutdown requested: checkpointing");
@@ -303,11 +342,28 @@ async fn run_loop(
         source.step(ctx).await?;
         merge.step(ctx).await?;
         if last_checkpoint.elapsed() >= interval {
+            let started = Instant::now();
             source.announce(ctx, true).await?;
             merge.tick(ctx).await?;
             source.checkpoint(ctx).await?;
             merge.checkpoint(ctx).await?;
+            ctx.metrics
+                .stage
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
             last_checkpoint = Instant::now();
+        }
+        ctx.metrics.follow_report(&ctx.report);
+        // Ready once both consumer groups assigned this member partitions.
+        ctx.metrics
+            .stage
+            .set_ready(source.ever_assigned && merge.ever_assigned);
+        if last_state_metrics.is_none_or(|at| at.elapsed() >= STATE_METRICS_INTERVAL) {
+            let mut state = StateSummary::default();
+            source.summarize(&mut state);
+            merge.summarize(&mut state);
+            ctx.metrics.observe_state(&state, crate::codec::now_ms());
+            last_state_metrics = Some(Instant::now());
         }
         // Drain: done once every partition this member owns on both sides is
         // finished. A member must have been given partitions first (so with more

@@ -12,13 +12,16 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use playlake_checkpoint::{CheckpointStore, Position as CkPosition};
-use playlake_processor::{EventOutcome, PartitionProcessor, SourceOutput, SourceWatermark};
+use playlake_processor::{
+    EventOutcome, PartitionProcessor, SourceOutput, SourceWatermark, Watermark,
+};
 use playlake_schemas::{parse_playback_event, resume_key};
 use playlake_transport::{
     Consumer, ConsumerEvent, OutgoingRecord, Position, Record, TopicPartition,
 };
 
 use crate::codec::{self, now_ms, RepartitionRecord};
+use crate::metrics::StateSummary;
 use crate::runner::{load_checkpoint, save_checkpoint, Saved, Shared};
 use crate::ProcessError;
 
@@ -326,6 +329,23 @@ impl SourceSide {
             }
         }
         Ok(())
+    }
+
+    /// Adds the owned partitions' state sizes and lowest watermark (metrics).
+    pub(crate) fn summarize(&self, state: &mut StateSummary) {
+        for owned in self.owned.values() {
+            let sizes = owned.processor.state_sizes();
+            state.sessions += sizes.session_keys as u64;
+            state.session_events += sizes.session_events as u64;
+            state.dedup_ids += sizes.dedup_ids as u64;
+            state.windows += sizes.open_results as u64;
+            let watermark = owned.processor.watermark();
+            if watermark != Watermark::MIN {
+                let w = watermark.millis();
+                state.min_watermark_ms = Some(state.min_watermark_ms.map_or(w, |m| m.min(w)));
+            }
+        }
+        state.partitions += self.owned.len() as u64;
     }
 
     /// Drain mode: every owned partition drained.

@@ -18,7 +18,8 @@
 //! ```
 //!
 //! Entry point: [`run`] with a [`SinkConfig`]; it returns a [`SinkReport`] or a
-//! [`SinkError`].
+//! [`SinkError`]. [`run_with_metrics`] also reports into a shared Prometheus
+//! registry ([`metrics`]).
 //!
 //! ## What holds
 //!
@@ -51,11 +52,13 @@
 
 mod config;
 mod error;
+pub mod metrics;
 mod partition;
 mod retry;
 mod run;
 
 pub use config::{SinkConfig, SinkReport};
 pub use error::{Result, SinkError};
+pub use metrics::SinkMetrics;
 pub use partition::{checkpoint_scope, CHECKPOINT_STAGE};
-pub use run::run;
+pub use run::{run, run_with_metrics};

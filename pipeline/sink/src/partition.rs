@@ -28,6 +28,7 @@ use playlake_transport::{Record, TopicPartition};
 
 use crate::config::SinkReport;
 use crate::error::{Result, SinkError};
+use crate::metrics::SinkMetrics;
 use crate::retry::{retry_lake, Backoff};
 
 /// The stage name of the sink's checkpoints.
@@ -79,6 +80,7 @@ pub(crate) struct Writer {
     pub retry_max: Duration,
     pub dedup_retention_ms: i64,
     pub report: SinkReport,
+    pub metrics: SinkMetrics,
     /// Positions saved since the consumer last committed its group offsets.
     pub to_commit: Vec<(TopicPartition, i64)>,
 }
@@ -110,12 +112,25 @@ impl Writer {
             }
         })?;
         let mut backoff = Backoff::new("load", self.retry_max);
+        let started = std::time::Instant::now();
         let loaded = loop {
             match checkpoint.load_latest().await {
                 Ok(loaded) => break loaded,
-                Err(e) => backoff.checkpoint_failed(&scope, e).await?,
+                Err(e) => {
+                    backoff.checkpoint_failed(&scope, e).await?;
+                    self.metrics.stage.retries("checkpoint_load").inc();
+                }
             }
         };
+        let stage = &self.metrics.stage;
+        stage
+            .checkpoint_restore_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(found) = &loaded {
+            stage
+                .checkpoint_size_bytes
+                .observe(found.state.len() as f64);
+        }
         let source = SourcePartition {
             topic: tp.topic.clone(),
             partition: tp.partition,
@@ -325,6 +340,7 @@ impl Writer {
         if files.is_empty() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         st.manifest
             .record_cuts(files.iter().map(|(f, _)| f))
             .map_err(|e| SinkError::lake("record the cuts", e))?;
@@ -333,7 +349,12 @@ impl Writer {
         for (file, reason) in &files {
             self.publish(file, *reason).await?;
         }
-        self.commit(st).await
+        self.commit(st).await?;
+        self.metrics
+            .stage
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
     }
 
     /// Finishes and flushes every open file of the partition (drain, shutdown,
@@ -377,16 +398,36 @@ impl Writer {
         let positions = st.position(next);
         let mut backoff = Backoff::new(operation, self.retry_max);
         loop {
+            let started = std::time::Instant::now();
             match st.checkpoint.save(positions.clone(), state.clone()).await {
-                Ok(_) => return Ok(()),
-                Err(e) => backoff.checkpoint_failed(&st.scope, e).await?,
+                Ok(_) => {
+                    let stage = &self.metrics.stage;
+                    stage
+                        .checkpoint_write_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    stage.checkpoint_size_bytes.observe(state.len() as f64);
+                    return Ok(());
+                }
+                Err(e) => {
+                    backoff.checkpoint_failed(&st.scope, e).await?;
+                    self.metrics.stage.retries("checkpoint_save").inc();
+                }
             }
         }
     }
 
     async fn publish(&mut self, file: &FinishedFile, reason: RollReason) -> Result<()> {
         let store = &self.store;
-        match retry_lake("publish a file", self.retry_max, || store.publish(file)).await {
+        let mut attempts = 0u64;
+        let published = retry_lake("publish a file", self.retry_max, || {
+            attempts += 1;
+            store.publish(file)
+        })
+        .await;
+        if attempts > 1 {
+            self.metrics.stage.retries("publish").inc_by(attempts - 1);
+        }
+        match published {
             Ok(_) => {}
             Err(e) if published_by_another(store, file, &e).await => {
                 tracing::info!(file = %file.relative_path(),
@@ -405,6 +446,8 @@ impl Writer {
             .or_default() += 1;
         report.files_written += 1;
         report.bytes_written += file.bytes.len() as u64;
+        self.metrics
+            .file_published(file.path.table().name(), file.bytes.len());
         tracing::info!(
             file = %file.relative_path(),
             rows = file.rows,

@@ -26,6 +26,7 @@ use playlake_transport::{
 
 use crate::config::{SinkConfig, SinkReport};
 use crate::error::{Result, SinkError};
+use crate::metrics::SinkMetrics;
 use crate::partition::{error_chain, now_ms, PartitionState, Writer};
 
 const MAX_POLL_RECORDS: usize = 10_000;
@@ -45,6 +46,24 @@ pub async fn run(
     transport: Arc<dyn Transport>,
     lake: Lake,
     config: SinkConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<SinkReport> {
+    run_with_metrics(
+        transport,
+        lake,
+        config,
+        SinkMetrics::unregistered(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`run`], reporting into `metrics` (made from the process's shared registry).
+pub async fn run_with_metrics(
+    transport: Arc<dyn Transport>,
+    lake: Lake,
+    config: SinkConfig,
+    metrics: SinkMetrics,
     shutdown: impl Future<Output = ()>,
 ) -> Result<SinkReport> {
     config.validate()?;
@@ -81,6 +100,7 @@ pub async fn run(
                 .unwrap_or(i64::MAX / 1000)
                 .saturating_mul(1000),
             report: SinkReport::default(),
+            metrics,
             to_commit: Vec::new(),
         },
         partitions: BTreeMap::new(),
@@ -97,6 +117,7 @@ pub async fn run(
     if let Err(e) = consumer.close().await {
         tracing::warn!(error = %error_chain(&e), "closing the consumer failed");
     }
+    sink.writer.metrics.follow_report(&sink.writer.report);
     outcome?;
     tracing::info!(report = ?sink.writer.report, "sink stopped");
     Ok(sink.writer.report)
@@ -140,6 +161,13 @@ impl Sink {
             self.roll().await?;
             self.restore_fenced(consumer).await?;
             self.commit_offsets(consumer).await;
+            let metrics = &mut self.writer.metrics;
+            metrics.follow_report(&self.writer.report);
+            metrics.stage.set_ready(self.assigned_once);
+            metrics
+                .stage
+                .assigned_partitions
+                .set(i64::try_from(self.partitions.len()).unwrap_or(i64::MAX));
             if drain && self.assigned_once && self.partitions.values().all(|p| p.caught_up) {
                 tracing::info!(
                     partitions = self.partitions.len(),
@@ -179,6 +207,11 @@ impl Sink {
                 }
             }
             ConsumerEvent::Records(records) => {
+                self.writer
+                    .metrics
+                    .stage
+                    .records_in
+                    .inc_by(records.len() as u64);
                 for (tp, records) in by_partition(records) {
                     // In chunks, with the rolling policy asked after each, so a big
                     // poll does not overshoot the row and size limits by much.
