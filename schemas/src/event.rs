@@ -176,14 +176,17 @@ pub fn parse_playback_event(bytes: &[u8], now_ms: i64) -> Result<PlaybackEvent, 
     let text = std::str::from_utf8(bytes).map_err(|e| InvalidEvent::InvalidUtf8 {
         valid_up_to: e.valid_up_to(),
     })?;
-    let raw: &RawValue =
-        serde_json::from_str(text).map_err(|source| InvalidEvent::NotJson { source })?;
-    let kind = json_kind(raw.get());
-    if kind != "object" {
-        return Err(InvalidEvent::NotObject { found: kind });
+    // An object is parsed (and fully validated) in one pass; anything else is parsed
+    // as a raw value only to name what it is.
+    if !text.trim_start().starts_with('{') {
+        let raw: &RawValue =
+            serde_json::from_str(text).map_err(|source| InvalidEvent::NotJson { source })?;
+        return Err(InvalidEvent::NotObject {
+            found: json_kind(raw.get()),
+        });
     }
     let fields: RawFields<'_> =
-        serde_json::from_str(raw.get()).map_err(|source| InvalidEvent::NotJson { source })?;
+        serde_json::from_str(text).map_err(|source| InvalidEvent::NotJson { source })?;
     if let Some(field) = fields.duplicate {
         return Err(InvalidEvent::DuplicateField { field });
     }
