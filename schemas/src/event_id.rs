@@ -77,6 +77,17 @@ pub fn format_number_js(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0 {
         return (x as i64).to_string();
     }
+    // In JavaScript's plain-notation range, Rust's `Display` prints the same shortest
+    // round-trip digits without an exponent.
+    if (1e-6..1e21).contains(&x.abs()) {
+        return x.to_string();
+    }
+    format_number_general(x)
+}
+
+/// The general case of [`format_number_js`] (finite, non-zero), from the shortest
+/// round-trip digits.
+fn format_number_general(x: f64) -> String {
     let sign = if x < 0.0 { "-" } else { "" };
     // Rust's `{:e}` prints the shortest round-trip digits as `d.ddde<exp>`.
     let sci = format!("{:e}", x.abs());
@@ -109,6 +120,30 @@ pub fn format_number_js(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_paths_agree_with_the_general_algorithm() {
+        // A fixed xorshift sequence over many magnitudes, positive and negative.
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mantissa = (state >> 11) as f64 / (1u64 << 53) as f64;
+            let exponent = (state % 40) as i32 - 10;
+            let mut x = mantissa * 10f64.powi(exponent);
+            if state % 3 == 0 {
+                x = x.round();
+            }
+            if state % 5 == 0 {
+                x = -x;
+            }
+            if x == 0.0 {
+                continue;
+            }
+            assert_eq!(format_number_js(x), format_number_general(x), "formatting {x:?}");
+        }
+    }
 
     #[test]
     fn formats_like_javascript() {
