@@ -2,7 +2,9 @@
 # Installs what the local test stack needs and is missing, at pinned versions:
 #   - Debian build packages (apt-get; only as root or with sudo),
 #   - Tansu 0.6.0, the Kafka-API broker (cargo install into $PLAYLAKE_TOOLS_DIR),
-#   - a project-local Python venv (.venv) with moto[server], duckdb, pyarrow, boto3.
+#   - a project-local Python venv (.venv) with moto[server], duckdb, pyarrow, boto3,
+#   - Prometheus from Debian's `prometheus` package (the metrics test runs the binary
+#     itself, with its own config and data directory; no service is used).
 # Safe to run again: anything already installed at the right version is reused.
 set -euo pipefail
 
@@ -92,7 +94,35 @@ install_venv() {
     echo "$want" >"$stamp"
 }
 
+# Debian's Prometheus; the metrics test (pipeline/playlake/tests/metrics.rs) starts
+# `prometheus` directly on a free port to check every dashboard query against a
+# running pipeline. Set PLAYLAKE_TEST_PROMETHEUS to use another binary.
+install_prometheus() {
+    if [[ -n "${PLAYLAKE_TEST_PROMETHEUS:-}" && -x "${PLAYLAKE_TEST_PROMETHEUS}" ]] \
+        || command -v prometheus >/dev/null; then
+        log "Prometheus: $(command -v prometheus || echo "$PLAYLAKE_TEST_PROMETHEUS")"
+        return
+    fi
+    if ! command -v apt-get >/dev/null; then
+        log "not a Debian system: install Prometheus 2.x and put \`prometheus\` on PATH (or set PLAYLAKE_TEST_PROMETHEUS)"
+        return
+    fi
+    local sudo=()
+    if ((EUID != 0)); then
+        if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+            sudo=(sudo -n)
+        else
+            die "Prometheus is missing; install it with: sudo apt-get install -y --no-install-recommends prometheus"
+        fi
+    fi
+    log "installing Debian's prometheus package"
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends prometheus
+    command -v prometheus >/dev/null || die "the prometheus package did not install a prometheus binary"
+}
+
 install_debs
+install_prometheus
 install_venv
 install_tansu
 log "install complete"
