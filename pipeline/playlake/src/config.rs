@@ -12,7 +12,7 @@ use playlake_kafka::{KafkaError, KafkaOption};
 use playlake_processor::ProcessorConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{CommonArgs, LogFormat, ProcessArgs, SinkArgs};
+use crate::cli::{CommonArgs, LogFormat, ProcessArgs, RunArgs, SinkArgs};
 
 pub const DEFAULT_CONFIG_FILE: &str = "playlake.toml";
 pub const DEFAULT_BROKERS: &str = "localhost:9092";
@@ -21,6 +21,9 @@ pub const DEFAULT_TOPIC_PREFIX: &str = "playback";
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
 pub const DEFAULT_TOPIC_PARTITIONS: i32 = 6;
 pub const DEFAULT_TOPIC_REPLICATION: i32 = 1;
+pub const DEFAULT_METRICS_TOP_STREAMS: usize = 10;
+pub const DEFAULT_SHUTDOWN_DEADLINE_SECONDS: u64 = 30;
+pub const DEFAULT_MAX_STAGE_RESTARTS: u32 = 5;
 
 /// The config file as written. Every field is optional: absent means "use the flag,
 /// the environment or the default".
@@ -33,6 +36,9 @@ pub struct FileConfig {
     pub lake: Option<String>,
     pub topic_prefix: Option<String>,
     pub metrics_addr: Option<String>,
+    /// Streams the per-stream concurrent viewers gauge shows (the busiest ones);
+    /// bounds that metric's label cardinality.
+    pub metrics_top_streams: Option<usize>,
     pub log_format: Option<LogFormat>,
     /// librdkafka settings passed through (SASL, TLS), e.g.
     /// `"security.protocol" = "SASL_SSL"`.
@@ -49,6 +55,61 @@ pub struct FileConfig {
     /// `[sink]`: how `playlake sink` writes the lake.
     #[serde(default)]
     pub sink: SinkFileConfig,
+    /// `[run]`: which stages `playlake run` starts and how it stops them.
+    #[serde(default)]
+    pub run: RunFileConfig,
+    /// `[source.dynamodb]` (and `[source.dynamodb.mapping]`): the DynamoDB source.
+    #[serde(default)]
+    pub source: SourceFileConfig,
+}
+
+/// `[source.*]`: settings of `playlake source` by kind.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceFileConfig {
+    pub dynamodb: Option<playlake_dynamodb::DynamoFileConfig>,
+}
+
+/// `[run]`: which stages `playlake run` starts and how it stops them.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunFileConfig {
+    /// Stages to start: `process`, `sink` [default: both].
+    pub stages: Option<Vec<String>>,
+    /// After SIGTERM or Ctrl-C, how long the stages may take to finish in-flight
+    /// work and commit before the process exits anyway with status 1.
+    pub shutdown_deadline_seconds: Option<u64>,
+    /// Consecutive failures after which a stage is no longer restarted (from its last
+    /// checkpoint) and `playlake run` stops.
+    pub max_stage_restarts: Option<u32>,
+}
+
+/// A stage `playlake run` can start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StageKind {
+    /// `playlake process`: events -> sessions, viewers, daily stats, resume points.
+    Process,
+    /// `playlake sink`: topics -> Parquet in the lake.
+    Sink,
+}
+
+impl StageKind {
+    pub const ALL: [StageKind; 2] = [StageKind::Process, StageKind::Sink];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::Process => "process",
+            StageKind::Sink => "sink",
+        }
+    }
+}
+
+/// Validated `playlake run` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOptions {
+    pub stages: Vec<StageKind>,
+    pub shutdown_deadline_seconds: u64,
+    pub max_stage_restarts: u32,
 }
 
 /// `[sink]`: how `playlake sink` writes the lake.
@@ -87,6 +148,7 @@ pub struct Settings {
     pub lake: LakeUrl,
     pub topic_prefix: String,
     pub metrics_addr: SocketAddr,
+    pub metrics_top_streams: usize,
     pub log_format: LogFormat,
     #[serde(skip)]
     pub kafka_options: Vec<KafkaOption>,
@@ -95,6 +157,8 @@ pub struct Settings {
     pub processor: ProcessorConfig,
     pub process: ProcessFileConfig,
     pub sink: SinkFileConfig,
+    pub run: RunFileConfig,
+    pub source: SourceFileConfig,
 }
 
 /// Where the lake lives.
@@ -239,6 +303,10 @@ pub fn resolve(
                 "give an IP address and port, e.g. 127.0.0.1:9464 (use 0.0.0.0:9464 only when the port must be reachable from other hosts)",
             )
         })?,
+        metrics_top_streams: validate_top_streams(
+            file.metrics_top_streams
+                .unwrap_or(DEFAULT_METRICS_TOP_STREAMS),
+        )?,
         log_format,
         kafka_options,
         topic_partitions: validate_positive("topics.partitions", topic_partitions)?,
@@ -246,6 +314,85 @@ pub fn resolve(
         processor: file.processor.clone(),
         process: file.process.clone(),
         sink: file.sink.clone(),
+        run: file.run.clone(),
+        source: file.source.clone(),
+    })
+}
+
+fn validate_top_streams(n: usize) -> Result<usize, ConfigError> {
+    if n > 1_000 {
+        return Err(ConfigError::invalid(
+            "metrics_top_streams",
+            n.to_string(),
+            "at most 1000 streams: each is one time series in Prometheus",
+            "keep it small (the default is 10); per-stream history for all streams is in the lake's viewers table",
+        ));
+    }
+    Ok(n)
+}
+
+/// Applies `playlake run` flags over the file's `[run]` section.
+pub fn resolve_run(settings: &Settings, args: &RunArgs) -> Result<RunOptions, ConfigError> {
+    let file = &settings.run;
+    let names = if args.stages.is_empty() {
+        file.stages.clone()
+    } else {
+        Some(args.stages.clone())
+    };
+    let mut stages = Vec::new();
+    for name in
+        names.unwrap_or_else(|| StageKind::ALL.iter().map(|s| s.name().to_owned()).collect())
+    {
+        let stage = match name.trim() {
+            "process" => StageKind::Process,
+            "sink" => StageKind::Sink,
+            "source" => {
+                return Err(ConfigError::invalid(
+                    "run.stages",
+                    name.clone(),
+                    "the DynamoDB source is not part of `playlake run` in this build",
+                    "run it with its own command, and list only process and sink here",
+                ))
+            }
+            _ => {
+                return Err(ConfigError::invalid(
+                    "run.stages",
+                    name.clone(),
+                    "not a stage",
+                    "choose from process, sink",
+                ))
+            }
+        };
+        if !stages.contains(&stage) {
+            stages.push(stage);
+        }
+    }
+    if stages.is_empty() {
+        return Err(ConfigError::invalid(
+            "run.stages",
+            "[]",
+            "no stage to run",
+            "list at least one of process, sink",
+        ));
+    }
+    let deadline = args
+        .shutdown_deadline_seconds
+        .or(file.shutdown_deadline_seconds)
+        .unwrap_or(DEFAULT_SHUTDOWN_DEADLINE_SECONDS);
+    if !(1..=3_600).contains(&deadline) {
+        return Err(ConfigError::invalid(
+            "run.shutdown_deadline_seconds",
+            deadline.to_string(),
+            "must be between 1 second and 1 hour",
+            "give the stages time to publish open files and checkpoint (the default is 30); keep it below your orchestrator's kill timeout",
+        ));
+    }
+    Ok(RunOptions {
+        stages,
+        shutdown_deadline_seconds: deadline,
+        max_stage_restarts: file
+            .max_stage_restarts
+            .unwrap_or(DEFAULT_MAX_STAGE_RESTARTS),
     })
 }
 
@@ -498,6 +645,7 @@ impl Settings {
             lake: Some(self.lake.to_string()),
             topic_prefix: Some(self.topic_prefix.clone()),
             metrics_addr: Some(self.metrics_addr.to_string()),
+            metrics_top_streams: Some(self.metrics_top_streams),
             log_format: Some(self.log_format),
             kafka_options: self
                 .kafka_options
@@ -511,6 +659,8 @@ impl Settings {
             processor: self.processor.clone(),
             process: self.process.clone(),
             sink: self.sink.clone(),
+            run: self.run.clone(),
+            source: self.source.clone(),
         };
         toml::to_string_pretty(&file).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
     }
@@ -589,6 +739,53 @@ mod tests {
             assert!(msg.contains(setting), "{setting}: {msg}");
             assert!(msg.contains("hint:"), "{setting}: {msg}");
         }
+    }
+
+    #[test]
+    fn run_stages_and_deadline_resolve_and_validate() {
+        let file = parse_file(
+            Path::new("t.toml"),
+            "metrics_top_streams = 5\n[run]\nstages = [\"sink\"]\nshutdown_deadline_seconds = 9\n",
+        )
+        .unwrap();
+        let s = resolve(&args(), &file, TopicOverrides::default()).unwrap();
+        assert_eq!(s.metrics_top_streams, 5);
+        let run = resolve_run(&s, &RunArgs::default()).unwrap();
+        assert_eq!(run.stages, [StageKind::Sink]);
+        assert_eq!(run.shutdown_deadline_seconds, 9);
+        let flags = RunArgs {
+            stages: vec!["process".into(), "sink".into()],
+            shutdown_deadline_seconds: Some(20),
+        };
+        let run = resolve_run(&s, &flags).unwrap();
+        assert_eq!(run.stages, [StageKind::Process, StageKind::Sink]);
+        assert_eq!(run.shutdown_deadline_seconds, 20);
+        let defaults = resolve(&args(), &FileConfig::default(), TopicOverrides::default()).unwrap();
+        let run = resolve_run(&defaults, &RunArgs::default()).unwrap();
+        assert_eq!(run.stages, StageKind::ALL);
+        assert_eq!(
+            run.shutdown_deadline_seconds,
+            DEFAULT_SHUTDOWN_DEADLINE_SECONDS
+        );
+        for (stages, deadline) in [
+            (vec!["sinks"], None),
+            (vec!["source"], None),
+            (vec![], Some(0)),
+        ] {
+            let bad = RunArgs {
+                stages: stages.into_iter().map(String::from).collect(),
+                shutdown_deadline_seconds: deadline,
+            };
+            let msg = resolve_run(&defaults, &bad).unwrap_err().to_string();
+            assert!(msg.contains("run.") && msg.contains("hint:"), "{msg}");
+        }
+        let mut a = args();
+        a.metrics_addr = None;
+        let too_many = parse_file(Path::new("t.toml"), "metrics_top_streams = 100000\n").unwrap();
+        let msg = resolve(&a, &too_many, TopicOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("metrics_top_streams"), "{msg}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod config;
 mod kafka;
+mod serve;
 mod signals;
 mod topics;
 
@@ -42,6 +43,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_logging(settings.log_format);
 
     match cli.command {
+        Command::Run(args) => {
+            let options = config::resolve_run(&settings, &args)?;
+            runtime()?.block_on(commands::run::run(&settings, &options))
+        }
         Command::AthenaDdl(args) => {
             let location = match &settings.lake {
                 config::LakeUrl::S3 { .. } => settings.lake.to_string(),

@@ -4,5 +4,6 @@ pub mod check_events;
 pub mod demo;
 pub mod process;
 pub mod produce;
+pub mod run;
 pub mod sink;
 pub mod topics;
