@@ -101,17 +101,16 @@ fn config(table: &str, endpoint: &str, stack: &Stack) -> SourceConfig {
     c
 }
 
+/// A counter's value from the text exposition (summed over label sets matching `label`).
 fn counter(registry: &prometheus::Registry, name: &str, label: Option<(&str, &str)>) -> u64 {
-    registry
-        .gather()
-        .iter()
-        .filter(|f| f.name() == name)
-        .flat_map(|f| f.get_metric().iter())
-        .filter(|m| {
-            label.is_none_or(|(k, v)| m.get_label().iter().any(|l| l.name() == k && l.value() == v))
-        })
-        .map(|m| m.get_counter().value() as u64)
-        .sum()
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .expect("encode metrics");
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| label.is_none_or(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum::<f64>() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,5 +5,6 @@ pub mod demo;
 pub mod process;
 pub mod produce;
 pub mod run;
+pub mod run;
 pub mod sink;
 pub mod topics;
