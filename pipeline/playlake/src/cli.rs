@@ -141,6 +141,13 @@ pub enum Command {
     /// positions in the lake under `_playlake/checkpoints/sink/`).
     Sink(SinkArgs),
 
+    /// Read a source into Kafka: `playlake source dynamodb --table T [--backfill]`
+    /// tails a DynamoDB table's stream into `<prefix>.cdc.<table>` (and, with a
+    /// `[source.dynamodb.mapping]`, playback events into `<prefix>.events`); every
+    /// change at least once, redelivered copies identical, leases and checkpoints in
+    /// a DynamoDB table.
+    Source(crate::commands::source::SourceArgs),
+
     /// Validate playback events (one JSON object per line) against the input
     /// contract and print each rejected line's reason. Exits 1 when any is invalid.
     CheckEvents(CheckEventsArgs),

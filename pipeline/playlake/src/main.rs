@@ -109,6 +109,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(commands::produce::run(&settings, &args))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Source(args) => match args.kind {
+            commands::source::SourceKind::Dynamodb(args) => {
+                let config = commands::source::resolve(&settings, &args)?;
+                runtime()?.block_on(commands::source::run(&settings, config))?;
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Command::Sink(args) => {
             let config = config::resolve_sink(&settings, &args)?;
             runtime()?.block_on(commands::sink::run(&settings, config))?;

@@ -7,4 +7,5 @@ pub mod produce;
 pub mod run;
 pub mod run;
 pub mod sink;
+pub mod source;
 pub mod topics;
