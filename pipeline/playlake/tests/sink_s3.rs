@@ -191,6 +191,17 @@ async fn round_trip_through_s3_and_file_read_by_duckdb_and_pyarrow() {
             // which reads back as null; the schema has no null stream id, so the
             // reader script gives "" for it.
             let mut want = sessions.clone();
+            if reader == "pyarrow" {
+                // pyarrow decodes `%5F_HIVE_DEFAULT_PARTITION__` to the marker first
+                // and then takes the marker as null: a real value spelled like the
+                // marker cannot round-trip through pyarrow, whatever the escaping
+                // (DuckDB and Athena read it back unchanged).
+                for s in &mut want {
+                    if s.stream_id == "__HIVE_DEFAULT_PARTITION__" {
+                        s.stream_id.clear();
+                    }
+                }
+            }
             want.sort_by_key(|s| s.key());
             assert_eq!(got, want, "{lake}: sessions read back by {reader}");
 
