@@ -151,6 +151,38 @@ pub enum Command {
     /// Validate playback events (one JSON object per line) against the input
     /// contract and print each rejected line's reason. Exits 1 when any is invalid.
     CheckEvents(CheckEventsArgs),
+
+    /// Run SQL over the lake (`--lake`, file:// or s3://) with DataFusion, using the
+    /// Athena table names and columns, and print the result as a table, CSV or JSON.
+    /// Hive partition values read back unescaped.
+    #[command(after_help = crate::commands::query::help_text())]
+    Query(QueryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// One SQL statement, e.g. "SELECT stream_id, peak_viewers FROM daily WHERE dt =
+    /// '2025-06-01'".
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub sql: Option<String>,
+
+    /// Read the statement from a file, e.g. one of deploy/athena/queries/*.sql.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+    pub format: QueryFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueryFormat {
+    /// An aligned text table and the row count.
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// A JSON array of row objects (nulls explicit, timestamps RFC 3339).
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -121,6 +121,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(commands::sink::run(&settings, config))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Query(args) => {
+            runtime()?.block_on(commands::query::run(&settings, &args))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Topics(_) => {
             runtime()?.block_on(commands::topics::run(&settings))?;
             Ok(ExitCode::SUCCESS)

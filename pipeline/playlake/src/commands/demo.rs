@@ -5,7 +5,8 @@
 //! few bad records) goes into the in-process log, then through the very same
 //! processor (`playlake_process::run`) and sink (`playlake_sink::run`) code the
 //! Kafka deployment runs, in drain mode, into a local lake. It ends by printing what
-//! each stage did.
+//! each stage did and the answers to three of the shipped questions
+//! (`deploy/athena/queries/`), read back from the lake by `playlake query`'s engine.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -143,6 +144,45 @@ pub async fn run(
         written.total_rows() as f64 / sink_seconds.max(1e-9)
     );
     println!("  lake path         {}", dir.display());
+
+    // 4. Answers to sample questions, with the shipped SQL and the engine of
+    //    `playlake query`, read back from the Parquet files just written.
+    print_sample_answers(&settings.lake.to_string()).await?;
+    Ok(())
+}
+
+/// Shipped queries (`deploy/athena/queries/`) whose answers the demo prints.
+const SAMPLE_QUERIES: [&str; 3] = [
+    "top_streams_by_watch_time.sql",
+    "peak_viewers_per_day.sql",
+    "sessions_per_uuid.sql",
+];
+/// Rows shown per sample answer.
+const SAMPLE_ROWS: usize = 5;
+
+async fn print_sample_answers(lake: &str) -> anyhow::Result<()> {
+    let engine = playlake_query::LakeQuery::open(lake)
+        .await
+        .context("opening the demo lake to answer the sample questions")?;
+    for file in SAMPLE_QUERIES {
+        let Some(query) = playlake_query::shipped(file) else {
+            bail!("{file} is not a shipped query");
+        };
+        let result = engine
+            .sql(query.sql)
+            .await
+            .with_context(|| format!("running deploy/athena/queries/{file}"))?;
+        println!();
+        println!("{} (deploy/athena/queries/{file}):", query.title);
+        println!("{}", result.to_table(SAMPLE_ROWS)?);
+        let rows = result.num_rows();
+        if rows > SAMPLE_ROWS {
+            println!(
+                "  ... {} more rows: playlake query --lake {lake} --file deploy/athena/queries/{file}",
+                rows - SAMPLE_ROWS
+            );
+        }
+    }
     Ok(())
 }
 
