@@ -82,11 +82,14 @@ pub struct Metrics {
 #[derive(Default)]
 struct Inner {
     registry: prometheus::Registry,
-    /// Families created so far by name, with their label names, to hand out again.
-    families: Mutex<HashMap<String, (Vec<String>, Box<dyn Any + Send + Sync>)>>,
+    /// Families created so far by name, to hand out again.
+    families: Mutex<HashMap<String, Family>>,
     /// Readiness of each registered stage, by stage name.
     ready: Mutex<BTreeMap<String, Readiness>>,
 }
+
+/// A registered family: its label names and the family itself (type-erased).
+type Family = (Vec<String>, Box<dyn Any + Send + Sync>);
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
