@@ -198,13 +198,21 @@ PARTITIONS = {
 
 con = duckdb.connect()
 con.execute("SET TimeZone='UTC'")
-con.create_function("pl_unescape", unescape, ["VARCHAR"], "VARCHAR", null_handling="special")
+# Every directory value in the lake and its unescaped value, as a table the views
+# look values up in (a Python UDF would need numpy, which the venv lacks).
+con.execute("CREATE TABLE pl_unescape (raw VARCHAR, value VARCHAR)")
+raw = set()
+for base, dirs, _ in os.walk(root):
+    for d in dirs:
+        if "=" in d:
+            raw.add(d.split("=", 1)[1])
+con.executemany("INSERT INTO pl_unescape VALUES (?, ?)", [(r, unescape(r)) for r in sorted(raw)])
 for table, columns in PARTITIONS.items():
     if not os.path.isdir(os.path.join(root, table)):
         continue
     glob = "/".join([root, table] + ["*"] * len(columns) + ["*.parquet"])
     parts = ", ".join(
-        f"pl_unescape(regexp_extract(filename, '/{c}=([^/]*)/', 1)) AS \"{c}\"" for c in columns
+        f"(SELECT u.value FROM pl_unescape u WHERE u.raw = regexp_extract(filename, '/{c}=([^/]*)/', 1)) AS \"{c}\"" for c in columns
     )
     con.execute(
         f"CREATE VIEW \"{table}\" AS SELECT * EXCLUDE (filename), {parts} "
