@@ -100,14 +100,6 @@ pub enum Command {
     /// restarted from its last checkpoint.
     Run(RunArgs),
 
-    /// Run every stage the config enables (`[run] stages`, default process and
-    /// sink) in one process, the production default: one metrics and health server
-    /// (`--metrics-addr`: /metrics, /healthz, /readyz), one log, one shutdown. SIGTERM
-    /// or Ctrl-C finishes in-flight work, commits and exits 0 within
-    /// `shutdown_deadline_seconds`; a second signal exits at once. A failed stage is
-    /// restarted from its last checkpoint.
-    Run(RunArgs),
-
     /// Run the whole pipeline in one process with no server at all: generated
     /// playback traffic through the in-process log, the processor and the sink into a
     /// local lake (`--lake`, default ./lake), then print what it did.
@@ -241,30 +233,6 @@ pub struct ProcessArgs {
     /// Partitions of the internal repartition topic when it is created [default: 8].
     #[arg(long, env = "PLAYLAKE_REPARTITION_PARTITIONS", value_name = "N")]
     pub repartition_partitions: Option<i32>,
-}
-
-#[derive(Debug, Args, Default)]
-pub struct RunArgs {
-    /// Stages to start, comma-separated: process, sink [default: `[run] stages`,
-    /// else both].
-    #[arg(
-        long,
-        env = "PLAYLAKE_RUN_STAGES",
-        value_delimiter = ',',
-        value_name = "STAGE,..."
-    )]
-    pub stages: Vec<String>,
-
-    /// After SIGTERM or Ctrl-C, how long the stages may take to finish in-flight
-    /// work and commit before the process exits anyway with status 1 [default: 30].
-    #[arg(
-        long,
-        env = "PLAYLAKE_SHUTDOWN_DEADLINE_SECONDS",
-        value_name = "SECONDS"
-    )]
-    pub shutdown_deadline_seconds: Option<u64>,
-    // Stage settings come from the config file's `[processor]`, `[process]` and
-    // `[sink]` sections: the stages' own flags overlap (`--group`, `--time-zone`).
 }
 
 #[derive(Debug, Args, Default)]

@@ -6,7 +6,6 @@ pub mod process;
 pub mod produce;
 pub mod query;
 pub mod run;
-pub mod run;
 pub mod sink;
 pub mod source;
 pub mod topics;
