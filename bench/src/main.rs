@@ -35,11 +35,16 @@ use playlake_processor::{
     EventOutcome, MergeOperator, PartialRecord, PartitionProcessor, ProcessorConfig, ResumeMerge,
     Settings,
 };
-use playlake_schemas::{parse_playback_event, DailyStat, EndedBy, PlaybackEvent, Session, ViewerWindow};
+use playlake_schemas::{
+    parse_playback_event, DailyStat, EndedBy, PlaybackEvent, Session, ViewerWindow,
+};
 use serde::Serialize;
 
 #[derive(Parser)]
-#[command(name = "playlake-bench", about = "playlake benchmarks (driven by bench/run)")]
+#[command(
+    name = "playlake-bench",
+    about = "playlake benchmarks (driven by bench/run)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

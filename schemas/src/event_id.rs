@@ -141,7 +141,11 @@ mod tests {
             if x == 0.0 {
                 continue;
             }
-            assert_eq!(format_number_js(x), format_number_general(x), "formatting {x:?}");
+            assert_eq!(
+                format_number_js(x),
+                format_number_general(x),
+                "formatting {x:?}"
+            );
         }
     }
 

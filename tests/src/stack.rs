@@ -256,7 +256,14 @@ impl Stack {
         let log = std::fs::File::create(dir.join("moto.log"))
             .unwrap_or_else(|e| panic!("cannot create {}/moto.log: {e}", dir.display()));
         let child = Command::new(&self.python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
             .spawn()

@@ -141,7 +141,11 @@ impl Decimal {
         if int_part.is_empty() && frac_part.is_empty() {
             return None;
         }
-        if !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit()) {
+        if !int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .all(|b| b.is_ascii_digit())
+        {
             return None;
         }
         let all = format!("{int_part}{frac_part}");
@@ -173,7 +177,10 @@ mod tests {
     fn numbers_keep_every_digit() {
         assert_eq!(number_to_json("42"), json!(42));
         assert_eq!(number_to_json("-7"), json!(-7));
-        assert_eq!(number_to_json("18446744073709551615"), json!(18446744073709551615u64));
+        assert_eq!(
+            number_to_json("18446744073709551615"),
+            json!(18446744073709551615u64)
+        );
         assert_eq!(number_to_json("0.5"), json!(0.5));
         assert_eq!(number_to_json("0.1"), json!(0.1));
         assert_eq!(number_to_json("1.5E3"), json!(1500));
@@ -182,9 +189,18 @@ mod tests {
         // 38 significant digits: no double holds this.
         let big = "12345678901234567890123456789012345678";
         assert_eq!(number_to_json(big), json!(big));
-        assert_eq!(number_to_json("0.12345678901234567890123"), json!("0.12345678901234567890123"));
-        assert_eq!(number_to_json("99999999999999999999"), json!("99999999999999999999"));
-        assert_eq!(number_to_json("9007199254740993"), json!(9007199254740993i64));
+        assert_eq!(
+            number_to_json("0.12345678901234567890123"),
+            json!("0.12345678901234567890123")
+        );
+        assert_eq!(
+            number_to_json("99999999999999999999"),
+            json!("99999999999999999999")
+        );
+        assert_eq!(
+            number_to_json("9007199254740993"),
+            json!(9007199254740993i64)
+        );
         // A very large exponent that a double cannot reach stays text.
         assert_eq!(number_to_json("1E+125"), json!(1e125));
         assert_eq!(number_to_json("1E+400"), json!("1E+400"));
@@ -212,15 +228,24 @@ mod tests {
                 "m".to_string(),
                 Attribute::M(vec![
                     ("y".into(), Attribute::N("1".into())),
-                    ("x".into(), Attribute::L(vec![Attribute::S("a".into()), Attribute::Null])),
+                    (
+                        "x".into(),
+                        Attribute::L(vec![Attribute::S("a".into()), Attribute::Null]),
+                    ),
                 ]),
             ),
-            ("ss".to_string(), Attribute::Ss(vec!["a".into(), "b".into()])),
+            (
+                "ss".to_string(),
+                Attribute::Ss(vec!["a".into(), "b".into()]),
+            ),
             (
                 "ns".to_string(),
                 Attribute::Ns(vec!["1".into(), "123456789012345678901234567890".into()]),
             ),
-            ("bs".to_string(), Attribute::Bs(vec![b"hi".to_vec(), vec![]])),
+            (
+                "bs".to_string(),
+                Attribute::Bs(vec![b"hi".to_vec(), vec![]]),
+            ),
         ];
         let v = item_to_json(item.iter().map(|(k, v)| (k, v)));
         assert_eq!(

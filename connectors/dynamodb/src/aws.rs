@@ -98,10 +98,14 @@ fn stream_item_json(
     let converted = item
         .iter()
         .map(|(k, v)| {
-            stream_attribute(v).map(|a| (k.clone(), a)).ok_or_else(|| SourceError::Malformed {
-                what: "stream record",
-                detail: format!("attribute `{k}` has a type this build does not know; upgrade playlake"),
-            })
+            stream_attribute(v)
+                .map(|a| (k.clone(), a))
+                .ok_or_else(|| SourceError::Malformed {
+                    what: "stream record",
+                    detail: format!(
+                        "attribute `{k}` has a type this build does not know; upgrade playlake"
+                    ),
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(item_to_json(converted.iter().map(|(k, v)| (k, v))))
@@ -114,10 +118,14 @@ pub fn table_item_json(
     let converted = item
         .iter()
         .map(|(k, v)| {
-            table_attribute(v).map(|a| (k.clone(), a)).ok_or_else(|| SourceError::Malformed {
-                what: "scanned item",
-                detail: format!("attribute `{k}` has a type this build does not know; upgrade playlake"),
-            })
+            table_attribute(v)
+                .map(|a| (k.clone(), a))
+                .ok_or_else(|| SourceError::Malformed {
+                    what: "scanned item",
+                    detail: format!(
+                        "attribute `{k}` has a type this build does not know; upgrade playlake"
+                    ),
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(item_to_json(converted.iter().map(|(k, v)| (k, v))))
@@ -155,7 +163,9 @@ pub fn change_event(
         Some(st::OperationType::Remove) => ChangeEventName::Remove,
         other => return Err(malformed(&format!("unknown eventName {other:?}"))),
     };
-    let data = record.dynamodb().ok_or_else(|| malformed("no dynamodb body"))?;
+    let data = record
+        .dynamodb()
+        .ok_or_else(|| malformed("no dynamodb body"))?;
     let sequence_number = data
         .sequence_number()
         .ok_or_else(|| malformed("no SequenceNumber"))?;
@@ -197,9 +207,15 @@ mod tests {
 
     fn record(name: st::OperationType, identity: Option<st::Identity>) -> st::Record {
         let mut keys = HashMap::new();
-        keys.insert("id".to_string(), st::AttributeValue::N("12345678901234567890123".into()));
+        keys.insert(
+            "id".to_string(),
+            st::AttributeValue::N("12345678901234567890123".into()),
+        );
         let mut old = keys.clone();
-        old.insert("blob".to_string(), st::AttributeValue::B(Blob::new(vec![1u8, 2])));
+        old.insert(
+            "blob".to_string(),
+            st::AttributeValue::B(Blob::new(vec![1u8, 2])),
+        );
         st::Record::builder()
             .event_id("e-1")
             .event_name(name)
@@ -221,7 +237,12 @@ mod tests {
             .principal_id("dynamodb.amazonaws.com")
             .r#type("Service")
             .build();
-        let c = change_event("t", "shard-1", &record(st::OperationType::Remove, Some(ttl))).unwrap();
+        let c = change_event(
+            "t",
+            "shard-1",
+            &record(st::OperationType::Remove, Some(ttl)),
+        )
+        .unwrap();
         assert!(c.ttl_expired);
         assert_eq!(c.keys, serde_json::json!({"id": "12345678901234567890123"}));
         assert_eq!(c.old_image.as_ref().unwrap()["blob"], "AQI=");

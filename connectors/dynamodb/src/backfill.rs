@@ -151,7 +151,11 @@ async fn take_positions(
         };
         tracing::info!(shard = %shard.shard_id, position = %checkpoint, "backfill: stream position before the scan");
         leases
-            .create_if_missing(&shard.shard_id, shard.parent_shard_id.as_deref(), &checkpoint)
+            .create_if_missing(
+                &shard.shard_id,
+                shard.parent_shard_id.as_deref(),
+                &checkpoint,
+            )
             .await?;
     }
     Ok(())
@@ -180,7 +184,10 @@ async fn scan(
         let budget = budget.clone();
         let done = done.clone();
         async move {
-            scan_segment(config, clients, table, producer, metrics, segment, &budget, &done).await
+            scan_segment(
+                config, clients, table, producer, metrics, segment, &budget, &done,
+            )
+            .await
         }
     });
     let progress = async {
@@ -204,7 +211,14 @@ async fn scan(
         report.published.dlq += published.dlq;
     }
     let mut warned = true;
-    log_progress(config, report.items, total.max(report.items), start.elapsed(), &mut warned, metrics);
+    log_progress(
+        config,
+        report.items,
+        total.max(report.items),
+        start.elapsed(),
+        &mut warned,
+        metrics,
+    );
     Ok(report)
 }
 
@@ -221,7 +235,11 @@ fn log_progress(
     warned: &mut bool,
     metrics: &SourceMetrics,
 ) {
-    let permille = if total == 0 { 1000 } else { (done.saturating_mul(1000) / total).min(1000) };
+    let permille = if total == 0 {
+        1000
+    } else {
+        (done.saturating_mul(1000) / total).min(1000)
+    };
     metrics
         .backfill_progress_permille
         .with_label_values(&[&config.table])
@@ -280,7 +298,11 @@ async fn scan_segment(
                     .retries
                     .with_label_values(&[
                         config.table.as_str(),
-                        if err.is_throttle() { "throttle" } else { "transient" },
+                        if err.is_throttle() {
+                            "throttle"
+                        } else {
+                            "transient"
+                        },
                     ])
                     .inc();
                 backoff = (backoff * 2)
@@ -360,7 +382,10 @@ mod tests {
         let mut b = CapacityBudget::new(10.0, t0);
         assert_eq!(b.consume(5.0, t0), Duration::from_millis(500));
         // One second later 15 units are used: due at 1.5 s.
-        assert_eq!(b.consume(10.0, t0 + Duration::from_secs(1)), Duration::from_millis(500));
+        assert_eq!(
+            b.consume(10.0, t0 + Duration::from_secs(1)),
+            Duration::from_millis(500)
+        );
         // Far behind schedule: no wait.
         assert_eq!(b.consume(1.0, t0 + Duration::from_secs(10)), Duration::ZERO);
     }

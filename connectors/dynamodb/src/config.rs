@@ -90,11 +90,7 @@ impl SourceConfig {
     pub const DEFAULT_BACKFILL_PAGE_SIZE_ITEMS: i32 = 500;
 
     /// Defaults for `table`, overridden by the file section.
-    pub fn from_file(
-        table: String,
-        topic_prefix: String,
-        file: &DynamoFileConfig,
-    ) -> Self {
+    pub fn from_file(table: String, topic_prefix: String, file: &DynamoFileConfig) -> Self {
         Self {
             lease_table: file
                 .lease_table
@@ -108,7 +104,9 @@ impl SourceConfig {
             lease_duration_ms: file
                 .lease_duration_ms
                 .unwrap_or(Self::DEFAULT_LEASE_DURATION_MS),
-            poll_interval_ms: file.poll_interval_ms.unwrap_or(Self::DEFAULT_POLL_INTERVAL_MS),
+            poll_interval_ms: file
+                .poll_interval_ms
+                .unwrap_or(Self::DEFAULT_POLL_INTERVAL_MS),
             shard_sync_interval_ms: file
                 .shard_sync_interval_ms
                 .unwrap_or(Self::DEFAULT_SHARD_SYNC_INTERVAL_MS),
@@ -178,7 +176,10 @@ impl SourceConfig {
                 "use at least 1000; renewals happen every third of it",
             );
         }
-        if self.poll_interval_ms == 0 || self.shard_sync_interval_ms == 0 || self.max_backoff_ms == 0 {
+        if self.poll_interval_ms == 0
+            || self.shard_sync_interval_ms == 0
+            || self.max_backoff_ms == 0
+        {
             return invalid(
                 "source.dynamodb.poll_interval_ms/shard_sync_interval_ms/max_backoff_ms",
                 "0".into(),
@@ -267,7 +268,11 @@ mod tests {
 
     #[test]
     fn defaults_validate_and_mistakes_say_how_to_fix() {
-        let c = SourceConfig::from_file("plays".into(), "playback".into(), &DynamoFileConfig::default());
+        let c = SourceConfig::from_file(
+            "plays".into(),
+            "playback".into(),
+            &DynamoFileConfig::default(),
+        );
         c.validate().unwrap();
         assert_eq!(c.lease_table, "playlake-source-plays");
         assert_eq!(c.cdc_topic(), "playback.cdc.plays");
@@ -276,7 +281,10 @@ mod tests {
             ..c.clone()
         };
         let msg = bad.validate().unwrap_err().to_string();
-        assert!(msg.contains("max_records_per_get") && msg.contains("hint:"), "{msg}");
+        assert!(
+            msg.contains("max_records_per_get") && msg.contains("hint:"),
+            "{msg}"
+        );
         let bad = SourceConfig {
             table: "a b".into(),
             ..c

@@ -43,7 +43,11 @@ pub enum SourceError {
 impl SourceError {
     pub(crate) fn aws<E>(operation: &'static str, err: E) -> Self
     where
-        E: std::error::Error + Send + Sync + 'static + aws_sdk_dynamodb::error::ProvideErrorMetadata,
+        E: std::error::Error
+            + Send
+            + Sync
+            + 'static
+            + aws_sdk_dynamodb::error::ProvideErrorMetadata,
     {
         let code = err.code().map(str::to_string);
         SourceError::Aws {
@@ -91,7 +95,10 @@ impl SourceError {
         match self {
             SourceError::Aws { code, .. } => match code.as_deref() {
                 None => true,
-                Some(c) => matches!(c, "InternalServerError" | "InternalFailure" | "ServiceUnavailable"),
+                Some(c) => matches!(
+                    c,
+                    "InternalServerError" | "InternalFailure" | "ServiceUnavailable"
+                ),
             },
             _ => false,
         }

@@ -232,8 +232,14 @@ mod tests {
         assert!(!obs.is_available(&l, start + Duration::from_secs(9), d));
         assert!(obs.is_available(&l, start + d, d));
         // The owner renewed: the clock starts again.
-        let renewed = Lease { counter: 6, ..l.clone() };
-        obs.observe(std::slice::from_ref(&renewed), start + Duration::from_secs(9));
+        let renewed = Lease {
+            counter: 6,
+            ..l.clone()
+        };
+        obs.observe(
+            std::slice::from_ref(&renewed),
+            start + Duration::from_secs(9),
+        );
         assert!(!obs.is_available(&renewed, start + Duration::from_secs(18), d));
         assert!(obs.is_available(&renewed, start + Duration::from_secs(19), d));
         // Free leases are available at once; unseen owned leases are not.
@@ -301,8 +307,10 @@ mod tests {
             lease("c-root", Some("x"), 3, Checkpoint::TrimHorizon),
         ];
         leases[0].parent_shard_id = Some("c-root".into());
-        let avail: BTreeSet<String> =
-            ["a-child", "b-root"].iter().map(|s| s.to_string()).collect();
+        let avail: BTreeSet<String> = ["a-child", "b-root"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         // Two workers (x and me), three unfinished: target 2, I take 2, root first.
         let p = plan("me", &leases, &avail);
         assert_eq!(p.take, vec!["b-root".to_string(), "a-child".to_string()]);

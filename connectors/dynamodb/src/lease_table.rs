@@ -77,7 +77,12 @@ impl LeaseTable {
 
     /// Creates the table when missing and waits until it is active.
     pub async fn ensure_table(&self) -> Result<(), SourceError> {
-        let described = self.client.describe_table().table_name(&self.table).send().await;
+        let described = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await;
         match described {
             Ok(out) => {
                 if out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
@@ -208,7 +213,12 @@ impl LeaseTable {
     }
 
     /// Renews a lease `me` holds with counter `counter`. `None`: it was taken over.
-    pub async fn renew(&self, key: &str, counter: u64, me: &str) -> Result<Option<u64>, SourceError> {
+    pub async fn renew(
+        &self,
+        key: &str,
+        counter: u64,
+        me: &str,
+    ) -> Result<Option<u64>, SourceError> {
         self.bump(
             key,
             "SET #c = #c + :one",

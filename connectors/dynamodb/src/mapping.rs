@@ -99,7 +99,9 @@ pub fn map_change(change: &ChangeEvent, config: &MappingConfig) -> Mapped {
                 change.approximate_creation_time.as_millis(),
             ) {
                 Ok(event) => Mapped::Event(event),
-                Err(err) => Mapped::Invalid(format!("mapped item is not a valid playback event: {err}")),
+                Err(err) => {
+                    Mapped::Invalid(format!("mapped item is not a valid playback event: {err}"))
+                }
             }
         }
     }
@@ -177,7 +179,11 @@ fn build_event(
         }
     }
     let event_id = match config.event_id.as_ref().and_then(|a| image.get(a)) {
-        Some(_) => id_text(image, config.event_id.as_deref().unwrap_or_default(), "event_id")?,
+        Some(_) => id_text(
+            image,
+            config.event_id.as_deref().unwrap_or_default(),
+            "event_id",
+        )?,
         None => Value::String(change.event_id.clone()),
     };
     out.insert("event_id".into(), event_id);
@@ -288,8 +294,10 @@ mod tests {
         };
         let c = change(
             ChangeEventName::Modify,
-            Some(json!({"session": "s", "video": 77, "user": "kim", "kind": "pause",
-                         "at": 1748736001, "start": 10, "end": 15, "watched": 5, "id": "x"})),
+            Some(
+                json!({"session": "s", "video": 77, "user": "kim", "kind": "pause",
+                         "at": 1748736001, "start": 10, "end": 15, "watched": 5, "id": "x"}),
+            ),
         );
         let Mapped::Event(e) = map_change(&c, &config) else {
             panic!("not mapped");

@@ -53,7 +53,10 @@ pub async fn publish(
         });
     }
     let cdc_values: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = match &config.mapping {
-        Some(_) => records.iter().map(|r| (r.key.clone(), r.value.clone())).collect(),
+        Some(_) => records
+            .iter()
+            .map(|r| (r.key.clone(), r.value.clone()))
+            .collect(),
         None => Vec::new(),
     };
     let deliveries = producer.send(records).await?;
@@ -99,7 +102,10 @@ pub async fn publish(
                     value,
                     headers: vec![
                         (ERROR_HEADER.to_string(), reason.into_bytes()),
-                        (SOURCE_TOPIC_HEADER.to_string(), cdc_topic.clone().into_bytes()),
+                        (
+                            SOURCE_TOPIC_HEADER.to_string(),
+                            cdc_topic.clone().into_bytes(),
+                        ),
                         (
                             SOURCE_PARTITION_HEADER.to_string(),
                             delivery.partition.to_string().into_bytes(),
@@ -125,6 +131,9 @@ pub async fn publish(
         .records_out
         .with_label_values(&[table, "dlq"])
         .inc_by(published.dlq);
-    metrics.dlq.with_label_values(&[table]).inc_by(published.dlq);
+    metrics
+        .dlq
+        .with_label_values(&[table])
+        .inc_by(published.dlq);
     Ok(published)
 }

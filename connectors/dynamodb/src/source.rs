@@ -71,7 +71,11 @@ struct Cursor {
 }
 
 enum Step {
-    Read { records: u64, events: u64, dlq: u64 },
+    Read {
+        records: u64,
+        events: u64,
+        dlq: u64,
+    },
     Finished,
     Lost,
     Trimmed,
@@ -104,7 +108,14 @@ where
     let mut report = Report::default();
     tokio::pin!(shutdown);
     if config.backfill {
-        let backfill = backfill::run(&config, &clients, &leases, &table_stream, &producer, &metrics);
+        let backfill = backfill::run(
+            &config,
+            &clients,
+            &leases,
+            &table_stream,
+            &producer,
+            &metrics,
+        );
         tokio::select! {
             biased;
             _ = &mut shutdown => return Ok(report),
@@ -219,14 +230,21 @@ impl Reader<'_> {
                 .iter_mut()
                 .filter(|(id, _)| ready.contains(*id))
                 .map(|(id, cursor)| async move {
-                    let step = read_shard(config, clients, leases, producer, metrics, stream_arn, id, cursor).await;
+                    let step = read_shard(
+                        config, clients, leases, producer, metrics, stream_arn, id, cursor,
+                    )
+                    .await;
                     (id.clone(), step)
                 });
             futures::future::join_all(futures).await
         };
         for (id, step) in steps {
             match step? {
-                Step::Read { records, events, dlq } => {
+                Step::Read {
+                    records,
+                    events,
+                    dlq,
+                } => {
                     report.stream_records += records;
                     report.events += events;
                     report.dlq += dlq;
@@ -269,7 +287,9 @@ impl Reader<'_> {
     }
 
     fn all_idle(&self) -> bool {
-        self.cursors.values().all(|c| c.idle || c.not_before.is_some())
+        self.cursors
+            .values()
+            .all(|c| c.idle || c.not_before.is_some())
     }
 
     async fn sync_shards(&mut self) -> Result<(), SourceError> {
@@ -317,13 +337,15 @@ impl Reader<'_> {
             match self.leases.renew(&lease.key, counter, me).await? {
                 Some(new_counter) => {
                     lease.counter = new_counter;
-                    self.cursors.entry(lease.key.clone()).or_insert_with(|| Cursor {
-                        position: lease.checkpoint.clone(),
-                        iterator: None,
-                        idle: false,
-                        backoff: Duration::ZERO,
-                        not_before: None,
-                    });
+                    self.cursors
+                        .entry(lease.key.clone())
+                        .or_insert_with(|| Cursor {
+                            position: lease.checkpoint.clone(),
+                            iterator: None,
+                            idle: false,
+                            backoff: Duration::ZERO,
+                            not_before: None,
+                        });
                 }
                 None => lost.push(lease.key.clone()),
             }
@@ -349,7 +371,9 @@ impl Reader<'_> {
         let by_key: HashMap<String, Lease> =
             leases.iter().map(|l| (l.key.clone(), l.clone())).collect();
         for key in decision.take.iter().chain(decision.steal.iter()) {
-            let Some(lease) = by_key.get(key) else { continue };
+            let Some(lease) = by_key.get(key) else {
+                continue;
+            };
             if let Some(counter) = self.leases.take(key, lease.counter, me).await? {
                 tracing::info!(
                     shard = %key, previous_owner = ?lease.owner, checkpoint = %lease.checkpoint,
@@ -448,13 +472,20 @@ async fn read_shard(
             .set(age_ms / 1000);
         if let Some(seq) = &last.sequence_number {
             let checkpoint = Checkpoint::After(seq.clone());
-            if leases.checkpoint(shard_id, &config.worker_id, &checkpoint).await? == Conditional::Lost {
+            if leases
+                .checkpoint(shard_id, &config.worker_id, &checkpoint)
+                .await?
+                == Conditional::Lost
+            {
                 return Ok(Step::Lost);
             }
             cursor.position = checkpoint;
         }
     } else {
-        metrics.iterator_age_seconds.with_label_values(&[table]).set(0);
+        metrics
+            .iterator_age_seconds
+            .with_label_values(&[table])
+            .set(0);
     }
     cursor.idle = changes.is_empty();
     match next {
@@ -528,7 +559,11 @@ fn handle_read_error(
             Ok(Step::Gone)
         }
         _ if err.is_throttle() || err.is_transient() => {
-            let reason = if err.is_throttle() { "throttle" } else { "transient" };
+            let reason = if err.is_throttle() {
+                "throttle"
+            } else {
+                "transient"
+            };
             metrics.retries.with_label_values(&[table, reason]).inc();
             cursor.backoff = (cursor.backoff * 2)
                 .max(Duration::from_millis(100))

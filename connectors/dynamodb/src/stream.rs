@@ -55,7 +55,10 @@ pub async fn describe_table(clients: &Clients, table: &str) -> Result<TableStrea
 }
 
 /// Every shard of the stream (DescribeStream, following `LastEvaluatedShardId`).
-pub async fn describe_stream(clients: &Clients, stream_arn: &str) -> Result<ShardGraph, SourceError> {
+pub async fn describe_stream(
+    clients: &Clients,
+    stream_arn: &str,
+) -> Result<ShardGraph, SourceError> {
     let mut pages: Vec<Vec<ShardInfo>> = Vec::new();
     let mut start: Option<String> = None;
     loop {
@@ -137,7 +140,13 @@ pub async fn tip(
     limit: i32,
 ) -> Result<Option<String>, SourceError> {
     let mut last: Option<String> = None;
-    let mut iterator = iterator_after(clients, stream_arn, &shard.shard_id, &Checkpoint::TrimHorizon).await?;
+    let mut iterator = iterator_after(
+        clients,
+        stream_arn,
+        &shard.shard_id,
+        &Checkpoint::TrimHorizon,
+    )
+    .await?;
     while let Some(it) = iterator {
         let (records, next) = get_records(clients, &it, limit).await?;
         if let Some(seq) = records

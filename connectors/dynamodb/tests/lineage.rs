@@ -55,9 +55,12 @@ fn scripted(stack: &Stack, scenario: &str) -> Scripted {
 
 async fn make_table(stack: &Stack) -> String {
     let table = unique_name("lineage");
-    let db = playlake_dynamodb::aws::Clients::connect(Some(&stack.aws_endpoint), Some(&stack.aws_region))
-        .await
-        .dynamodb;
+    let db = playlake_dynamodb::aws::Clients::connect(
+        Some(&stack.aws_endpoint),
+        Some(&stack.aws_region),
+    )
+    .await
+    .dynamodb;
     db.create_table()
         .table_name(&table)
         .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
@@ -120,12 +123,16 @@ fn counter(registry: &prometheus::Registry, name: &str, label: Option<(&str, &st
 #[ignore = "until-caught-up exits before the split children are read; see the comment above"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parents_are_read_before_children_across_closes_and_splits() {
-    let Some(stack) = Stack::from_env() else { return };
+    let Some(stack) = Stack::from_env() else {
+        return;
+    };
     let server = scripted(&stack, "lineage");
     let table = make_table(&stack).await;
     let config = config(&table, &server.endpoint, &stack);
     let log = MemoryTransport::new();
-    log.ensure_topic(&TopicSpec::new(config.cdc_topic(), 1)).await.expect("topic");
+    log.ensure_topic(&TopicSpec::new(config.cdc_topic(), 1))
+        .await
+        .expect("topic");
     let producer: Arc<dyn Producer> = Arc::from(log.producer().expect("producer"));
     let registry = prometheus::Registry::new();
     let metrics = SourceMetrics::new(&registry).expect("metrics");
@@ -137,25 +144,43 @@ async fn parents_are_read_before_children_across_closes_and_splits() {
     .expect("caught up in time")
     .expect("source ran");
     assert_eq!(report.stream_records, 8, "{report:?}");
-    assert_eq!(report.shards_finished, 2, "the two closed shards: {report:?}");
+    assert_eq!(
+        report.shards_finished, 2,
+        "the two closed shards: {report:?}"
+    );
 
     let mut consumer = log.consumer("check").expect("consumer");
     consumer
-        .assign(&[(TopicPartition::new(config.cdc_topic(), 0), Position::Beginning)])
+        .assign(&[(
+            TopicPartition::new(config.cdc_topic(), 0),
+            Position::Beginning,
+        )])
         .expect("assign");
     let mut seqs = Vec::new();
     let mut by_key: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
     for _ in 0..20 {
-        for event in consumer.poll(100, Duration::from_millis(50)).await.expect("poll") {
+        for event in consumer
+            .poll(100, Duration::from_millis(50))
+            .await
+            .expect("poll")
+        {
             if let ConsumerEvent::Records(records) = event {
                 for r in records {
-                    let c: ChangeEvent = serde_json::from_slice(r.value.as_deref().expect("value")).expect("json");
-                    let seq: u64 = c.sequence_number.as_deref().expect("seq").parse().expect("n");
+                    let c: ChangeEvent =
+                        serde_json::from_slice(r.value.as_deref().expect("value")).expect("json");
+                    let seq: u64 = c
+                        .sequence_number
+                        .as_deref()
+                        .expect("seq")
+                        .parse()
+                        .expect("n");
                     seqs.push((seq, c.shard_id.clone().expect("shard")));
-                    by_key
-                        .entry(c.kafka_key())
-                        .or_default()
-                        .push(c.new_image.as_ref().map(|i| i["v"].as_i64().unwrap_or(-1)).unwrap_or(-1));
+                    by_key.entry(c.kafka_key()).or_default().push(
+                        c.new_image
+                            .as_ref()
+                            .map(|i| i["v"].as_i64().unwrap_or(-1))
+                            .unwrap_or(-1),
+                    );
                 }
             }
         }
@@ -167,33 +192,60 @@ async fn parents_are_read_before_children_across_closes_and_splits() {
     let pos = |s: u64| seqs.iter().position(|(q, _)| *q == s).expect("present");
     // Root before its child, child before both split children.
     for (parent, child) in [(102, 200), (201, 300), (201, 400)] {
-        assert!(pos(parent) < pos(child), "{parent} before {child}: {seqs:?}");
+        assert!(
+            pos(parent) < pos(child),
+            "{parent} before {child}: {seqs:?}"
+        );
     }
     // Per item, every version in order, whichever shard held it.
     assert_eq!(by_key[r#"{"pk":"k1"}"#], vec![1, 2, 3, 4]);
     assert_eq!(by_key[r#"{"pk":"k2"}"#], vec![1, 2, 3]);
     // The shard whose parent was trimmed is read at once.
     assert!(by_key.contains_key(r#"{"pk":"k9"}"#));
-    assert!(counter(&registry, "playlake_source_retries_total", Some(("reason", "expired_iterator"))) >= 1);
-    assert!(counter(&registry, "playlake_source_retries_total", Some(("reason", "throttle"))) >= 1);
-    assert_eq!(counter(&registry, "playlake_source_records_in_total", None), 8);
+    assert!(
+        counter(
+            &registry,
+            "playlake_source_retries_total",
+            Some(("reason", "expired_iterator"))
+        ) >= 1
+    );
+    assert!(
+        counter(
+            &registry,
+            "playlake_source_retries_total",
+            Some(("reason", "throttle"))
+        ) >= 1
+    );
+    assert_eq!(
+        counter(&registry, "playlake_source_records_in_total", None),
+        8
+    );
     drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trimmed_data_stops_the_source_unless_told_to_continue() {
-    let Some(stack) = Stack::from_env() else { return };
+    let Some(stack) = Stack::from_env() else {
+        return;
+    };
     let server = scripted(&stack, "trimmed");
     let table = make_table(&stack).await;
     let config = config(&table, &server.endpoint, &stack);
     let log = MemoryTransport::new();
-    log.ensure_topic(&TopicSpec::new(config.cdc_topic(), 1)).await.expect("topic");
+    log.ensure_topic(&TopicSpec::new(config.cdc_topic(), 1))
+        .await
+        .expect("topic");
     let producer: Arc<dyn Producer> = Arc::from(log.producer().expect("producer"));
     let registry = prometheus::Registry::new();
     let metrics = SourceMetrics::new(&registry).expect("metrics");
     let err = tokio::time::timeout(
         Duration::from_secs(60),
-        playlake_dynamodb::run(config.clone(), producer.clone(), metrics, std::future::pending()),
+        playlake_dynamodb::run(
+            config.clone(),
+            producer.clone(),
+            metrics,
+            std::future::pending(),
+        ),
     )
     .await
     .expect("stopped in time")
@@ -213,7 +265,10 @@ async fn trimmed_data_stops_the_source_unless_told_to_continue() {
     let shutdown = async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while counter(&registry, "playlake_source_trimmed_data_total", None) < 2 {
-            assert!(tokio::time::Instant::now() < deadline, "no trimmed data seen");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no trimmed data seen"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };

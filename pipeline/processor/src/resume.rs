@@ -117,7 +117,8 @@ impl ResumeCandidates {
 
     /// Takes the candidates gathered since the last take, sorted by key.
     pub fn take(&mut self) -> Vec<ResumeCandidate> {
-        let mut out: Vec<ResumeCandidate> = std::mem::take(&mut self.pending).into_values().collect();
+        let mut out: Vec<ResumeCandidate> =
+            std::mem::take(&mut self.pending).into_values().collect();
         out.sort_unstable_by(|a, b| (&a.user_id, &a.stream_id).cmp(&(&b.user_id, &b.stream_id)));
         out
     }

@@ -56,17 +56,17 @@ fn transient_lake_error(error: &LakeError) -> bool {
 fn transient_store_error(error: &object_store::Error) -> bool {
     !names_permanent_s3_code(error)
         && !matches!(
-        error,
-        object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. }
-            | object_store::Error::NotFound { .. }
-            | object_store::Error::NotSupported { .. }
-            | object_store::Error::NotImplemented { .. }
-            | object_store::Error::UnknownConfigurationKey { .. }
-            | object_store::Error::InvalidPath { .. }
-            | object_store::Error::AlreadyExists { .. }
-            | object_store::Error::Precondition { .. }
-    )
+            error,
+            object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+                | object_store::Error::NotFound { .. }
+                | object_store::Error::NotSupported { .. }
+                | object_store::Error::NotImplemented { .. }
+                | object_store::Error::UnknownConfigurationKey { .. }
+                | object_store::Error::InvalidPath { .. }
+                | object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. }
+        )
 }
 
 async fn retry<T, E, F, Fut>(
