@@ -355,7 +355,7 @@ impl Operators {
     fn publish(&mut self) {
         self.publishes += 1;
         // Sampled: the full state-size walk is a metrics-interval cost, not per batch.
-        if self.publishes % 64 == 0 {
+        if self.publishes.is_multiple_of(64) {
             let open = self.source.state_sizes().session_keys;
             self.max_open_sessions = self.max_open_sessions.max(open);
         }
@@ -435,7 +435,7 @@ fn processor(dir: &Path) -> Result<()> {
         reader.read_exact(&mut value)?;
         ops.record(&value);
         records += 1;
-        if records % BATCH == 0 {
+        if records.is_multiple_of(BATCH) {
             ops.publish();
         }
     }

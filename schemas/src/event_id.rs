@@ -132,10 +132,10 @@ mod tests {
             let mantissa = (state >> 11) as f64 / (1u64 << 53) as f64;
             let exponent = (state % 40) as i32 - 10;
             let mut x = mantissa * 10f64.powi(exponent);
-            if state % 3 == 0 {
+            if state.is_multiple_of(3) {
                 x = x.round();
             }
-            if state % 5 == 0 {
+            if state.is_multiple_of(5) {
                 x = -x;
             }
             if x == 0.0 {

@@ -235,11 +235,10 @@ fn log_progress(
     warned: &mut bool,
     metrics: &SourceMetrics,
 ) {
-    let permille = if total == 0 {
-        1000
-    } else {
-        (done.saturating_mul(1000) / total).min(1000)
-    };
+    let permille = done
+        .saturating_mul(1000)
+        .checked_div(total)
+        .map_or(1000, |p| p.min(1000));
     metrics
         .backfill_progress_permille
         .with_label_values(&[&config.table])

@@ -20,6 +20,9 @@ use crate::error::SourceError;
 use crate::mapping::{map_change, Mapped};
 use crate::metrics::SourceMetrics;
 
+/// A record's Kafka key and value.
+type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// Counts of one published batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Published {
@@ -52,7 +55,7 @@ pub async fn publish(
             headers: Vec::new(),
         });
     }
-    let cdc_values: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = match &config.mapping {
+    let cdc_values: Vec<KeyValue> = match &config.mapping {
         Some(_) => records
             .iter()
             .map(|r| (r.key.clone(), r.value.clone()))

@@ -156,17 +156,49 @@ impl LakeError {
     /// Everything else is permanent for the input that caused it.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Storage { source, .. } => !matches!(
-                source,
-                object_store::Error::PermissionDenied { .. }
-                    | object_store::Error::Unauthenticated { .. }
-                    | object_store::Error::NotFound { .. }
-                    | object_store::Error::NotSupported { .. }
-                    | object_store::Error::NotImplemented { .. }
-                    | object_store::Error::UnknownConfigurationKey { .. }
-                    | object_store::Error::InvalidPath { .. }
-            ),
+            Self::Storage { source, .. } => {
+                !names_permanent_s3_code(source)
+                    && !matches!(
+                        source,
+                        object_store::Error::PermissionDenied { .. }
+                            | object_store::Error::Unauthenticated { .. }
+                            | object_store::Error::NotFound { .. }
+                            | object_store::Error::NotSupported { .. }
+                            | object_store::Error::NotImplemented { .. }
+                            | object_store::Error::UnknownConfigurationKey { .. }
+                            | object_store::Error::InvalidPath { .. }
+                    )
+            }
             _ => false,
         }
     }
+}
+
+/// S3 error codes that no retry heals. object_store reports most S3 failures other
+/// than 401/403/404 on a single object as `Generic`, with the response body (which
+/// holds `<Code>...</Code>`) in the message: a list of, or a put into, a bucket that
+/// does not exist is one of those, and retrying it for minutes would hide a typo.
+const PERMANENT_S3_CODES: [&str; 5] = [
+    "NoSuchBucket",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AllAccessDisabled",
+];
+
+/// True when `error` or one of its causes carries an S3 error code that no retry
+/// heals (see [`PERMANENT_S3_CODES`]).
+pub fn names_permanent_s3_code(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if PERMANENT_S3_CODES
+            .iter()
+            .any(|code| text.contains(&format!("<Code>{code}</Code>")))
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }

@@ -12,9 +12,9 @@ use playlake_kafka::{KafkaConfig, KafkaTransport};
 use playlake_processor::{reference, ProcessorConfig};
 use playlake_schemas::{parse_playback_event, DailyStat, Session, ViewerWindow};
 use playlake_tests::stack::{unique_name, Stack};
-use playlake_transport::{
-    ConsumerEvent, OutgoingRecord, Position, TopicPartition, TopicSpec, Transport,
-};
+use playlake_transport::{OutgoingRecord, TopicSpec, Transport};
+
+mod common;
 
 const PARTITIONS: i32 = 3;
 /// 2026-11-21T23:58:00Z: the traffic crosses midnight.
@@ -71,44 +71,13 @@ fn traffic() -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// Every record of a topic, read from the beginning to the end.
+/// Every record value of a topic, read from the beginning to the end.
 async fn read_all(transport: &KafkaTransport, topic: &str) -> Vec<Vec<u8>> {
-    let partitions = transport
-        .partition_count(topic)
+    common::read_all(transport, topic)
         .await
-        .expect("partition count");
-    let mut consumer = transport
-        .consumer(&unique_name("reader"))
-        .expect("consumer");
-    let positions: Vec<_> = (0..partitions)
-        .map(|p| (TopicPartition::new(topic, p), Position::Beginning))
-        .collect();
-    consumer.assign(&positions).expect("assign");
-    let mut done = std::collections::BTreeSet::new();
-    let mut values = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while done.len() < partitions as usize {
-        assert!(
-            Instant::now() < deadline,
-            "reading {topic} did not reach the end"
-        );
-        for event in consumer
-            .poll(10_000, Duration::from_millis(500))
-            .await
-            .expect("poll")
-        {
-            match event {
-                ConsumerEvent::Records(records) => {
-                    values.extend(records.into_iter().filter_map(|r| r.value))
-                }
-                ConsumerEvent::EndOfPartition { partition, .. } => {
-                    done.insert(partition.partition);
-                }
-                _ => {}
-            }
-        }
-    }
-    values
+        .into_iter()
+        .filter_map(|r| r.value)
+        .collect()
 }
 
 fn drain(stack: &Stack, prefix: &str, lake: &str) -> serde_json::Value {

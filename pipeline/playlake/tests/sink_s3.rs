@@ -2,7 +2,7 @@
 //! for the topics, moto for S3 (issue 4's round-trip, escaping and S3-outage
 //! requirements).
 //!
-//! * [`round_trip_through_s3_and_file_read_by_duckdb_and_pyarrow`]: hand-made
+//! * `round_trip_through_s3_and_file_read_by_duckdb_and_pyarrow`: hand-made
 //!   sessions (whose `stream_id` is a partition directory) with hostile values
 //!   (`../x`, `a/b`, `a=b`, `%`, `.`, `..`, non-ASCII, the Hive null marker, empty)
 //!   and valid raw events are produced to the topics; `sink --drain` writes them to
@@ -12,13 +12,13 @@
 //!   ones exactly (the empty value reads back as null: Hive has one directory for
 //!   both), and every data file must sit exactly one level per partition column
 //!   below its table, so no value escaped its directory.
-//! * [`s3_outage_loses_nothing_and_heals_without_restart`]: a private moto behind a
+//! * `s3_outage_loses_nothing_and_heals_without_restart`: a private moto behind a
 //!   [`PausableProxy`] (moto keeps its state in memory, so the server is not
 //!   stopped: the proxy cuts every connection and refuses new ones for 30 s). The
 //!   sink runs without `--drain` with a 1 s flush interval while events keep
 //!   arriving; after the outage it must write on by itself (same process, no
 //!   restart); a final drain then finds every event exactly once.
-//! * [`missing_bucket_stops_the_sink_with_a_clear_message`]: a lake in a bucket
+//! * `missing_bucket_stops_the_sink_with_a_clear_message`: a lake in a bucket
 //!   that does not exist is a permanent error: the sink exits non-zero at once and
 //!   says which bucket.
 

@@ -27,8 +27,10 @@ use aws_sdk_dynamodb::Client;
 use playlake_kafka::{KafkaConfig, KafkaTransport};
 use playlake_schemas::{parse_playback_event, ChangeEvent, ChangeEventName};
 use playlake_tests::stack::{unique_name, Stack};
-use playlake_transport::{ConsumerEvent, Position, Record, TopicPartition, Transport};
+use playlake_transport::{Record, Transport};
 use serde_json::json;
+
+mod common;
 
 async fn client(stack: &Stack) -> Client {
     playlake_dynamodb::aws::Clients::connect(Some(&stack.aws_endpoint), Some(&stack.aws_region))
@@ -145,40 +147,10 @@ fn wait_with_deadline(mut child: Child, limit: Duration, what: &str) -> std::pro
     child.wait_with_output().expect("output")
 }
 
-/// Every record of a topic, from the beginning to the end, in partition order.
+/// Every record of a topic, from the beginning to the end.
 async fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
     let transport = KafkaTransport::new(KafkaConfig::new(brokers.to_string())).expect("kafka");
-    let partitions = transport.partition_count(topic).await.expect("partitions");
-    let mut consumer = transport
-        .consumer(&unique_name("reader"))
-        .expect("consumer");
-    let positions: Vec<_> = (0..partitions)
-        .map(|p| (TopicPartition::new(topic, p), Position::Beginning))
-        .collect();
-    consumer.assign(&positions).expect("assign");
-    let mut done = BTreeSet::new();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while done.len() < partitions as usize {
-        assert!(
-            Instant::now() < deadline,
-            "reading {topic} did not reach the end"
-        );
-        for event in consumer
-            .poll(10_000, Duration::from_millis(500))
-            .await
-            .expect("poll")
-        {
-            match event {
-                ConsumerEvent::Records(records) => out.extend(records),
-                ConsumerEvent::EndOfPartition { partition, .. } => {
-                    done.insert(partition.partition);
-                }
-                _ => {}
-            }
-        }
-    }
-    out
+    common::read_all(&transport, topic).await
 }
 
 fn changes(records: &[Record]) -> Vec<(ChangeEvent, Vec<u8>)> {

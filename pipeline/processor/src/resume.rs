@@ -109,7 +109,8 @@ impl ResumeCandidates {
             }
             None => {
                 if let Some(candidate) = ResumeCandidate::of(event) {
-                    keep_latest(&mut self.pending, candidate);
+                    let key = (candidate.user_id.clone(), candidate.stream_id.clone());
+                    self.pending.insert(key, candidate);
                 }
             }
         }
@@ -137,14 +138,14 @@ impl ResumeMerge {
     /// Applies a candidate; returns whether it changed the key's resume point.
     pub fn apply(&mut self, candidate: ResumeCandidate) -> bool {
         let key = PairRef(&candidate.user_id, &candidate.stream_id);
+        let stale = self
+            .latest
+            .get(&key)
+            .is_some_and(|current| current.order() >= candidate.order());
+        if stale {
+            return false;
+        }
         if !self.changed.contains(&key) {
-            let newer = self
-                .latest
-                .get(&key)
-                .is_none_or(|current| current.order() < candidate.order());
-            if !newer {
-                return false;
-            }
             self.changed.insert(key.to_owned_pair());
         }
         keep_latest(&mut self.latest, candidate)

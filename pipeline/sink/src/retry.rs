@@ -12,45 +12,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use playlake_checkpoint::CheckpointError;
+use playlake_lake::error::names_permanent_s3_code;
 use playlake_lake::LakeError;
 
 use crate::error::SinkError;
 
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
-
-/// S3 error codes that no retry heals. object_store reports most S3 failures other
-/// than 401/403/404 on a single object as `Generic`, with the response body (which
-/// holds `<Code>...</Code>`) in the message: a list of, or a put into, a bucket that
-/// does not exist is one of those, and retrying it for minutes would hide a typo.
-const PERMANENT_S3_CODES: [&str; 5] = [
-    "NoSuchBucket",
-    "AccessDenied",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "AllAccessDisabled",
-];
-
-/// True when `error` or one of its causes carries a [`PERMANENT_S3_CODES`] code.
-fn names_permanent_s3_code(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        let text = e.to_string();
-        if PERMANENT_S3_CODES
-            .iter()
-            .any(|code| text.contains(&format!("<Code>{code}</Code>")))
-        {
-            return true;
-        }
-        current = e.source();
-    }
-    false
-}
-
-/// True when a lake writer error may heal by itself.
-fn transient_lake_error(error: &LakeError) -> bool {
-    error.is_transient() && !names_permanent_s3_code(error)
-}
 
 /// True when an object store error may heal by itself.
 fn transient_store_error(error: &object_store::Error) -> bool {
@@ -119,7 +87,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, LakeError>>,
 {
-    retry(operation, max_elapsed, transient_lake_error, call)
+    retry(operation, max_elapsed, LakeError::is_transient, call)
         .await
         .map_err(|(source, attempts)| SinkError::Lake {
             operation,
