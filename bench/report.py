@@ -4,7 +4,8 @@ Usage: report.py SECTION FILE...   (the JSON files the section wrote)
 
 For the processor section it also checks that playlake and DuckDB computed the same
 results (integer checksums equal, sums of seconds equal to 1e-9 relative) and exits 1
-when they differ: a fast wrong answer is not a benchmark result.
+when they differ: a fast wrong answer is not a benchmark result. The e2e section does
+the same with the two lakes (bench/lake_compare.py's verdict).
 """
 
 import json
@@ -102,9 +103,56 @@ def sink(ours_path, peer_path):
               f"{peer['bytes_read'] / ours['seconds'] / 1e6:.1f} MB/s, Python {peer['mb_per_second']:.1f} MB/s")
 
 
+def mib(n):
+    return f"{n / 2**20:.0f} MiB"
+
+
+def e2e(ours_path, peer_path, compare_path, read_path):
+    ours, peer, cmp, read = load(ours_path), load(peer_path), load(compare_path), load(read_path)
+    records = ours["records"]
+    if peer["records"] != records:
+        print(f"the Python pipeline read {peer['records']} records, playlake produced {records}")
+    p, s, py = ours["process"], ours["sink"], ours["python"]
+    # Both sides timed the same way: around the commands, interpreter start included.
+    ours_rate = records / ours["seconds"]
+    peer_rate = records / py["seconds"]
+    rows = [("pipeline", "records", "seconds", "records/s", "CPU s", "peak RSS",
+             "playlake / peer")]
+    rows.append(("playlake process --drain + sink --drain", records, f"{ours['seconds']:.2f}",
+                 rate(ours_rate), f"{p['cpu_seconds'] + s['cpu_seconds']:.2f}",
+                 mib(max(p["peak_rss_bytes"], s["peak_rss_bytes"])),
+                 f"{ours_rate / peer_rate:.2f}x"))
+    rows.append(("  process --drain", records, f"{p['seconds']:.2f}",
+                 rate(records / p["seconds"]), f"{p['cpu_seconds']:.2f}",
+                 mib(p["peak_rss_bytes"]), ""))
+    rows.append(("  sink --drain", "", f"{s['seconds']:.2f}", "", f"{s['cpu_seconds']:.2f}",
+                 mib(s["peak_rss_bytes"]), ""))
+    rows.append(("Python (confluent-kafka + pyarrow)", peer["records"],
+                 f"{py['seconds']:.2f}", rate(peer_rate), f"{py['cpu_seconds']:.2f}",
+                 mib(py["peak_rss_bytes"]), "1.00x"))
+    rows.append(("Tansu ceiling: bare consumer, no processing", read["records"],
+                 f"{read['seconds']:.2f}", rate(read["records_per_second"]), "", "", ""))
+    table(rows)
+    print(f"\nrecords per second are end to end: the {records} records produced (valid "
+          f"{peer['valid']}, DLQ {peer['invalid']}, duplicates {peer['duplicates']}, late "
+          f"{peer['late']}) over the wall time from the start until the lake is complete, "
+          "both sides timed around their commands")
+    r = [("table", "playlake rows", "Python rows", "playlake files", "Python files")]
+    for t in cmp["ours"]:
+        a, b = cmp["ours"][t], cmp["peer"][t]
+        r.append((t, a["rows"], b["rows"], a["files"], b["files"]))
+    print()
+    table(r)
+    if cmp["mismatches"]:
+        print("\nLAKES DIFFER:\n  " + "\n  ".join(cmp["mismatches"]))
+        sys.exit(1)
+    print("\nlakes: same rows in every table, same checksums (counts, sums of counts and "
+          "seconds)")
+
+
 def main():
     section, files = sys.argv[1], sys.argv[2:]
-    {"processor": processor, "volume": volume, "sink": sink}[section](*files)
+    {"processor": processor, "volume": volume, "sink": sink, "e2e": e2e}[section](*files)
 
 
 if __name__ == "__main__":
