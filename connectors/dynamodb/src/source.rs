@@ -238,6 +238,7 @@ impl Reader<'_> {
                 });
             futures::future::join_all(futures).await
         };
+        let mut finished_now = false;
         for (id, step) in steps {
             match step? {
                 Step::Read {
@@ -251,6 +252,7 @@ impl Reader<'_> {
                 }
                 Step::Finished => {
                     report.shards_finished += 1;
+                    finished_now = true;
                     for l in self.table_leases.iter_mut().filter(|l| l.key == id) {
                         l.checkpoint = Checkpoint::ShardEnd;
                     }
@@ -263,6 +265,13 @@ impl Reader<'_> {
                 Step::Trimmed => report.trimmed += 1,
                 Step::Wait | Step::Gone => {}
             }
+        }
+        if finished_now {
+            // A shard closes when it splits or rotates: its children may exist only
+            // in DescribeStream so far. Look again at once, and do not call this
+            // round caught up, or `--until-caught-up` would stop before them.
+            self.next_sync = Instant::now();
+            self.next_lease_round = Instant::now();
         }
         self.cursors.retain(|_, c| !c.position.is_finished());
         self.metrics
@@ -278,6 +287,7 @@ impl Reader<'_> {
             .filter(|l| !l.checkpoint.is_finished())
             .all(|l| self.cursors.contains_key(&l.key));
         let caught_up = self.lease_rounds > 0
+            && !finished_now
             && unfinished_all_mine
             && self
                 .cursors
@@ -534,6 +544,8 @@ fn handle_read_error(
                 .inc();
             tracing::info!(shard = %shard_id, position = %cursor.position, "iterator expired; re-acquiring after the last acknowledged record");
             cursor.iterator = None;
+            // Nothing was read: the shard may hold records past the expired iterator.
+            cursor.idle = false;
             Ok(Step::Wait)
         }
         Some("TrimmedDataAccessException") => {
@@ -549,6 +561,7 @@ fn handle_read_error(
                 TrimmedDataPolicy::Continue => {
                     cursor.position = Checkpoint::TrimHorizon;
                     cursor.iterator = None;
+                    cursor.idle = false;
                     Ok(Step::Trimmed)
                 }
             }

@@ -91,15 +91,18 @@ pub enum StageKind {
     Process,
     /// `playlake sink`: topics -> Parquet in the lake.
     Sink,
+    /// `playlake source dynamodb`: a table's stream -> Kafka (`[source.dynamodb]`).
+    Source,
 }
 
 impl StageKind {
-    pub const ALL: [StageKind; 2] = [StageKind::Process, StageKind::Sink];
+    pub const ALL: [StageKind; 3] = [StageKind::Source, StageKind::Process, StageKind::Sink];
 
     pub fn name(self) -> &'static str {
         match self {
             StageKind::Process => "process",
             StageKind::Sink => "sink",
+            StageKind::Source => "source",
         }
     }
 }
@@ -339,19 +342,32 @@ pub fn resolve_run(settings: &Settings, args: &RunArgs) -> Result<RunOptions, Co
     } else {
         Some(args.stages.clone())
     };
+    let source_configured = settings
+        .source
+        .dynamodb
+        .as_ref()
+        .is_some_and(|d| d.table.is_some());
     let mut stages = Vec::new();
-    for name in
-        names.unwrap_or_else(|| StageKind::ALL.iter().map(|s| s.name().to_owned()).collect())
-    {
+    // By default: the processor and the sink, and the source when the file configures
+    // one (`[source.dynamodb]` with a table).
+    let defaults = || {
+        StageKind::ALL
+            .iter()
+            .filter(|s| **s != StageKind::Source || source_configured)
+            .map(|s| s.name().to_owned())
+            .collect()
+    };
+    for name in names.unwrap_or_else(defaults) {
         let stage = match name.trim() {
             "process" => StageKind::Process,
             "sink" => StageKind::Sink,
+            "source" if source_configured => StageKind::Source,
             "source" => {
                 return Err(ConfigError::invalid(
                     "run.stages",
                     name.clone(),
-                    "the DynamoDB source is not part of `playlake run` in this build",
-                    "run it with its own command, and list only process and sink here",
+                    "the source stage needs a table, and the config file names none",
+                    "add `[source.dynamodb]` with `table = \"...\"` to the config file",
                 ))
             }
             _ => {
@@ -359,7 +375,7 @@ pub fn resolve_run(settings: &Settings, args: &RunArgs) -> Result<RunOptions, Co
                     "run.stages",
                     name.clone(),
                     "not a stage",
-                    "choose from process, sink",
+                    "choose from source, process, sink",
                 ))
             }
         };
@@ -372,7 +388,7 @@ pub fn resolve_run(settings: &Settings, args: &RunArgs) -> Result<RunOptions, Co
             "run.stages",
             "[]",
             "no stage to run",
-            "list at least one of process, sink",
+            "list at least one of source, process, sink",
         ));
     }
     let deadline = args
@@ -762,7 +778,19 @@ mod tests {
         assert_eq!(run.shutdown_deadline_seconds, 20);
         let defaults = resolve(&args(), &FileConfig::default(), TopicOverrides::default()).unwrap();
         let run = resolve_run(&defaults, &RunArgs::default()).unwrap();
-        assert_eq!(run.stages, StageKind::ALL);
+        assert_eq!(
+            run.stages,
+            [StageKind::Process, StageKind::Sink],
+            "no source without a table"
+        );
+        let with_table = parse_file(
+            Path::new("t.toml"),
+            "[source.dynamodb]\ntable = \"playback\"\n",
+        )
+        .unwrap();
+        let with_table = resolve(&args(), &with_table, TopicOverrides::default()).unwrap();
+        let run = resolve_run(&with_table, &RunArgs::default()).unwrap();
+        assert_eq!(run.stages, StageKind::ALL, "a configured source runs too");
         assert_eq!(
             run.shutdown_deadline_seconds,
             DEFAULT_SHUTDOWN_DEADLINE_SECONDS

@@ -328,6 +328,77 @@ async fn s3_outage_loses_nothing_and_heals_without_restart() {
     common::assert_exactly_once(&keys, &traffic.distinct_events());
 }
 
+/// SIGTERM while S3 is down: the sink stops retrying and exits 0 promptly (not
+/// after its 300 s retry budget, nor after object_store's own retries), having
+/// committed nothing past durable files; a drain after the outage writes every row
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_an_s3_outage_exits_promptly_and_loses_nothing() {
+    let Some(stack) = Stack::from_env() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let moto = stack.own_moto(dir.path());
+    let proxy = PausableProxy::start(
+        moto.endpoint()
+            .strip_prefix("http://")
+            .expect("http endpoint"),
+    )
+    .await;
+    let mut private = stack.clone();
+    private.aws_endpoint = moto.endpoint();
+    let bucket = s3_bucket(&private);
+    let lake = format!("s3://{bucket}/lake");
+    let prefix = unique_name("termoutage");
+    let transport = KafkaTransport::new(KafkaConfig::new(stack.brokers.clone())).expect("kafka");
+    let traffic = traffic(6_000, 100, 9);
+    let topic = format!("{prefix}.events");
+    let (first, rest) = traffic.records.split_at(traffic.records.len() / 2);
+    produce(&transport, &topic, 4, first).await;
+    let env = s3_env(&stack, &proxy.endpoint());
+    let args = |extra: &[&str]| {
+        let mut flags = vec!["--tables", "events"];
+        flags.extend_from_slice(extra);
+        sink_args(&stack.brokers, &prefix, &lake, &flags)
+    };
+    let mut sink = StageProcess::spawn(
+        dir.path(),
+        "sink",
+        &args(&["--flush-interval-seconds", "1"]),
+        &env,
+    );
+    let files = || count_objects(&private, &bucket, "lake/events/");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while files() == 0 {
+        sink.assert_running();
+        assert!(Instant::now() < deadline, "no file within 90 s:\n{}", sink.tail(40));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    proxy.pause();
+    produce(&transport, &topic, 4, rest).await;
+    // Files roll every second: after a few, the sink is retrying a publish.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    sink.assert_running();
+    let asked = Instant::now();
+    sink.sigterm();
+    let (status, _) = sink.wait(Duration::from_secs(60)).await;
+    let took = asked.elapsed();
+    assert!(status.success(), "exit {status}:\n{}", sink.tail(40));
+    assert!(
+        took < Duration::from_secs(30),
+        "SIGTERM took {took:?} during the outage:\n{}",
+        sink.tail(40)
+    );
+    eprintln!("SIGTERM during the outage served in {took:?}");
+
+    proxy.resume();
+    let mut drain = StageProcess::spawn(dir.path(), "sink-drain", &args(&["--drain"]), &env);
+    drain.report(Duration::from_secs(180)).await;
+    let keys = common::lake_event_keys(&private, &lake);
+    common::assert_exactly_once(&keys, &traffic.distinct_events());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_bucket_stops_the_sink_with_a_clear_message() {
     let Some(stack) = Stack::from_env() else {

@@ -36,9 +36,10 @@
 //! *drained* marker to every repartition partition. The merge side finishes a
 //! repartition partition once every source partition's marker covering its end has
 //! arrived; then it drains, publishes and checkpoints. The run returns when every
-//! merge partition this instance owns is finished, so several instances in one group
-//! can drain together (each must be given at least one partition of each topic: a
-//! member never assigned anything waits for its shutdown).
+//! partition this instance owns is finished *and* the checkpoint store shows every
+//! repartition partition of the group finished, so several instances in one group
+//! drain together: a member whose partitions are done keeps its place in the group
+//! (and takes over partitions of members that die) until the whole input is done.
 //!
 //! **Rebalances**: a revoked partition is dropped without a final checkpoint; its new
 //! owner restores the last checkpoint and replays, re-emitting identical records. A
@@ -137,6 +138,9 @@ pub struct ProcessReport {
     pub sessions_out: u64,
     /// Partials and resume candidates written to the repartition topic.
     pub partials_out: u64,
+    /// Of those, open partials of idle partitions, sent before their idle
+    /// announcement (replaced at the merge if the partition wakes up).
+    pub provisional_partials: u64,
     /// Partials the merge dropped because their key was already final (replays).
     pub partials_already_final: u64,
     /// Records written to `<prefix>.viewers`.

@@ -241,12 +241,55 @@ impl MergeSide {
     }
 
     fn markers_complete(&self, owned: &Owned) -> bool {
+        self.state_complete(&owned.state)
+    }
+
+    fn state_complete(&self, state: &MergeState) -> bool {
         let Some(targets) = &self.drain_targets else {
             return false;
         };
         targets
             .iter()
-            .all(|(p, end)| owned.state.drained.get(p).is_some_and(|seen| seen >= end))
+            .all(|(p, end)| state.drained.get(p).is_some_and(|seen| seen >= end))
+    }
+
+    /// Drain mode: whether the whole group is done, judged from the checkpoint
+    /// store rather than from this member's assignment (which is empty during every
+    /// rebalance, and moves while members finish and leave). Every repartition
+    /// partition must be finished here or have a checkpoint holding every source's
+    /// drain marker: merge checkpoints are written after the drained results were
+    /// published, and a marker comes after its source partition's drained outputs,
+    /// so this covers the source side too.
+    pub(crate) async fn group_drained(&self, ctx: &Shared) -> Result<bool, ProcessError> {
+        for r in 0..ctx.repartition_partitions {
+            if self.owned.get(&r).is_some_and(|o| o.finished && !o.dirty) {
+                continue;
+            }
+            let scope = scope(r);
+            let err = |operation| {
+                let scope = scope.clone();
+                move |source| ProcessError::Checkpoint {
+                    scope,
+                    operation,
+                    source: Box::new(source),
+                }
+            };
+            let mut store = CheckpointStore::new(&ctx.lake, crate::CHECKPOINT_STAGE, &scope)
+                .map_err(err("open"))?;
+            let Some(checkpoint) = store.load_latest().await.map_err(err("load"))? else {
+                return Ok(false);
+            };
+            let state: MergeState = serde_json::from_slice(&checkpoint.state).map_err(|source| {
+                ProcessError::CorruptState {
+                    scope: scope.clone(),
+                    source,
+                }
+            })?;
+            if !self.state_complete(&state) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     async fn drain_finished(&mut self, ctx: &mut Shared) -> Result<(), ProcessError> {

@@ -25,6 +25,8 @@ use crate::{ProcessConfig, ProcessError, ProcessReport, CHECKPOINT_STAGE};
 const END_OFFSETS_TIMEOUT_MS: u64 = 30_000;
 /// How often state sizes and the watermark lag are measured for the metrics.
 const STATE_METRICS_INTERVAL: Duration = Duration::from_secs(1);
+/// How often drain mode asks the checkpoint store whether the whole group is done.
+const DRAIN_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What both sides share: the producer, the lake, names, settings and counters.
 pub(crate) struct Shared {
@@ -332,6 +334,7 @@ async fn run_loop(
     let mut shutdown = std::pin::pin!(shutdown);
     let mut last_checkpoint = Instant::now();
     let mut last_state_metrics: Option<Instant> = None;
+    let mut last_drain_check: Option<Instant> = None;
     loop {
         if futures::poll!(shutdown.as_mut()).is_ready() {
             tracing::info!("shutdown requested: checkpointing");
@@ -366,18 +369,22 @@ async fn run_loop(
             last_state_metrics = Some(Instant::now());
         }
         // Drain: done once every partition this member owns on both sides is
-        // finished. A member must have been given partitions first (so with more
-        // instances than partitions, the spare ones wait until shut down).
+        // finished *and* the checkpoint store shows the whole group finished. The
+        // member's own assignment alone is not enough: it is empty during every
+        // rebalance, and partitions of members that die or leave move to the ones
+        // still here, so a member that left early could strand them.
         if drain
-            && source.ever_assigned
-            && merge.ever_assigned
             && source.all_drained()
             && merge.all_finished()
+            && last_drain_check.is_none_or(|at| at.elapsed() >= DRAIN_CHECK_INTERVAL)
         {
             source.checkpoint(ctx).await?;
             merge.checkpoint(ctx).await?;
-            tracing::info!(report = ?ctx.report, "drain finished");
-            return Ok(());
+            last_drain_check = Some(Instant::now());
+            if merge.group_drained(ctx).await? {
+                tracing::info!(report = ?ctx.report, "drain finished");
+                return Ok(());
+            }
         }
     }
 }

@@ -224,6 +224,24 @@ impl SourceSide {
         force: bool,
     ) -> Result<(), ProcessError> {
         let now = now_ms();
+        // An idle partition's open partials go out before its idle announcement:
+        // the merge stops waiting for it, so it must hold what it has seen.
+        let mut provisional = Vec::new();
+        for owned in self.owned.values_mut() {
+            let (viewer_partials, daily_partials) = owned.processor.idle_partials(now);
+            if viewer_partials.is_empty() && daily_partials.is_empty() {
+                continue;
+            }
+            ctx.report.provisional_partials += (viewer_partials.len() + daily_partials.len()) as u64;
+            let output = SourceOutput {
+                viewer_partials,
+                daily_partials,
+                ..SourceOutput::default()
+            };
+            collect_output(ctx, output, &mut provisional)?;
+        }
+        ctx.send(provisional, "publish an idle partition's open partials")
+            .await?;
         let mut out = Vec::new();
         for owned in self.owned.values_mut() {
             let announcement = owned.processor.announcement(now);

@@ -85,6 +85,15 @@ pub struct PartialAggregator {
     finished_daily: Vec<DailyPartial>,
     #[serde(skip)]
     day_cache: DayCache,
+    /// Something changed since [`Self::provisional`] last handed out the open
+    /// partials. Not checkpointed: a restored aggregator cannot know whether its
+    /// previous owner shipped them, so it assumes not (shipping twice is harmless).
+    #[serde(skip, default = "unshipped_after_restore")]
+    unshipped: bool,
+}
+
+fn unshipped_after_restore() -> bool {
+    true
 }
 
 impl PartialAggregator {
@@ -98,6 +107,7 @@ impl PartialAggregator {
             finished_viewers: Vec::new(),
             finished_daily: Vec::new(),
             day_cache: DayCache::default(),
+            unshipped: false,
         }
     }
 
@@ -122,6 +132,7 @@ impl PartialAggregator {
         if event.event_type == EventType::Stop {
             return;
         }
+        self.unshipped = true;
         let start = window_start(event.event_time_ms(), self.settings.viewer_window_ms());
         let streams = self.windows.entry(start).or_default();
         let uuids = match streams.get_mut(event.stream_id.as_str()) {
@@ -135,6 +146,7 @@ impl PartialAggregator {
 
     /// Adds an on-time event to its day.
     pub fn apply_daily(&mut self, event: &PlaybackEvent) {
+        self.unshipped = true;
         let cal = Calendar::of(&self.settings);
         let span = cal.locate(event.event_time_ms(), &self.day_cache);
         let streams = self.days.entry((span.end, span.day)).or_default();
@@ -194,11 +206,53 @@ impl PartialAggregator {
 
     /// Takes the finished partials, sorted by result key.
     pub fn take_finished(&mut self) -> (Vec<ViewerPartial>, Vec<DailyPartial>) {
-        let mut viewers = std::mem::take(&mut self.finished_viewers);
-        viewers.sort_by(|a, b| (&a.stream_id, a.window_start).cmp(&(&b.stream_id, b.window_start)));
-        let mut daily = std::mem::take(&mut self.finished_daily);
-        daily.sort_by(|a, b| (a.day, &a.stream_id).cmp(&(b.day, &b.stream_id)));
-        (viewers, daily)
+        let viewers = std::mem::take(&mut self.finished_viewers);
+        let daily = std::mem::take(&mut self.finished_daily);
+        sort_partials(viewers, daily)
+    }
+
+    /// The partials of every open window and day as they stand, without finalizing
+    /// them; nothing when nothing changed since the last call. For a partition that
+    /// went idle: the merge stops waiting for its watermark, so it must already
+    /// hold what the partition has seen. Partials are identified by (source
+    /// partition, key) and replaced at the merge, so the final partial of a window
+    /// the partition later extends replaces this one (if the merge has not yet
+    /// finalized the window; else the merge counts it as already final).
+    pub fn provisional(
+        &mut self,
+        source_watermark: Watermark,
+    ) -> (Vec<ViewerPartial>, Vec<DailyPartial>) {
+        if !self.unshipped {
+            return (Vec::new(), Vec::new());
+        }
+        self.unshipped = false;
+        let mut viewers = Vec::new();
+        for (window_start, streams) in &self.windows {
+            for (stream_id, uuids) in streams {
+                viewers.push(ViewerPartial {
+                    source_partition: self.partition,
+                    stream_id: stream_id.clone(),
+                    window_start: *window_start,
+                    uuids: sorted_clone(uuids),
+                    source_watermark,
+                });
+            }
+        }
+        let mut daily = Vec::new();
+        for ((_, day), streams) in &self.days {
+            for (stream_id, acc) in streams {
+                daily.push(DailyPartial {
+                    source_partition: self.partition,
+                    stream_id: stream_id.clone(),
+                    day: *day,
+                    uuids: sorted_clone(&acc.uuids),
+                    user_ids: sorted_clone(&acc.user_ids),
+                    watched: acc.watched,
+                    source_watermark,
+                });
+            }
+        }
+        sort_partials(viewers, daily)
     }
 
     /// Open windows and days, for the state-size metric.
@@ -206,4 +260,19 @@ impl PartialAggregator {
         self.windows.values().map(HashMap::len).sum::<usize>()
             + self.days.values().map(HashMap::len).sum::<usize>()
     }
+}
+
+fn sort_partials(
+    mut viewers: Vec<ViewerPartial>,
+    mut daily: Vec<DailyPartial>,
+) -> (Vec<ViewerPartial>, Vec<DailyPartial>) {
+    viewers.sort_by(|a, b| (&a.stream_id, a.window_start).cmp(&(&b.stream_id, b.window_start)));
+    daily.sort_by(|a, b| (a.day, &a.stream_id).cmp(&(b.day, &b.stream_id)));
+    (viewers, daily)
+}
+
+fn sorted_clone(set: &HashSet<String>) -> Vec<String> {
+    let mut v: Vec<String> = set.iter().cloned().collect();
+    v.sort_unstable();
+    v
 }

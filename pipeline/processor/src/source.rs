@@ -180,6 +180,17 @@ impl PartitionProcessor {
         }
     }
 
+    /// For a partition idle at wall clock `now_ms`: the partials of its open windows
+    /// and days as they stand (see [`PartialAggregator::provisional`]), to send
+    /// before the idle announcement; nothing when the partition is active or
+    /// nothing changed since the last call.
+    pub fn idle_partials(&mut self, now_ms: i64) -> (Vec<ViewerPartial>, Vec<DailyPartial>) {
+        if !self.watermarks.is_idle(self.partition, now_ms) {
+            return (Vec::new(), Vec::new());
+        }
+        self.partials.provisional(self.watermarks.current())
+    }
+
     /// The watermark announcement to broadcast to every repartition partition (after
     /// the partials of [`Self::take_output`]), with idleness at wall clock `now_ms`.
     pub fn announcement(&self, now_ms: i64) -> SourceWatermark {

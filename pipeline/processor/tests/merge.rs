@@ -96,3 +96,65 @@ fn daily_rows_merge_sets_and_sums_and_take_peaks_from_windows() {
     assert_eq!((d.views, d.unique_users, d.peak_viewers), (3, 2, 3));
     assert_eq!(d.watched_seconds, 10.75);
 }
+
+/// A source partition that goes idle still holds open windows (its own watermark
+/// has not passed them). The merge stops waiting for it, so the partition must hand
+/// over what it has seen first, or those windows would be final without it.
+#[test]
+fn an_idle_partition_hands_over_its_open_partials_before_the_merge_moves_on() {
+    use playlake_processor::PartitionProcessor;
+    let settings = Settings::default();
+    let heartbeat = |id: &str, uuid: &str, t: i64| playlake_schemas::PlaybackEvent {
+        event_id: id.to_owned(),
+        uuid: uuid.to_owned(),
+        stream_id: "s".to_owned(),
+        user_id: None,
+        event_type: playlake_schemas::EventType::Heartbeat,
+        event_time: playlake_schemas::TimestampMs(t),
+        position_start: 0.0,
+        position_end: 5.0,
+    };
+    let mut busy = PartitionProcessor::new(&settings, 0, 0);
+    let mut quiet = PartitionProcessor::new(&settings, 1, 0);
+    let mut m = MergeOperator::new(&settings, 0..2, 0);
+    // The quiet partition sees one viewer at T + 1 s, then nothing more.
+    quiet.process(&heartbeat("q1", "b", T + 1_000), 0);
+    let idle_at = settings.idle_timeout_ms() + 1;
+    assert_eq!(
+        quiet.idle_partials(1),
+        (Vec::new(), Vec::new()),
+        "an active partition hands over nothing early"
+    );
+    // The busy one moves on by ten minutes.
+    for i in 0..120 {
+        busy.process(&heartbeat(&format!("a{i}"), "a", T + i * 5_000), idle_at);
+    }
+    for record in busy.take_output().viewer_partials {
+        m.apply(PartialRecord::Viewers(record), idle_at);
+    }
+    m.apply(PartialRecord::Watermark(busy.announcement(idle_at)), idle_at);
+    assert!(m.take_finished().0.is_empty(), "the quiet partition holds it back");
+
+    let (open, _) = quiet.idle_partials(idle_at);
+    assert_eq!(open.len(), 1, "the open window, handed over as it stands");
+    assert_eq!(open[0].uuids, vec!["b".to_string()]);
+    assert_eq!(quiet.idle_partials(idle_at), (Vec::new(), Vec::new()), "once");
+    for partial in open {
+        m.apply(PartialRecord::Viewers(partial), idle_at);
+    }
+    let idle = quiet.announcement(idle_at);
+    assert!(idle.idle);
+    m.apply(PartialRecord::Watermark(idle), idle_at);
+    let (rows, _) = m.take_finished();
+    let first = rows
+        .iter()
+        .find(|r| r.window_start.0 == T)
+        .expect("the first window is final");
+    assert_eq!(first.viewers, 2, "a from the busy partition, b from the idle one");
+
+    // A restored partition cannot know whether its open partials went out.
+    let json = serde_json::to_string(&quiet).unwrap();
+    let mut restored: PartitionProcessor = serde_json::from_str(&json).unwrap();
+    restored.restored(0);
+    assert_eq!(restored.idle_partials(idle_at).0.len(), 1);
+}

@@ -5,6 +5,8 @@
 //! - [`SinkError::Transport`]: the log (Kafka, or the in-process log) failed.
 //! - [`SinkError::Storage`]: lake storage failed permanently (no such bucket, access
 //!   denied) or stayed down longer than the retry budget.
+//! - [`SinkError::Interrupted`]: shutdown during a storage outage; nothing to fix,
+//!   the next start replays.
 //! - [`SinkError::Checkpoint`]: saving or loading a partition's manifest failed.
 //! - [`SinkError::Lake`]: writing or checking a file failed for a reason retrying
 //!   cannot fix (Parquet encoder, an inconsistent manifest).
@@ -52,6 +54,17 @@ pub enum SinkError {
         source: Box<LakeError>,
     },
 
+    /// Shutdown was requested while a transient storage error was being retried
+    /// (an outage): the sink stops without committing past its durable files, and
+    /// the next start replays from the last checkpoint. Not a failure of the data.
+    #[error("shutdown requested while retrying to {operation} after {attempts} attempt(s)")]
+    Interrupted {
+        /// What the sink was doing.
+        operation: &'static str,
+        /// How many times it was tried.
+        attempts: u32,
+    },
+
     /// Loading or saving the checkpoint of `scope` failed (after `attempts` tries).
     #[error("checkpoint {scope} failed to {operation} after {attempts} attempt(s)")]
     Checkpoint {
@@ -85,6 +98,11 @@ impl SinkError {
             attempts: 1,
             source: Box::new(source),
         }
+    }
+
+    /// True when a shutdown interrupted the retries of a storage outage.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, Self::Interrupted { .. })
     }
 
     /// True when another instance took over a partition (its checkpoint is fenced).

@@ -12,7 +12,6 @@
 //! save the intent checkpoint, publish every file, commit and save again. Positions
 //! advance only in that last save, after the files they cover are durable.
 
-use std::time::Duration;
 
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
@@ -29,7 +28,7 @@ use playlake_transport::{Record, TopicPartition};
 use crate::config::SinkReport;
 use crate::error::{Result, SinkError};
 use crate::metrics::SinkMetrics;
-use crate::retry::{retry_lake, Backoff};
+use crate::retry::{retry_lake, Backoff, RetryBudget};
 
 /// The stage name of the sink's checkpoints.
 pub const CHECKPOINT_STAGE: &str = "sink";
@@ -77,7 +76,7 @@ pub(crate) struct Writer {
     pub pool: WriterPool,
     pub store: LakeStore,
     pub partition_config: PartitionConfig,
-    pub retry_max: Duration,
+    pub retry: RetryBudget,
     pub dedup_retention_ms: i64,
     pub report: SinkReport,
     pub metrics: SinkMetrics,
@@ -111,10 +110,15 @@ impl Writer {
                 source: Box::new(e),
             }
         })?;
-        let mut backoff = Backoff::new("load", self.retry_max);
+        let mut backoff = Backoff::new("load", &self.retry);
         let started = std::time::Instant::now();
         let loaded = loop {
-            match checkpoint.load_latest().await {
+            let outcome = tokio::select! {
+                biased;
+                outcome = checkpoint.load_latest() => outcome,
+                () = self.retry.interrupted() => return Err(backoff.interrupted()),
+            };
+            match outcome {
                 Ok(loaded) => break loaded,
                 Err(e) => {
                     backoff.checkpoint_failed(&scope, e).await?;
@@ -396,10 +400,15 @@ impl Writer {
                 .map_err(|e| SinkError::lake("encode the manifest", e))?,
         );
         let positions = st.position(next);
-        let mut backoff = Backoff::new(operation, self.retry_max);
+        let mut backoff = Backoff::new(operation, &self.retry);
         loop {
             let started = std::time::Instant::now();
-            match st.checkpoint.save(positions.clone(), state.clone()).await {
+            let outcome = tokio::select! {
+                biased;
+                outcome = st.checkpoint.save(positions.clone(), state.clone()) => outcome,
+                () = self.retry.interrupted() => return Err(backoff.interrupted()),
+            };
+            match outcome {
                 Ok(_) => {
                     let stage = &self.metrics.stage;
                     stage
@@ -419,7 +428,7 @@ impl Writer {
     async fn publish(&mut self, file: &FinishedFile, reason: RollReason) -> Result<()> {
         let store = &self.store;
         let mut attempts = 0u64;
-        let published = retry_lake("publish a file", self.retry_max, || {
+        let published = retry_lake("publish a file", &self.retry, || {
             attempts += 1;
             store.publish(file)
         })

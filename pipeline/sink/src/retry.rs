@@ -5,9 +5,14 @@
 //! transient failure (an outage, a timeout, a 5xx) is logged and retried after a
 //! growing pause (100 ms doubling up to 5 s) until `max_elapsed` has passed; a
 //! permanent one (no such bucket, access denied, fenced, corrupt) returns at once.
+//! A shutdown request stops retrying at once ([`SinkError::Interrupted`]): nothing
+//! past the durable files was committed, so the next start simply replays.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use tokio::time::Instant;
 
@@ -37,12 +42,73 @@ fn transient_store_error(error: &object_store::Error) -> bool {
         )
 }
 
+/// After a shutdown request, how long a storage call may still take before it is
+/// abandoned: enough for the final publishes and commits of a healthy store, short
+/// enough to exit within a shutdown deadline during an outage (object_store's own
+/// retries can hold one call for minutes).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long transient storage errors are retried, and the shutdown request that
+/// stops retrying early. Cheap to clone; clones share the request.
+#[derive(Debug, Clone)]
+pub(crate) struct RetryBudget {
+    max_elapsed: Duration,
+    /// When shutdown was requested, once it was.
+    stop: Arc<watch::Sender<Option<Instant>>>,
+}
+
+impl RetryBudget {
+    pub(crate) fn new(max_elapsed: Duration) -> Self {
+        Self {
+            max_elapsed,
+            stop: Arc::new(watch::Sender::new(None)),
+        }
+    }
+
+    /// Asks every retry loop of this budget to give up: at its next failure, or
+    /// when a call is still running [`SHUTDOWN_GRACE`] after the request.
+    pub(crate) fn stop(&self) {
+        self.stop.send_if_modified(|at| {
+            let first = at.is_none();
+            if first {
+                *at = Some(Instant::now());
+            }
+            first
+        });
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.borrow().is_some()
+    }
+
+    /// Completes [`SHUTDOWN_GRACE`] after shutdown was requested (never before).
+    /// Abandoning a storage call then is safe: every write the sink makes (a
+    /// publish, a conditional checkpoint create) lands whole or not at all, and a
+    /// restart replays from the last checkpoint, as after a crash.
+    pub(crate) async fn interrupted(&self) {
+        let mut requests = self.stop.subscribe();
+        let at = match requests.wait_for(Option::is_some).await {
+            Ok(at) => (*at).unwrap_or_else(Instant::now),
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::time::sleep_until(at + SHUTDOWN_GRACE).await;
+    }
+}
+
+/// Why a retried call gave up.
+enum GaveUp<E> {
+    /// Permanent, or transient beyond the budget.
+    Failed(E, u32),
+    /// Shutdown was requested while the call was failing or hanging.
+    Interrupted(u32),
+}
+
 async fn retry<T, E, F, Fut>(
     what: &str,
-    max_elapsed: Duration,
+    budget: &RetryBudget,
     transient: impl Fn(&E) -> bool,
     mut call: F,
-) -> Result<T, (E, u32)>
+) -> Result<T, GaveUp<E>>
 where
     E: std::error::Error,
     F: FnMut() -> Fut,
@@ -53,14 +119,24 @@ where
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        match call().await {
+        let outcome = tokio::select! {
+            biased;
+            outcome = call() => outcome,
+            () = budget.interrupted() => return Err(GaveUp::Interrupted(attempts)),
+        };
+        match outcome {
             Ok(value) => {
                 if attempts > 1 {
                     tracing::info!(what, attempts, "lake storage recovered");
                 }
                 return Ok(value);
             }
-            Err(error) if transient(&error) && started.elapsed() < max_elapsed => {
+            Err(error) if transient(&error) && budget.stopping() => {
+                tracing::warn!(what, attempts, error = %error,
+                    "transient lake storage error during shutdown; not retrying");
+                return Err(GaveUp::Interrupted(attempts));
+            }
+            Err(error) if transient(&error) && started.elapsed() < budget.max_elapsed => {
                 tracing::warn!(
                     what,
                     attempts,
@@ -72,7 +148,7 @@ where
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(MAX_PAUSE);
             }
-            Err(error) => return Err((error, attempts)),
+            Err(error) => return Err(GaveUp::Failed(error, attempts)),
         }
     }
 }
@@ -80,19 +156,25 @@ where
 /// Runs a lake writer call, retrying transient storage errors.
 pub(crate) async fn retry_lake<T, F, Fut>(
     operation: &'static str,
-    max_elapsed: Duration,
+    budget: &RetryBudget,
     call: F,
 ) -> Result<T, SinkError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, LakeError>>,
 {
-    retry(operation, max_elapsed, LakeError::is_transient, call)
+    retry(operation, budget, LakeError::is_transient, call)
         .await
-        .map_err(|(source, attempts)| SinkError::Lake {
-            operation,
-            attempts,
-            source: Box::new(source),
+        .map_err(|gave_up| match gave_up {
+            GaveUp::Failed(source, attempts) => SinkError::Lake {
+                operation,
+                attempts,
+                source: Box::new(source),
+            },
+            GaveUp::Interrupted(attempts) => SinkError::Interrupted {
+                operation,
+                attempts,
+            },
         })
 }
 
@@ -103,17 +185,17 @@ pub(crate) struct Backoff {
     started: Instant,
     pause: Duration,
     attempts: u32,
-    max_elapsed: Duration,
+    budget: RetryBudget,
 }
 
 impl Backoff {
-    pub(crate) fn new(operation: &'static str, max_elapsed: Duration) -> Self {
+    pub(crate) fn new(operation: &'static str, budget: &RetryBudget) -> Self {
         Self {
             operation,
             started: Instant::now(),
             pause: FIRST_PAUSE,
             attempts: 0,
-            max_elapsed,
+            budget: budget.clone(),
         }
     }
 
@@ -127,7 +209,12 @@ impl Backoff {
         self.attempts += 1;
         let transient = matches!(&error, CheckpointError::Storage { source, .. }
             if transient_store_error(source));
-        if transient && self.started.elapsed() < self.max_elapsed {
+        if transient && self.budget.stopping() {
+            tracing::warn!(what = self.operation, scope, attempts = self.attempts, error = %error,
+                "transient checkpoint storage error during shutdown; not retrying");
+            return Err(self.interrupted());
+        }
+        if transient && self.started.elapsed() < self.budget.max_elapsed {
             tracing::warn!(
                 what = self.operation,
                 scope,
@@ -147,6 +234,14 @@ impl Backoff {
             attempts: self.attempts,
             source: Box::new(error),
         })
+    }
+
+    /// The error of a call abandoned because shutdown was requested.
+    pub(crate) fn interrupted(&self) -> SinkError {
+        SinkError::Interrupted {
+            operation: self.operation,
+            attempts: self.attempts.max(1),
+        }
     }
 }
 
@@ -170,7 +265,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn transient_errors_are_retried_until_they_heal() {
         let calls = Cell::new(0);
-        let value = retry_lake("put", Duration::from_secs(60), || {
+        let value = retry_lake("put", &RetryBudget::new(Duration::from_secs(60)), || {
             calls.set(calls.get() + 1);
             let fail = calls.get() < 4;
             async move {
@@ -188,7 +283,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn retries_are_bounded_and_permanent_errors_stop_at_once() {
-        let err = retry_lake("put", Duration::from_secs(10), || async {
+        let err = retry_lake("put", &RetryBudget::new(Duration::from_secs(10)), || async {
             Err::<(), _>(outage())
         })
         .await
@@ -205,7 +300,7 @@ mod tests {
                 source: "no".into(),
             },
         };
-        let err = retry_lake("put", Duration::from_secs(10), || async {
+        let err = retry_lake("put", &RetryBudget::new(Duration::from_secs(10)), || async {
             Err::<(), _>(denied())
         })
         .await
@@ -215,6 +310,41 @@ mod tests {
             "{err:?}"
         );
         assert!(std::error::Error::source(&err).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_stops_retrying_an_outage() {
+        let budget = RetryBudget::new(Duration::from_secs(600));
+        let calls = Cell::new(0);
+        let err = retry_lake("put", &budget, || {
+            calls.set(calls.get() + 1);
+            if calls.get() == 3 {
+                budget.stop();
+            }
+            async { Err::<(), _>(outage()) }
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, SinkError::Interrupted { attempts: 3, .. }),
+            "{err:?}"
+        );
+        assert!(err.is_interrupted());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_hanging_after_shutdown_is_abandoned_after_the_grace() {
+        let budget = RetryBudget::new(Duration::from_secs(600));
+        budget.stop();
+        let started = Instant::now();
+        let err = retry_lake("put", &budget, || std::future::pending::<Result<(), LakeError>>())
+            .await
+            .unwrap_err();
+        assert!(err.is_interrupted(), "{err:?}");
+        assert_eq!(started.elapsed(), SHUTDOWN_GRACE);
+        // A healthy call during shutdown still completes (final publishes).
+        let value = retry_lake("put", &budget, || async { Ok::<_, LakeError>(1) }).await;
+        assert_eq!(value.ok(), Some(1));
     }
 
     /// Regression: moto (and S3) answer a list of a missing bucket with 404 and a
@@ -229,7 +359,7 @@ mod tests {
             source: body.into(),
         };
         assert!(!transient_store_error(&missing));
-        let err = retry_lake("put", Duration::from_secs(10), || async {
+        let err = retry_lake("put", &RetryBudget::new(Duration::from_secs(10)), || async {
             Err::<(), _>(LakeError::Storage {
                 operation: "put",
                 path: "x".into(),

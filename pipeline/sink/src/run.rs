@@ -28,6 +28,7 @@ use crate::config::{SinkConfig, SinkReport};
 use crate::error::{Result, SinkError};
 use crate::metrics::SinkMetrics;
 use crate::partition::{error_chain, now_ms, PartitionState, Writer};
+use crate::retry::RetryBudget;
 
 const MAX_POLL_RECORDS: usize = 10_000;
 /// At most this many records of a partition are written between two looks at the
@@ -95,7 +96,7 @@ pub async fn run_with_metrics(
             partition_config: PartitionConfig {
                 time_zone: config.time_zone,
             },
-            retry_max: Duration::from_secs(config.storage_retry_max_seconds),
+            retry: RetryBudget::new(Duration::from_secs(config.storage_retry_max_seconds)),
             dedup_retention_ms: i64::try_from(config.dedup_retention_seconds)
                 .unwrap_or(i64::MAX / 1000)
                 .saturating_mul(1000),
@@ -113,7 +114,9 @@ pub async fn run_with_metrics(
             .unwrap_or(1),
     };
     tracing::info!(topics = ?names, group = %config.group_id, drain = config.drain, "sink started");
-    let outcome = sink.run(consumer.as_mut(), config.drain, shutdown).await;
+    let outcome = sink
+        .run_until_stopped(consumer.as_mut(), config.drain, shutdown)
+        .await;
     if let Err(e) = consumer.close().await {
         tracing::warn!(error = %error_chain(&e), "closing the consumer failed");
     }
@@ -137,24 +140,50 @@ struct Sink {
 }
 
 impl Sink {
-    async fn run(
+    /// Runs the loop while watching `shutdown` even in the middle of a step: a
+    /// shutdown during a storage outage stops the retries (the loop itself notices
+    /// the request at its next poll), so SIGTERM is served within the deadline. An
+    /// interrupted retry is a clean stop: nothing was committed past durable files.
+    async fn run_until_stopped(
         &mut self,
         consumer: &mut dyn Consumer,
         drain: bool,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
-        tokio::pin!(shutdown);
-        loop {
-            let events = tokio::select! {
-                biased;
+        let budget = self.writer.retry.clone();
+        let outcome = {
+            let body = self.run(consumer, drain);
+            tokio::pin!(body);
+            tokio::pin!(shutdown);
+            tokio::select! {
+                outcome = &mut body => outcome,
                 () = &mut shutdown => {
                     tracing::info!("shutdown requested: finishing open files");
-                    return self.finish_all().await;
+                    budget.stop();
+                    body.await
                 }
-                polled = consumer.poll(MAX_POLL_RECORDS, POLL_TIMEOUT) => {
-                    polled.map_err(|e| SinkError::transport("poll", e))?
-                }
-            };
+            }
+        };
+        match outcome {
+            Err(e) if e.is_interrupted() => {
+                tracing::warn!(error = %error_chain(&e),
+                    "stopped during a storage outage; files not yet durable are re-made from the last checkpoint on the next start");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn run(&mut self, consumer: &mut dyn Consumer, drain: bool) -> Result<()> {
+        let budget = self.writer.retry.clone();
+        loop {
+            if budget.stopping() {
+                return self.finish_all().await;
+            }
+            let events = consumer
+                .poll(MAX_POLL_RECORDS, POLL_TIMEOUT)
+                .await
+                .map_err(|e| SinkError::transport("poll", e))?;
             for event in events {
                 self.handle(consumer, event).await?;
             }

@@ -18,8 +18,9 @@
 //! Kafka clients and lake handle, exactly as when run as separate processes, so a
 //! stage restarted after a failure restores its checkpoints like a fresh process.
 //!
-//! Adding a stage (the DynamoDB source lands separately): implement [`Stage`] for
-//! it, add its [`StageKind`] in `config.rs`, and build it in [`build_stage`].
+//! Stages: the DynamoDB source (when `[source.dynamodb]` names a table), the
+//! processor and the sink. Adding one: implement [`Stage`] for it, add its
+//! [`StageKind`] in `config.rs`, and build it in [`build_stage`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -35,6 +36,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::cli::{ProcessArgs, SinkArgs};
+use crate::commands::source::DynamoArgs;
 use crate::config::{self, RunOptions, Settings, StageKind};
 
 /// First pause before restarting a failed stage; doubles up to [`MAX_RESTART_PAUSE`].
@@ -159,6 +161,38 @@ impl Stage for SinkStage {
     }
 }
 
+struct SourceStage {
+    shared: Arc<Shared>,
+    config: playlake_dynamodb::SourceConfig,
+    /// Registered once: a restarted stage reuses the same collectors.
+    metrics: playlake_dynamodb::SourceMetrics,
+    stage: StageMetrics,
+}
+
+impl Stage for SourceStage {
+    fn name(&self) -> &'static str {
+        crate::commands::source::STAGE
+    }
+
+    fn run(&self, shutdown: Shutdown) -> StageFuture<'_> {
+        Box::pin(async move {
+            tracing::info!(
+                table = %self.config.table,
+                brokers = %self.shared.settings.brokers,
+                "source starting"
+            );
+            crate::commands::source::run_stage(
+                &self.shared.settings,
+                self.config.clone(),
+                self.metrics.clone(),
+                &self.stage,
+                shutdown.requested(),
+            )
+            .await
+        })
+    }
+}
+
 /// Builds one enabled stage from the settings (stage settings come from the config
 /// file's sections; `playlake run` has no per-stage flags).
 fn build_stage(kind: StageKind, shared: &Arc<Shared>) -> anyhow::Result<Arc<dyn Stage>> {
@@ -170,6 +204,12 @@ fn build_stage(kind: StageKind, shared: &Arc<Shared>) -> anyhow::Result<Arc<dyn 
         StageKind::Sink => Arc::new(SinkStage {
             shared: Arc::clone(shared),
             config: config::resolve_sink(&shared.settings, &SinkArgs::default())?,
+        }),
+        StageKind::Source => Arc::new(SourceStage {
+            shared: Arc::clone(shared),
+            config: crate::commands::source::resolve(&shared.settings, &DynamoArgs::default())?,
+            metrics: playlake_dynamodb::SourceMetrics::new(shared.metrics.registry())?,
+            stage: StageMetrics::new(&shared.metrics, crate::commands::source::STAGE)?,
         }),
     })
 }

@@ -124,7 +124,40 @@ pub fn resolve(settings: &Settings, args: &DynamoArgs) -> anyhow::Result<SourceC
     Ok(config)
 }
 
+/// The standalone command: the source with its own /metrics, /healthz and /readyz
+/// server, until SIGTERM (or caught up).
 pub async fn run(settings: &Settings, config: SourceConfig) -> anyhow::Result<()> {
+    let metrics = playlake_metrics::Metrics::new();
+    let stage = playlake_metrics::StageMetrics::new(&metrics, STAGE)?;
+    let source_metrics = SourceMetrics::new(metrics.registry())?;
+    let server = crate::serve::start(settings.metrics_addr, metrics.clone()).await?;
+    let report = run_stage(
+        settings,
+        config,
+        source_metrics,
+        &stage,
+        crate::signals::shutdown(),
+    )
+    .await;
+    drop(server);
+    let report = report?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// The stage's name in metrics and logs.
+pub const STAGE: &str = "source";
+
+/// Creates the output topics when missing and runs the source into Kafka until
+/// `shutdown` (shared by the standalone command and `playlake run`). Ready (for
+/// `/readyz`) once Kafka answered and the source started; not ready after it stops.
+pub async fn run_stage(
+    settings: &Settings,
+    config: SourceConfig,
+    source_metrics: SourceMetrics,
+    stage: &playlake_metrics::StageMetrics,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<serde_json::Value> {
     let transport = crate::kafka::transport(settings)?;
     let mut topics = vec![config.cdc_topic()];
     if config.mapping.is_some() {
@@ -140,20 +173,18 @@ pub async fn run(settings: &Settings, config: SourceConfig) -> anyhow::Result<()
             .with_context(|| format!("creating topic {name} on {}", settings.brokers))?;
     }
     let producer: Arc<dyn Producer> = Arc::new(transport.kafka_producer().clone());
-    let registry = prometheus::Registry::new();
-    let metrics = SourceMetrics::new(&registry)?;
     let table = config.table.clone();
-    let report = playlake_dynamodb::run(config, producer, metrics, crate::signals::shutdown())
-        .await
-        .with_context(|| format!("the DynamoDB source of table {table} stopped"))?;
-    println!(
-        "{{\"stream_records\": {}, \"snapshot_items\": {}, \"events\": {}, \"dlq\": {}, \"shards_finished\": {}, \"trimmed\": {}}}",
-        report.stream_records,
-        report.snapshot_items,
-        report.events,
-        report.dlq,
-        report.shards_finished,
-        report.trimmed
-    );
-    Ok(())
+    stage.set_ready(true);
+    let report = playlake_dynamodb::run(config, producer, source_metrics, shutdown).await;
+    stage.set_ready(false);
+    let report =
+        report.with_context(|| format!("the DynamoDB source of table {table} stopped"))?;
+    Ok(serde_json::json!({
+        "stream_records": report.stream_records,
+        "snapshot_items": report.snapshot_items,
+        "events": report.events,
+        "dlq": report.dlq,
+        "shards_finished": report.shards_finished,
+        "trimmed": report.trimmed,
+    }))
 }
