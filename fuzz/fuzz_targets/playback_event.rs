@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
             assert!((1..=MAX_STREAM_ID_BYTES).contains(&event.stream_id.len()));
             assert!((1..=MAX_EVENT_ID_BYTES).contains(&event.event_id.len()));
             let t = event.event_time_ms();
-            assert!(t >= MIN_EVENT_TIME_MS && t <= NOW_MS + MAX_FUTURE_SKEW_MS);
+            assert!((MIN_EVENT_TIME_MS..=NOW_MS + MAX_FUTURE_SKEW_MS).contains(&t));
             assert!(event.event_time_utc().is_some());
             for p in [event.position_start, event.position_end] {
                 assert!(p.is_finite() && p >= 0.0 && p.is_sign_positive(), "{p}");

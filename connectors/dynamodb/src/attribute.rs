@@ -95,19 +95,18 @@ pub fn number_to_json(text: &str) -> Value {
         return Value::Number(Number::from(u));
     }
     if let (Ok(f), Some(wanted)) = (trimmed.parse::<f64>(), Decimal::parse(trimmed)) {
-        if f.is_finite() {
-            // `{f}` prints the shortest text that reads back as `f`; when it is the
-            // same decimal value as the input, a double reader loses nothing.
-            if let Some(got) = Decimal::parse(&format!("{f:e}")) {
-                if got == wanted {
-                    // Whole numbers written with an exponent (`1.5E3`) stay integers.
-                    if f.fract() == 0.0 && f.abs() < 9.0e15 {
-                        return Value::Number(Number::from(f as i64));
-                    }
-                    if let Some(n) = Number::from_f64(f) {
-                        return Value::Number(n);
-                    }
+        // The JSON text of a double is the shortest text that reads back as `f`, as
+        // serde_json writes it; when that is the same decimal value as the input, the
+        // text keeps every digit and a double reader loses nothing. (When two
+        // shortest texts exist, serde_json's choice may differ from `{f:e}`'s, so the
+        // check must use serde_json's.)
+        if let Some(n) = Number::from_f64(f) {
+            if Decimal::parse(&n.to_string()) == Some(wanted) {
+                // Whole numbers written with an exponent (`1.5E3`) stay integers.
+                if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                    return Value::Number(Number::from(f as i64));
                 }
+                return Value::Number(n);
             }
         }
     }
@@ -149,10 +148,10 @@ impl Decimal {
             return None;
         }
         let all = format!("{int_part}{frac_part}");
-        let mut exponent = exp.checked_sub(i64::try_from(frac_part.len()).ok()?)?;
+        let exponent = exp.checked_sub(i64::try_from(frac_part.len()).ok()?)?;
         let leading = all.trim_start_matches('0');
         let digits = leading.trim_end_matches('0');
-        exponent += i64::try_from(leading.len() - digits.len()).ok()?;
+        let exponent = exponent.checked_add(i64::try_from(leading.len() - digits.len()).ok()?)?;
         if digits.is_empty() {
             return Some(Decimal {
                 negative: false,
@@ -204,6 +203,31 @@ mod tests {
         // A very large exponent that a double cannot reach stays text.
         assert_eq!(number_to_json("1E+125"), json!(1e125));
         assert_eq!(number_to_json("1E+400"), json!("1E+400"));
+    }
+
+    #[test]
+    fn json_text_of_a_double_is_the_decimal_given() {
+        // Found by fuzzing (fuzz/corpus/dynamodb_attribute): 999997777773772.3 and
+        // ...772.2 both read back as the same double; serde_json writes the latter,
+        // which is not the stored number, so it must stay text.
+        let text = "9999977777737723E-1";
+        let v = number_to_json(text);
+        match &v {
+            Value::Number(n) => {
+                assert_eq!(Decimal::parse(&n.to_string()), Decimal::parse(text), "{n}")
+            }
+            Value::String(s) => assert_eq!(s, text),
+            other => panic!("{other}"),
+        }
+        // An exponent at the edge of i64 is text, not an overflow.
+        assert_eq!(
+            number_to_json("10e9223372036854775807"),
+            json!("10e9223372036854775807")
+        );
+        assert_eq!(
+            number_to_json("0.1e-9223372036854775808"),
+            json!("0.1e-9223372036854775808")
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! fields of a playback event (SPEC section 2), which is validated with the very
 //! parser the processor uses and published keyed by uuid. An item that does not map
 //! (missing attribute, wrong type, invalid event) goes to `<prefix>.dlq` with the
-//! reason; REMOVEs (a TTL expiry in seed 001's table) are not playback events and are
+//! reason, written like the processor's (`<reason_code>: <message>`, the code one of
+//! `InvalidEvent::REASON_CODES`, so the `errors` table's reason splits the same way
+//! whatever stage wrote it); REMOVEs (a TTL expiry in seed 001's table) are not playback events and are
 //! skipped.
 //!
 //! Identity: the playback event's `event_id` is the configured attribute when there
@@ -75,7 +77,8 @@ pub enum Mapped {
     Event(PlaybackEvent),
     /// Not a playback event at all (a REMOVE): nothing to publish.
     Skip,
-    /// The item should map but does not: DLQ with this reason.
+    /// The item should map but does not: DLQ with this reason
+    /// (`<reason_code>: <message>`).
     Invalid(String),
 }
 
@@ -87,7 +90,8 @@ pub fn map_change(change: &ChangeEvent, config: &MappingConfig) -> Mapped {
     }
     let Some(Value::Object(image)) = change.new_image.as_ref() else {
         return Mapped::Invalid(
-            "change has no new image (the stream view type must include NEW_IMAGE)".into(),
+            "missing_field: change has no new image (the stream view type must include NEW_IMAGE)"
+                .into(),
         );
     };
     match build_event(change, image, config) {
@@ -99,9 +103,10 @@ pub fn map_change(change: &ChangeEvent, config: &MappingConfig) -> Mapped {
                 change.approximate_creation_time.as_millis(),
             ) {
                 Ok(event) => Mapped::Event(event),
-                Err(err) => {
-                    Mapped::Invalid(format!("mapped item is not a valid playback event: {err}"))
-                }
+                Err(err) => Mapped::Invalid(format!(
+                    "{}: mapped item is not a valid playback event: {err}",
+                    err.reason_code()
+                )),
             }
         }
     }
@@ -139,11 +144,15 @@ fn build_event(
     let event_time = match &config.event_time {
         None => Value::from(change.approximate_creation_time.as_millis()),
         Some(attr) => match image.get(attr) {
-            None => return Err(format!("attribute `{attr}` (event_time) is missing")),
+            None => {
+                return Err(format!(
+                    "missing_field: attribute `{attr}` (event_time) is missing"
+                ))
+            }
             Some(Value::String(s)) if s.parse::<f64>().is_err() => Value::String(s.clone()),
             Some(v) => {
                 let n = number(v).ok_or_else(|| {
-                    format!("attribute `{attr}` (event_time) is not a number or RFC 3339 text")
+                    format!("wrong_type: attribute `{attr}` (event_time) is not a number or RFC 3339 text")
                 })?;
                 let ms = match config.event_time_unit {
                     EpochUnit::Milliseconds => n,
@@ -151,7 +160,7 @@ fn build_event(
                 };
                 if !ms.is_finite() || ms.fract() != 0.0 || ms.abs() > 9.0e15 {
                     return Err(format!(
-                        "attribute `{attr}` (event_time) is not a whole epoch time in {}",
+                        "wrong_type: attribute `{attr}` (event_time) is not a whole epoch time in {}",
                         match config.event_time_unit {
                             EpochUnit::Milliseconds => "milliseconds",
                             EpochUnit::Seconds => "seconds",
@@ -171,8 +180,9 @@ fn build_event(
             match image.get(attr) {
                 None | Some(Value::Null) => {}
                 Some(v) => {
-                    let n = number(v)
-                        .ok_or_else(|| format!("attribute `{attr}` ({field}) is not a number"))?;
+                    let n = number(v).ok_or_else(|| {
+                        format!("wrong_type: attribute `{attr}` ({field}) is not a number")
+                    })?;
                     out.insert(field.into(), Value::from(n));
                 }
             }
@@ -193,11 +203,13 @@ fn build_event(
 /// A string attribute, or a number attribute as its text (ids are often numbers).
 fn id_text(image: &Map<String, Value>, attr: &str, field: &str) -> Result<Value, String> {
     match image.get(attr) {
-        None => Err(format!("attribute `{attr}` ({field}) is missing")),
+        None => Err(format!(
+            "missing_field: attribute `{attr}` ({field}) is missing"
+        )),
         Some(Value::String(s)) => Ok(Value::String(s.clone())),
         Some(Value::Number(n)) => Ok(Value::String(n.to_string())),
         Some(other) => Err(format!(
-            "attribute `{attr}` ({field}) must be a string or number, found {}",
+            "wrong_type: attribute `{attr}` ({field}) must be a string or number, found {}",
             kind(other)
         )),
     }
