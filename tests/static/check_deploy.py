@@ -1253,7 +1253,7 @@ def self_test(repo: Path, playlake: Path | None) -> int:
             found = Checker(work, playlake, quiet=True).run_quiet()
             hit = [f for f in found if expect in f]
             if hit:
-                print(f"ok   self-test: {what}: reported ({hit[0]})")
+                print(f"ok   self-test: {what}: reported ({hit[0].splitlines()[0][:200]})")
             else:
                 print(f"FAIL self-test: {what}: not reported (expected {expect!r}; got {found})")
                 failures.append(what)
