@@ -18,7 +18,7 @@ against the code:
   (`playlake --config F config`), every playlake command line parses with the real
   CLI (`... --help`), and the configs agree with each other (brokers, prefix,
   partitions) and with the services they name (broker, LocalStack, bucket, table);
-- Prometheus scrape targets are exactly the `playlake run` services, on the port
+- Prometheus scrape targets are exactly the playlake stage services, on the port
   their config's metrics_addr listens on (which is not loopback); `promtool check
   config` accepts the file; Grafana's datasource and dashboard provisioning point at
   what compose mounts and runs, and every metric a dashboard names exists in the code;
@@ -60,9 +60,10 @@ except ImportError:  # pragma: no cover - reported, not raised
     sys.exit(1)
 
 DEFAULT_METRICS_ADDR = "127.0.0.1:9464"
-RUN_STAGES = {"process", "sink"}
+RUN_STAGES = {"process", "sink", "source"}
 SINK_TABLES_DEFAULT = ["sessions", "viewers", "daily", "events", "errors"]
-PLAYLAKE_SUBCOMMANDS_SERVING_HTTP = {"run"}
+# Commands that serve /metrics, /healthz and /readyz on metrics_addr.
+PLAYLAKE_SUBCOMMANDS_SERVING_HTTP = {"run", "source"}
 IAM_STAGES = ("source", "process", "sink")
 
 
@@ -549,9 +550,10 @@ class Checker:
             if settings is None:
                 continue
             configs[name] = settings
+            if subcommand == "run":
+                self.check_run_section(f"{self.rel(cfg_path)}", tomllib.loads(cfg_path.read_text()))
             if subcommand in PLAYLAKE_SUBCOMMANDS_SERVING_HTTP:
                 run_services[name] = settings
-                self.check_run_section(f"{self.rel(cfg_path)}", tomllib.loads(cfg_path.read_text()))
                 host, port = self.split_addr(settings["metrics_addr"])
                 self.check(
                     host in ("0.0.0.0", "::"),
@@ -744,8 +746,8 @@ class Checker:
             if not self.check(host in services, where, f"target {t} is a compose service", f"target {t}: {host} is not a compose service"):
                 continue
             settings = run_services.get(host)
-            if not self.check(settings is not None, where, f"target {t} runs `playlake run` (serves /metrics)",
-                              f"target {t}: {host} serves no metrics (not a `playlake run` service)"):
+            if not self.check(settings is not None, where, f"target {t} runs a playlake stage (serves /metrics)",
+                              f"target {t}: {host} serves no metrics (not a playlake stage)"):
                 continue
             _, cport = self.split_addr(settings["metrics_addr"])
             self.check(port == cport, where, f"target {t} is the port {host}'s metrics_addr listens on",
@@ -941,7 +943,7 @@ class Checker:
                 stage = "source" if subcommand == "source" else None
                 if subcommand == "run":
                     self.check_run_section(f"configmap[{name}]", raw)
-                    stages = raw.get("run", {}).get("stages", sorted(RUN_STAGES))
+                    stages = raw.get("run", {}).get("stages", ["process", "sink"])
                     stage = stages[0] if len(stages) == 1 else None
                 if stage:
                     stage_configs[stage] = {"settings": settings, "raw": raw, "env": {e["name"]: e.get("value") for e in c.get("env", [])}}
