@@ -371,7 +371,11 @@ async fn sigterm_during_an_s3_outage_exits_promptly_and_loses_nothing() {
     let deadline = Instant::now() + Duration::from_secs(90);
     while files() == 0 {
         sink.assert_running();
-        assert!(Instant::now() < deadline, "no file within 90 s:\n{}", sink.tail(40));
+        assert!(
+            Instant::now() < deadline,
+            "no file within 90 s:\n{}",
+            sink.tail(40)
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 

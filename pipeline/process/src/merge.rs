@@ -245,12 +245,9 @@ impl MergeSide {
     }
 
     fn state_complete(&self, state: &MergeState) -> bool {
-        let Some(targets) = &self.drain_targets else {
-            return false;
-        };
-        targets
-            .iter()
-            .all(|(p, end)| state.drained.get(p).is_some_and(|seen| seen >= end))
+        self.drain_targets
+            .as_ref()
+            .is_some_and(|targets| markers_reach(targets, state))
     }
 
     /// Drain mode: whether the whole group is done, judged from the checkpoint
@@ -260,38 +257,68 @@ impl MergeSide {
     /// drain marker: merge checkpoints are written after the drained results were
     /// published, and a marker comes after its source partition's drained outputs,
     /// so this covers the source side too.
-    pub(crate) async fn group_drained(&self, ctx: &Shared) -> Result<bool, ProcessError> {
-        for r in 0..ctx.repartition_partitions {
-            if self.owned.get(&r).is_some_and(|o| o.finished && !o.dirty) {
-                continue;
-            }
-            let scope = scope(r);
-            let err = |operation| {
-                let scope = scope.clone();
-                move |source| ProcessError::Checkpoint {
-                    scope,
-                    operation,
-                    source: Box::new(source),
-                }
-            };
-            let mut store = CheckpointStore::new(&ctx.lake, crate::CHECKPOINT_STAGE, &scope)
-                .map_err(err("open"))?;
-            let Some(checkpoint) = store.load_latest().await.map_err(err("load"))? else {
-                return Ok(false);
-            };
-            let state: MergeState = serde_json::from_slice(&checkpoint.state).map_err(|source| {
-                ProcessError::CorruptState {
-                    scope: scope.clone(),
-                    source,
-                }
-            })?;
-            if !self.state_complete(&state) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+    pub(crate) fn group_drained(
+        &self,
+        ctx: &Shared,
+    ) -> impl std::future::Future<Output = Result<bool, ProcessError>> + Send + 'static {
+        // Only owned data goes into the future: `self` holds the consumer, which
+        // is not `Sync`, and the run loop's future must be `Send`.
+        let others: Vec<i32> = (0..ctx.repartition_partitions)
+            .filter(|r| !self.owned.get(r).is_some_and(|o| o.finished && !o.dirty))
+            .collect();
+        let targets = self.drain_targets.clone();
+        let lake = ctx.lake.clone();
+        async move { group_drained(lake, targets, others).await }
     }
+}
 
+/// Whether every partition in `partitions` has a checkpoint holding every source's
+/// drain marker (see [`MergeSide::group_drained`]).
+async fn group_drained(
+    lake: playlake_checkpoint::Lake,
+    targets: Option<BTreeMap<i32, i64>>,
+    partitions: Vec<i32>,
+) -> Result<bool, ProcessError> {
+    let Some(targets) = targets else {
+        return Ok(false);
+    };
+    for r in partitions {
+        let scope = scope(r);
+        let err = |operation| {
+            let scope = scope.clone();
+            move |source| ProcessError::Checkpoint {
+                scope,
+                operation,
+                source: Box::new(source),
+            }
+        };
+        let mut store =
+            CheckpointStore::new(&lake, crate::CHECKPOINT_STAGE, &scope).map_err(err("open"))?;
+        let Some(checkpoint) = store.load_latest().await.map_err(err("load"))? else {
+            return Ok(false);
+        };
+        let state: MergeState = serde_json::from_slice(&checkpoint.state).map_err(|source| {
+            ProcessError::CorruptState {
+                scope: scope.clone(),
+                source,
+            }
+        })?;
+        if !markers_reach(&targets, &state) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// True when `state` holds, for every source partition, a drain marker at or past
+/// its target.
+fn markers_reach(targets: &BTreeMap<i32, i64>, state: &MergeState) -> bool {
+    targets
+        .iter()
+        .all(|(p, end)| state.drained.get(p).is_some_and(|seen| seen >= end))
+}
+
+impl MergeSide {
     async fn drain_finished(&mut self, ctx: &mut Shared) -> Result<(), ProcessError> {
         let ready: Vec<i32> = self
             .owned

@@ -232,7 +232,8 @@ impl SourceSide {
             if viewer_partials.is_empty() && daily_partials.is_empty() {
                 continue;
             }
-            ctx.report.provisional_partials += (viewer_partials.len() + daily_partials.len()) as u64;
+            ctx.report.provisional_partials +=
+                (viewer_partials.len() + daily_partials.len()) as u64;
             let output = SourceOutput {
                 viewer_partials,
                 daily_partials,

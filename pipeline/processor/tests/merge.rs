@@ -132,13 +132,23 @@ fn an_idle_partition_hands_over_its_open_partials_before_the_merge_moves_on() {
     for record in busy.take_output().viewer_partials {
         m.apply(PartialRecord::Viewers(record), idle_at);
     }
-    m.apply(PartialRecord::Watermark(busy.announcement(idle_at)), idle_at);
-    assert!(m.take_finished().0.is_empty(), "the quiet partition holds it back");
+    m.apply(
+        PartialRecord::Watermark(busy.announcement(idle_at)),
+        idle_at,
+    );
+    assert!(
+        m.take_finished().0.is_empty(),
+        "the quiet partition holds it back"
+    );
 
     let (open, _) = quiet.idle_partials(idle_at);
     assert_eq!(open.len(), 1, "the open window, handed over as it stands");
     assert_eq!(open[0].uuids, vec!["b".to_string()]);
-    assert_eq!(quiet.idle_partials(idle_at), (Vec::new(), Vec::new()), "once");
+    assert_eq!(
+        quiet.idle_partials(idle_at),
+        (Vec::new(), Vec::new()),
+        "once"
+    );
     for partial in open {
         m.apply(PartialRecord::Viewers(partial), idle_at);
     }
@@ -150,7 +160,10 @@ fn an_idle_partition_hands_over_its_open_partials_before_the_merge_moves_on() {
         .iter()
         .find(|r| r.window_start.0 == T)
         .expect("the first window is final");
-    assert_eq!(first.viewers, 2, "a from the busy partition, b from the idle one");
+    assert_eq!(
+        first.viewers, 2,
+        "a from the busy partition, b from the idle one"
+    );
 
     // A restored partition cannot know whether its open partials went out.
     let json = serde_json::to_string(&quiet).unwrap();

@@ -12,7 +12,6 @@
 //! save the intent checkpoint, publish every file, commit and save again. Positions
 //! advance only in that last save, after the files they cover are durable.
 
-
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
 use playlake_checkpoint::{CheckpointStore, Lake, Position};

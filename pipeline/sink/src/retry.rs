@@ -87,10 +87,11 @@ impl RetryBudget {
     /// restart replays from the last checkpoint, as after a crash.
     pub(crate) async fn interrupted(&self) {
         let mut requests = self.stop.subscribe();
-        let at = match requests.wait_for(Option::is_some).await {
-            Ok(at) => (*at).unwrap_or_else(Instant::now),
-            Err(_) => return std::future::pending().await,
+        let requested = requests.wait_for(Option::is_some).await.map(|at| *at);
+        let Ok(at) = requested else {
+            return std::future::pending().await;
         };
+        let at = at.unwrap_or_else(Instant::now);
         tokio::time::sleep_until(at + SHUTDOWN_GRACE).await;
     }
 }
@@ -283,9 +284,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn retries_are_bounded_and_permanent_errors_stop_at_once() {
-        let err = retry_lake("put", &RetryBudget::new(Duration::from_secs(10)), || async {
-            Err::<(), _>(outage())
-        })
+        let err = retry_lake(
+            "put",
+            &RetryBudget::new(Duration::from_secs(10)),
+            || async { Err::<(), _>(outage()) },
+        )
         .await
         .unwrap_err();
         assert!(
@@ -300,9 +303,11 @@ mod tests {
                 source: "no".into(),
             },
         };
-        let err = retry_lake("put", &RetryBudget::new(Duration::from_secs(10)), || async {
-            Err::<(), _>(denied())
-        })
+        let err = retry_lake(
+            "put",
+            &RetryBudget::new(Duration::from_secs(10)),
+            || async { Err::<(), _>(denied()) },
+        )
         .await
         .unwrap_err();
         assert!(
@@ -337,9 +342,11 @@ mod tests {
         let budget = RetryBudget::new(Duration::from_secs(600));
         budget.stop();
         let started = Instant::now();
-        let err = retry_lake("put", &budget, || std::future::pending::<Result<(), LakeError>>())
-            .await
-            .unwrap_err();
+        let err = retry_lake("put", &budget, || {
+            std::future::pending::<Result<(), LakeError>>()
+        })
+        .await
+        .unwrap_err();
         assert!(err.is_interrupted(), "{err:?}");
         assert_eq!(started.elapsed(), SHUTDOWN_GRACE);
         // A healthy call during shutdown still completes (final publishes).
@@ -359,16 +366,20 @@ mod tests {
             source: body.into(),
         };
         assert!(!transient_store_error(&missing));
-        let err = retry_lake("put", &RetryBudget::new(Duration::from_secs(10)), || async {
-            Err::<(), _>(LakeError::Storage {
-                operation: "put",
-                path: "x".into(),
-                source: object_store::Error::Generic {
-                    store: "S3",
-                    source: body.into(),
-                },
-            })
-        })
+        let err = retry_lake(
+            "put",
+            &RetryBudget::new(Duration::from_secs(10)),
+            || async {
+                Err::<(), _>(LakeError::Storage {
+                    operation: "put",
+                    path: "x".into(),
+                    source: object_store::Error::Generic {
+                        store: "S3",
+                        source: body.into(),
+                    },
+                })
+            },
+        )
         .await
         .unwrap_err();
         assert!(

@@ -177,8 +177,7 @@ pub async fn run_stage(
     stage.set_ready(true);
     let report = playlake_dynamodb::run(config, producer, source_metrics, shutdown).await;
     stage.set_ready(false);
-    let report =
-        report.with_context(|| format!("the DynamoDB source of table {table} stopped"))?;
+    let report = report.with_context(|| format!("the DynamoDB source of table {table} stopped"))?;
     Ok(serde_json::json!({
         "stream_records": report.stream_records,
         "snapshot_items": report.snapshot_items,
