@@ -106,6 +106,10 @@ impl ClientContext for PipelineContext {
             RdKafkaError::PartitionEOF(partition) => {
                 tracing::trace!(partition, "partition EOF");
             }
+            // librdkafka also reports the end of a partition as a global error event.
+            RdKafkaError::Global(RDKafkaErrorCode::PartitionEOF) => {
+                tracing::trace!(reason, "partition EOF");
+            }
             error => tracing::error!(%error, reason, "librdkafka reported an error"),
         }
     }

@@ -39,7 +39,8 @@
 //! partition this instance owns is finished *and* the checkpoint store shows every
 //! repartition partition of the group finished, so several instances in one group
 //! drain together: a member whose partitions are done keeps its place in the group
-//! (and takes over partitions of members that die) until the whole input is done.
+//! (and takes over partitions of members that die) until the whole input is done. A
+//! member never assigned anything waits for its shutdown.
 //!
 //! **Rebalances**: a revoked partition is dropped without a final checkpoint; its new
 //! owner restores the last checkpoint and replays, re-emitting identical records. A

@@ -26,7 +26,7 @@ const END_OFFSETS_TIMEOUT_MS: u64 = 30_000;
 /// How often state sizes and the watermark lag are measured for the metrics.
 const STATE_METRICS_INTERVAL: Duration = Duration::from_secs(1);
 /// How often drain mode asks the checkpoint store whether the whole group is done.
-const DRAIN_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+const DRAIN_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What both sides share: the producer, the lake, names, settings and counters.
 pub(crate) struct Shared {
@@ -374,6 +374,7 @@ async fn run_loop(
         // rebalance, and partitions of members that die or leave move to the ones
         // still here, so a member that left early could strand them.
         if drain
+            && (source.ever_assigned || merge.ever_assigned)
             && source.all_drained()
             && merge.all_finished()
             && last_drain_check.is_none_or(|at| at.elapsed() >= DRAIN_CHECK_INTERVAL)
