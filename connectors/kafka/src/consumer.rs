@@ -63,18 +63,68 @@ struct State {
     /// past the last delivered record. Records below it (fetched before a seek, or
     /// re-sent by the broker) are dropped.
     floor: HashMap<TopicPartition, i64>,
+    /// Partitions just sought to an absolute offset: the first record delivered must
+    /// be that offset (see [`State::accepts`]), with when the seek happened and when
+    /// it was last repeated.
+    seek_first: HashMap<TopicPartition, (i64, Instant, Instant)>,
     /// Rebalance events not yet returned by `poll`, in order.
     events: Vec<ConsumerEvent>,
 }
 
+/// How long after a seek records other than the sought offset are dropped; past it,
+/// the sought offset is taken to be gone (retention, compaction) and the first
+/// record above it is accepted.
+const SEEK_FIRST_RECORD_GRACE: Duration = Duration::from_secs(30);
+/// How often a seek that did not take effect is repeated.
+const RESEEK_INTERVAL: Duration = Duration::from_millis(200);
+
+/// What to do with a fetched record.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Deliver,
+    Drop,
+    /// Drop it and seek the partition to this offset again.
+    Reseek(i64),
+}
+
 impl State {
-    fn accepts(&self, partition: &TopicPartition, offset: i64) -> bool {
-        self.assigned.contains(partition)
-            && !self.awaiting_seek.contains(partition)
-            && self
-                .floor
-                .get(partition)
-                .is_none_or(|floor| offset >= *floor)
+    /// Whether to deliver the record at `offset`. A seek to `x` right after an
+    /// assignment does not always take effect: librdkafka's fetcher can go on from
+    /// the assignment's placeholder position, above `x` (seen with Tansu while the
+    /// same process kept producing to the partition). Delivering such a record
+    /// would move the floor past `x..`, and the stage would take the real records
+    /// from `x` for redeliveries and lose them. So until `x` itself arrives, other
+    /// records are dropped and the seek is repeated.
+    fn verdict(&mut self, partition: &TopicPartition, offset: i64) -> Verdict {
+        if !self.assigned.contains(partition) || self.awaiting_seek.contains(partition) {
+            return Verdict::Drop;
+        }
+        if let Some((first, sought_at, repeated_at)) = self.seek_first.get(partition).copied() {
+            if offset != first {
+                if offset > first && sought_at.elapsed() >= SEEK_FIRST_RECORD_GRACE {
+                    warn!(%partition, sought = first, offset,
+                        "the sought offset never arrived (retention or compaction?); reading on from the first record above it");
+                } else {
+                    debug!(%partition, sought = first, offset, "record fetched from before the seek dropped");
+                    if repeated_at.elapsed() >= RESEEK_INTERVAL {
+                        self.seek_first
+                            .insert(partition.clone(), (first, sought_at, Instant::now()));
+                        return Verdict::Reseek(first);
+                    }
+                    return Verdict::Drop;
+                }
+            }
+            self.seek_first.remove(partition);
+        }
+        if self
+            .floor
+            .get(partition)
+            .is_none_or(|floor| offset >= *floor)
+        {
+            Verdict::Deliver
+        } else {
+            Verdict::Drop
+        }
     }
 }
 
@@ -151,6 +201,7 @@ impl ConsumerContext for PipelineContext {
                     state.assigned.insert(partition.clone());
                     state.awaiting_seek.insert(partition.clone());
                     state.floor.remove(partition);
+                    state.seek_first.remove(partition);
                 }
                 debug!(partitions = ?partitions, "assigned");
                 state.events.push(ConsumerEvent::Assigned(partitions));
@@ -169,6 +220,7 @@ impl ConsumerContext for PipelineContext {
                     state.assigned.remove(partition);
                     state.awaiting_seek.remove(partition);
                     state.floor.remove(partition);
+                    state.seek_first.remove(partition);
                 }
                 debug!(partitions = ?partitions, "revoked");
                 state.events.push(ConsumerEvent::Revoked(partitions));
@@ -183,6 +235,7 @@ impl ConsumerContext for PipelineContext {
                 let revoked: Vec<_> = std::mem::take(&mut state.assigned).into_iter().collect();
                 state.awaiting_seek.clear();
                 state.floor.clear();
+                state.seek_first.clear();
                 if !revoked.is_empty() {
                     state.events.push(ConsumerEvent::Revoked(revoked));
                 }
@@ -293,6 +346,7 @@ impl KafkaConsumer {
         let mut state = self.state.lock();
         state.assigned = positions.iter().map(|(p, _)| p.clone()).collect();
         state.awaiting_seek.clear();
+        state.seek_first.clear();
         state.floor = positions
             .iter()
             .filter_map(|(p, pos)| match pos {
@@ -349,9 +403,14 @@ impl KafkaConsumer {
             match position {
                 Position::Offset(offset) => {
                     state.floor.insert(partition.clone(), offset);
+                    let now = Instant::now();
+                    state
+                        .seek_first
+                        .insert(partition.clone(), (offset, now, now));
                 }
                 _ => {
                     state.floor.remove(partition);
+                    state.seek_first.remove(partition);
                 }
             }
             state.awaiting_seek.remove(partition)
@@ -513,17 +572,21 @@ fn poll_blocking(
             Some(Ok(message)) => {
                 let partition = TopicPartition::new(message.topic(), message.partition());
                 let offset = message.offset();
-                let accepted = {
+                let verdict = {
                     let mut state = state.lock();
-                    let accepted = state.accepts(&partition, offset);
-                    if accepted {
+                    let verdict = state.verdict(&partition, offset);
+                    if verdict == Verdict::Deliver {
                         // Offsets only move forward until the next seek: a broker that
                         // re-sends a batch (Tansu's memory storage does) cannot make
                         // the stage see a record twice.
-                        state.floor.insert(partition, offset + 1);
+                        state.floor.insert(partition.clone(), offset + 1);
                     }
-                    accepted
+                    verdict
                 };
+                if let Verdict::Reseek(to) = verdict {
+                    reseek(consumer, &partition, to);
+                }
+                let accepted = verdict == Verdict::Deliver;
                 if accepted {
                     batch.push(to_record(&message));
                     delivered += 1;
@@ -554,6 +617,26 @@ fn poll_blocking(
     }
     flush(&mut batch, &mut out);
     Ok(out)
+}
+
+/// Repeats a seek that did not take effect (see [`State::verdict`]); a failure is
+/// logged and the next dropped record tries again.
+fn reseek(consumer: &InnerConsumer, partition: &TopicPartition, offset: i64) {
+    let mut tpl = TopicPartitionList::with_capacity(1);
+    let added = tpl.add_partition_offset(
+        &partition.topic,
+        partition.partition,
+        Offset::Offset(offset),
+    );
+    let result = added.and_then(|()| consumer.seek_partitions(tpl, Duration::from_millis(500)));
+    match result {
+        Ok(result) => {
+            if let Some(Err(e)) = result.elements().first().map(|e| e.error()) {
+                warn!(%partition, offset, error = %e, "repeating a seek failed; trying again");
+            }
+        }
+        Err(e) => warn!(%partition, offset, error = %e, "repeating a seek failed; trying again"),
+    }
 }
 
 fn flush(batch: &mut Vec<Record>, out: &mut Vec<ConsumerEvent>) {

@@ -499,7 +499,15 @@ max_backoff_ms = 500
     )
     .expect("config file");
     let mut cmd = playlake(dir.path(), &aws, "human", Via::Flag);
-    cmd.args(["source", "dynamodb", "--table", "playback"]);
+    // The source serves /metrics: a free port, not the default other tests may hold.
+    cmd.args([
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "source",
+        "dynamodb",
+        "--table",
+        "playback",
+    ]);
     let child = spawn(cmd);
     let deadline = Instant::now() + Duration::from_secs(60);
     while aws.request_count() < 3 && Instant::now() < deadline {

@@ -85,6 +85,9 @@ fn source_cmd(stack: &Stack, prefix: &str, table: &str, extra: &[&str]) -> Comma
         &stack.brokers,
         "--topic-prefix",
         prefix,
+        // Several sources run at once here: none may take the default metrics port.
+        "--metrics-addr",
+        "127.0.0.1:0",
         "source",
         "dynamodb",
         "--table",
