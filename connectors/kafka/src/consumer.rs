@@ -64,7 +64,7 @@ struct State {
     /// re-sent by the broker) are dropped.
     floor: HashMap<TopicPartition, i64>,
     /// Partitions just sought to an absolute offset: the first record delivered must
-    /// be that offset (see [`State::accepts`]), with when the seek happened and when
+    /// be that offset (see [`State::verdict`]), with when the seek happened and when
     /// it was last repeated.
     seek_first: HashMap<TopicPartition, (i64, Instant, Instant)>,
     /// Rebalance events not yet returned by `poll`, in order.

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use common::{produce, read_lake_rows, s3_env, traffic, StageProcess, FAST_GROUP};
 use playlake_kafka::{KafkaConfig, KafkaTransport};
 use playlake_schemas::{EndedBy, PlaybackEvent, Session, TimestampMs};
-use playlake_tests::stack::{s3_bucket, unique_name, PausableProxy, Stack};
+use playlake_tests::stack::{s3_bucket, unique_name, OwnMoto, PausableProxy, Stack};
 
 /// 2026-03-01T12:00:00Z.
 const T0: i64 = 1_772_366_400_000;
@@ -222,17 +222,13 @@ async fn s3_outage_loses_nothing_and_heals_without_restart() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let moto = stack.own_moto(dir.path());
-    let proxy = PausableProxy::start(
-        moto.endpoint()
-            .strip_prefix("http://")
-            .expect("http endpoint"),
-    )
-    .await;
-    let mut private = stack.clone();
-    private.aws_endpoint = moto.endpoint();
-    let bucket = s3_bucket(&private);
-    let lake = format!("s3://{bucket}/lake");
+    let PausableS3 {
+        moto: _moto,
+        proxy,
+        private,
+        bucket,
+        lake,
+    } = pausable_s3(&stack, dir.path()).await;
 
     let prefix = unique_name("outage");
     let transport = KafkaTransport::new(KafkaConfig::new(stack.brokers.clone())).expect("kafka");
@@ -338,17 +334,13 @@ async fn sigterm_during_an_s3_outage_exits_promptly_and_loses_nothing() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let moto = stack.own_moto(dir.path());
-    let proxy = PausableProxy::start(
-        moto.endpoint()
-            .strip_prefix("http://")
-            .expect("http endpoint"),
-    )
-    .await;
-    let mut private = stack.clone();
-    private.aws_endpoint = moto.endpoint();
-    let bucket = s3_bucket(&private);
-    let lake = format!("s3://{bucket}/lake");
+    let PausableS3 {
+        moto: _moto,
+        proxy,
+        private,
+        bucket,
+        lake,
+    } = pausable_s3(&stack, dir.path()).await;
     let prefix = unique_name("termoutage");
     let transport = KafkaTransport::new(KafkaConfig::new(stack.brokers.clone())).expect("kafka");
     let traffic = traffic(6_000, 100, 9);
@@ -434,6 +426,39 @@ async fn missing_bucket_stops_the_sink_with_a_clear_message() {
         "the error must name the missing bucket:\n{}",
         sink.tail(40)
     );
+}
+
+/// A private moto server behind a [`PausableProxy`], so a test can cut S3 off
+/// without losing moto's in-memory state, with a bucket and a lake in it.
+struct PausableS3 {
+    /// Keeps the server running for the test.
+    moto: OwnMoto,
+    proxy: PausableProxy,
+    /// The stack with moto's own endpoint (never paused), for the checks.
+    private: Stack,
+    bucket: String,
+    lake: String,
+}
+
+async fn pausable_s3(stack: &Stack, dir: &std::path::Path) -> PausableS3 {
+    let moto = stack.own_moto(dir);
+    let proxy = PausableProxy::start(
+        moto.endpoint()
+            .strip_prefix("http://")
+            .expect("http endpoint"),
+    )
+    .await;
+    let mut private = stack.clone();
+    private.aws_endpoint = moto.endpoint();
+    let bucket = s3_bucket(&private);
+    let lake = format!("s3://{bucket}/lake");
+    PausableS3 {
+        moto,
+        proxy,
+        private,
+        bucket,
+        lake,
+    }
 }
 
 /// Objects under `prefix` in `bucket`, listed with boto3 (not our code).

@@ -241,13 +241,9 @@ impl MergeSide {
     }
 
     fn markers_complete(&self, owned: &Owned) -> bool {
-        self.state_complete(&owned.state)
-    }
-
-    fn state_complete(&self, state: &MergeState) -> bool {
         self.drain_targets
             .as_ref()
-            .is_some_and(|targets| markers_reach(targets, state))
+            .is_some_and(|targets| markers_reach(targets, &owned.state))
     }
 
     /// Drain mode: whether the whole group is done, judged from the checkpoint
@@ -270,55 +266,7 @@ impl MergeSide {
         let lake = ctx.lake.clone();
         async move { group_drained(lake, targets, others).await }
     }
-}
 
-/// Whether every partition in `partitions` has a checkpoint holding every source's
-/// drain marker (see [`MergeSide::group_drained`]).
-async fn group_drained(
-    lake: playlake_checkpoint::Lake,
-    targets: Option<BTreeMap<i32, i64>>,
-    partitions: Vec<i32>,
-) -> Result<bool, ProcessError> {
-    let Some(targets) = targets else {
-        return Ok(false);
-    };
-    for r in partitions {
-        let scope = scope(r);
-        let err = |operation| {
-            let scope = scope.clone();
-            move |source| ProcessError::Checkpoint {
-                scope,
-                operation,
-                source: Box::new(source),
-            }
-        };
-        let mut store =
-            CheckpointStore::new(&lake, crate::CHECKPOINT_STAGE, &scope).map_err(err("open"))?;
-        let Some(checkpoint) = store.load_latest().await.map_err(err("load"))? else {
-            return Ok(false);
-        };
-        let state: MergeState = serde_json::from_slice(&checkpoint.state).map_err(|source| {
-            ProcessError::CorruptState {
-                scope: scope.clone(),
-                source,
-            }
-        })?;
-        if !markers_reach(&targets, &state) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// True when `state` holds, for every source partition, a drain marker at or past
-/// its target.
-fn markers_reach(targets: &BTreeMap<i32, i64>, state: &MergeState) -> bool {
-    targets
-        .iter()
-        .all(|(p, end)| state.drained.get(p).is_some_and(|seen| seen >= end))
-}
-
-impl MergeSide {
     async fn drain_finished(&mut self, ctx: &mut Shared) -> Result<(), ProcessError> {
         let ready: Vec<i32> = self
             .owned
@@ -407,6 +355,52 @@ impl MergeSide {
             tracing::warn!(%error, "closing the repartition consumer failed");
         }
     }
+}
+
+/// Whether every partition in `partitions` has a checkpoint holding every source's
+/// drain marker (see [`MergeSide::group_drained`]).
+async fn group_drained(
+    lake: playlake_checkpoint::Lake,
+    targets: Option<BTreeMap<i32, i64>>,
+    partitions: Vec<i32>,
+) -> Result<bool, ProcessError> {
+    let Some(targets) = targets else {
+        return Ok(false);
+    };
+    for r in partitions {
+        let scope = scope(r);
+        let err = |operation| {
+            let scope = scope.clone();
+            move |source| ProcessError::Checkpoint {
+                scope,
+                operation,
+                source: Box::new(source),
+            }
+        };
+        let mut store =
+            CheckpointStore::new(&lake, crate::CHECKPOINT_STAGE, &scope).map_err(err("open"))?;
+        let Some(checkpoint) = store.load_latest().await.map_err(err("load"))? else {
+            return Ok(false);
+        };
+        let state: MergeState = serde_json::from_slice(&checkpoint.state).map_err(|source| {
+            ProcessError::CorruptState {
+                scope: scope.clone(),
+                source,
+            }
+        })?;
+        if !markers_reach(&targets, &state) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// True when `state` holds, for every source partition, a drain marker at or past
+/// its target.
+fn markers_reach(targets: &BTreeMap<i32, i64>, state: &MergeState) -> bool {
+    targets
+        .iter()
+        .all(|(p, end)| state.drained.get(p).is_some_and(|seen| seen >= end))
 }
 
 fn apply(ctx: &mut Shared, owned: &mut Owned, record: PartialRecord) {

@@ -175,9 +175,8 @@ impl Sink {
     }
 
     async fn run(&mut self, consumer: &mut dyn Consumer, drain: bool) -> Result<()> {
-        let budget = self.writer.retry.clone();
         loop {
-            if budget.stopping() {
+            if self.writer.retry.stopping() {
                 return self.finish_all().await;
             }
             let events = consumer
