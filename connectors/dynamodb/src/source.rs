@@ -13,7 +13,8 @@
 //!    the checkpoint `SHARD_END`, which releases its children.
 //!
 //! Failures: throttling and transient errors back off per shard (exponential, up to
-//! `max_backoff_ms`); an expired iterator is re-acquired right after the last
+//! `max_backoff_ms`; the SDK does not retry these reads first, see
+//! `stream::Retries`); an expired iterator is re-acquired right after the last
 //! acknowledged sequence number; TrimmedDataAccess is logged as an error, counted,
 //! and stops the source unless `on_trimmed_data = "continue"`.
 //!
@@ -58,6 +59,14 @@ pub struct Report {
     pub trimmed: u64,
 }
 
+impl Report {
+    fn add(&mut self, batch: Batch) {
+        self.stream_records += batch.records;
+        self.events += batch.events;
+        self.dlq += batch.dlq;
+    }
+}
+
 /// Reading state of one owned shard.
 #[derive(Debug)]
 struct Cursor {
@@ -70,13 +79,20 @@ struct Cursor {
     not_before: Option<Instant>,
 }
 
+/// What one GetRecords batch added to the cdc topic (and the mapping's outputs).
+#[derive(Clone, Copy, Debug, Default)]
+struct Batch {
+    records: u64,
+    events: u64,
+    dlq: u64,
+}
+
 enum Step {
-    Read {
-        records: u64,
-        events: u64,
-        dlq: u64,
-    },
-    Finished,
+    Read(Batch),
+    /// The shard is read to its end. Carries the batch that reached the end: a
+    /// closed shard's last GetRecords returns its final records together with no
+    /// next iterator, and they are published like any other batch.
+    Finished(Batch),
     Lost,
     Trimmed,
     Wait,
@@ -241,16 +257,9 @@ impl Reader<'_> {
         let mut finished_now = false;
         for (id, step) in steps {
             match step? {
-                Step::Read {
-                    records,
-                    events,
-                    dlq,
-                } => {
-                    report.stream_records += records;
-                    report.events += events;
-                    report.dlq += dlq;
-                }
-                Step::Finished => {
+                Step::Read(batch) => report.add(batch),
+                Step::Finished(batch) => {
+                    report.add(batch);
                     report.shards_finished += 1;
                     finished_now = true;
                     for l in self.table_leases.iter_mut().filter(|l| l.key == id) {
@@ -421,6 +430,10 @@ impl Reader<'_> {
     }
 }
 
+/// The reader retries failed reads itself (`handle_read_error`: per-shard backoff,
+/// counted by reason), so the SDK must not retry them first.
+const RETRIES: stream::Retries = stream::Retries::Caller;
+
 /// Reads and publishes one batch of one shard, then checkpoints it.
 #[allow(clippy::too_many_arguments)]
 async fn read_shard(
@@ -443,10 +456,11 @@ async fn read_shard(
     let result = async {
         if cursor.iterator.is_none() {
             cursor.iterator =
-                stream::iterator_after(clients, stream_arn, shard_id, &cursor.position).await?;
+                stream::iterator_after(clients, stream_arn, shard_id, &cursor.position, RETRIES)
+                    .await?;
         }
         match cursor.iterator.as_deref() {
-            Some(it) => stream::get_records(clients, it, config.max_records_per_get)
+            Some(it) => stream::get_records(clients, it, config.max_records_per_get, RETRIES)
                 .await
                 .map(Some),
             None => Ok(None),
@@ -459,7 +473,7 @@ async fn read_shard(
         Ok(None) => (Vec::new(), None),
         Err(err) => {
             return match handle_read_error(config, metrics, shard_id, cursor, err)? {
-                Step::Gone => finish(config, leases, shard_id, cursor).await,
+                Step::Gone => finish(config, leases, shard_id, cursor, Batch::default()).await,
                 step => Ok(step),
             }
         }
@@ -498,23 +512,29 @@ async fn read_shard(
             .set(0);
     }
     cursor.idle = changes.is_empty();
-    match next {
-        Some(it) => cursor.iterator = Some(it),
-        None => return finish(config, leases, shard_id, cursor).await,
-    }
-    Ok(Step::Read {
+    let batch = Batch {
         records: published.cdc,
         events: published.events,
         dlq: published.dlq,
-    })
+    };
+    match next {
+        Some(it) => {
+            cursor.iterator = Some(it);
+            Ok(Step::Read(batch))
+        }
+        None => finish(config, leases, shard_id, cursor, batch).await,
+    }
 }
 
-/// Marks a shard read to its end, which releases its children.
+/// Marks a shard read to its end, which releases its children. `last` is the batch
+/// published just before (empty when the end was found without records), so the
+/// run's report counts it.
 async fn finish(
     config: &SourceConfig,
     leases: &LeaseTable,
     shard_id: &str,
     cursor: &mut Cursor,
+    last: Batch,
 ) -> Result<Step, SourceError> {
     if leases
         .checkpoint(shard_id, &config.worker_id, &Checkpoint::ShardEnd)
@@ -525,7 +545,7 @@ async fn finish(
     }
     cursor.position = Checkpoint::ShardEnd;
     cursor.iterator = None;
-    Ok(Step::Finished)
+    Ok(Step::Finished(last))
 }
 
 fn handle_read_error(

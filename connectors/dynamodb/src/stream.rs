@@ -3,6 +3,7 @@
 //! [`SourceError`] with the AWS error code kept, so the reader can tell throttling,
 //! expired iterators and trimmed data apart.
 
+use aws_sdk_dynamodbstreams::config::retry::RetryConfig;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 
 use crate::aws::{shard_info, Clients};
@@ -82,12 +83,40 @@ pub async fn describe_stream(
     Ok(ShardGraph::from_describe(pages))
 }
 
+/// Who retries a failed GetShardIterator or GetRecords call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retries {
+    /// The SDK's standard retries: for one-off reads whose caller has no backoff of
+    /// its own (the backfill's tip).
+    Sdk,
+    /// None in the SDK: the caller backs off per shard and counts every retry by
+    /// reason. The SDK's standard retries would absorb throttling
+    /// (LimitExceededException is one of its throttling codes), so the source's
+    /// backoff and `retries_total{reason="throttle"}` would never see it, and a
+    /// throttled shard would hold up the whole round while the SDK sleeps.
+    Caller,
+}
+
+impl Retries {
+    /// The per-call configuration override, if any.
+    fn overrides(self) -> Option<aws_sdk_dynamodbstreams::config::Builder> {
+        match self {
+            Retries::Sdk => None,
+            Retries::Caller => Some(
+                aws_sdk_dynamodbstreams::config::Builder::default()
+                    .retry_config(RetryConfig::disabled()),
+            ),
+        }
+    }
+}
+
 /// An iterator positioned right after `checkpoint` (or at the oldest record).
 pub async fn iterator_after(
     clients: &Clients,
     stream_arn: &str,
     shard_id: &str,
     checkpoint: &Checkpoint,
+    retries: Retries,
 ) -> Result<Option<String>, SourceError> {
     let req = clients
         .streams
@@ -102,10 +131,11 @@ pub async fn iterator_after(
             req.shard_iterator_type(ShardIteratorType::TrimHorizon)
         }
     };
-    let out = req
-        .send()
-        .await
-        .map_err(|e| SourceError::aws("GetShardIterator", e))?;
+    let sent = match retries.overrides() {
+        Some(config) => req.customize().config_override(config).send().await,
+        None => req.send().await,
+    };
+    let out = sent.map_err(|e| SourceError::aws("GetShardIterator", e))?;
     Ok(out.shard_iterator().map(str::to_string))
 }
 
@@ -115,15 +145,18 @@ pub async fn get_records(
     clients: &Clients,
     iterator: &str,
     limit: i32,
+    retries: Retries,
 ) -> Result<(Vec<Record>, Option<String>), SourceError> {
-    let out = clients
+    let req = clients
         .streams
         .get_records()
         .shard_iterator(iterator)
-        .limit(limit)
-        .send()
-        .await
-        .map_err(|e| SourceError::aws("GetRecords", e))?;
+        .limit(limit);
+    let sent = match retries.overrides() {
+        Some(config) => req.customize().config_override(config).send().await,
+        None => req.send().await,
+    };
+    let out = sent.map_err(|e| SourceError::aws("GetRecords", e))?;
     Ok((
         out.records().to_vec(),
         out.next_shard_iterator().map(str::to_string),
@@ -145,10 +178,11 @@ pub async fn tip(
         stream_arn,
         &shard.shard_id,
         &Checkpoint::TrimHorizon,
+        Retries::Sdk,
     )
     .await?;
     while let Some(it) = iterator {
-        let (records, next) = get_records(clients, &it, limit).await?;
+        let (records, next) = get_records(clients, &it, limit, Retries::Sdk).await?;
         if let Some(seq) = records
             .last()
             .and_then(|r| r.dynamodb())
