@@ -87,7 +87,9 @@ PROFILES = {
 
 FAST_GROUP = ["--kafka-option", "session.timeout.ms=3000",
               "--kafka-option", "heartbeat.interval.ms=300"]
-DDB_PREFIX = "ddb-"  # uuids (and Kafka keys) of the events the source maps
+DDB_PREFIX = "ddb-"
+# playlake_generator::DEFAULT_START_TIME_MS: the first event time of `playlake produce`.
+GENERATOR_START_MS = 1_748_736_000_000  # uuids (and Kafka keys) of the events the source maps
 STAGES = ("source", "process", "sink")
 
 
@@ -275,9 +277,10 @@ class ProducedTime:
     def __init__(self, brokers, topic, partitions):
         self.max_t = None
         self.records = 0
+        self.ddb_ids = set()  # event ids of the source's records seen so far
         self._stop = threading.Event()
         self._consumer = Consumer({"bootstrap.servers": brokers, "group.id": "chaos-follower",
-                                   "enable.auto.commit": False})
+                                   "enable.auto.commit": False, "log_level": 2})
         self._consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -286,7 +289,13 @@ class ProducedTime:
         now_ms = int(time.time() * 1000)
         while not self._stop.is_set():
             for msg in self._consumer.consume(num_messages=5000, timeout=0.5):
-                if msg.error() is not None or (msg.key() or b"").startswith(DDB_PREFIX.encode()):
+                if msg.error() is not None:
+                    continue
+                if (msg.key() or b"").startswith(DDB_PREFIX.encode()):
+                    try:
+                        self.ddb_ids.add(parse(msg.value() or b"", now_ms)[0])
+                    except Invalid:
+                        pass
                     continue
                 self.records += 1
                 try:
@@ -309,12 +318,16 @@ class DynamoWriter:
     (negative or missing playhead: the source must dead-letter them); deletions
     (REMOVE: not playback events)."""
 
-    def __init__(self, table, endpoint, truth_path, follower, rng, rate, viewers):
+    def __init__(self, table, endpoint, truth_path, follower, rng, rate, viewers, before=None):
         self.table = table
         self.db = boto3.client("dynamodb", endpoint_url=endpoint,
                                config=Config(retries={"max_attempts": 10, "mode": "standard"}))
         self.truth = open(truth_path, "w", encoding="utf-8")
         self.follower, self.rng, self.rate = follower, rng, rate
+        # `before`: (first event time, step ms, items): all items ahead of the
+        # generator's traffic in event time, written before it starts.
+        self.before = before
+        self.valid_ids = set()
         streams = [f"{DDB_PREFIX}live-{i}" for i in range(3)] + [f"{DDB_PREFIX}vod-{i}" for i in range(5)]
         self.viewers = []
         for i in range(viewers):
@@ -340,7 +353,9 @@ class DynamoWriter:
             interval = 1.0 / self.rate
             next_at = time.monotonic()
             while not self._stop.is_set():
-                if self.follower.max_t is not None:
+                if self.before is not None and self.writes + self.deletes >= self.before[2]:
+                    return
+                if self.before is not None or self.follower.max_t is not None:
                     self._write_one()
                 next_at += interval
                 self._stop.wait(max(0.0, next_at - time.monotonic()))
@@ -351,7 +366,10 @@ class DynamoWriter:
     def _write_one(self):
         rng = self.rng
         v = rng.choice(self.viewers)
-        base = self.follower.max_t + 2_000
+        if self.before is not None:
+            base = self.before[0] + (self.writes + self.deletes) * self.before[1]
+        else:
+            base = self.follower.max_t + 2_000
         t = base if v["t"] is None else max(base, v["t"] + 1)
         v["n"] += 1
         eid = f"{v['uuid']}-{v['n']}"
@@ -399,6 +417,7 @@ class DynamoWriter:
                           "stream_id": v["stream"]})
             return
         v["t"], v["pos"] = t, pend
+        self.valid_ids.add(eid)
         self._record({"op": "put", "valid": True, "event_id": eid, "uuid": v["uuid"],
                       "stream_id": v["stream"], "user_id": v["user"], "event_type": kind,
                       "event_time": t, "position_start": pstart, "position_end": pend})
@@ -432,6 +451,8 @@ class Run:
         self.lake = f"s3://{self.bucket}/lake"
         self.stack = Stack(self.workdir, sys.executable, args.tansu)
         self.figures = {"seed": self.seed, "profile": args.profile,
+                        "dynamodb_items": "before produce" if args.dynamodb_before_produce
+                        else "interleaved with produce",
                         "kills": {s: 0 for s in STAGES}, "unplanned_exits": {s: 0 for s in STAGES},
                         "outage_seconds": 0.0, "broker_restarts": 0, "timeline": []}
         self.stages = {}
@@ -548,6 +569,18 @@ class Run:
                            f"{stage.tail(15)}")
                 stage.start()
 
+    def start_producer(self):
+        with open(self.produce_out, "wb") as out:
+            self.producer.start(stdout=out)
+        if self.started is not None:
+            self.event("playlake produce started")
+
+    def producer_due(self):
+        """--dynamodb-before-produce: produce starts once the writer is done and the
+        source has published every valid item it wrote."""
+        return (self.producer.proc is None and not self.writer.thread.is_alive()
+                and self.writer.valid_ids <= self.follower.ddb_ids)
+
     def chaos(self):
         p = self.profile
         for stage in self.stages.values():
@@ -557,14 +590,19 @@ class Run:
             "produce", "--events", str(p["events"]), "--viewers", str(p["viewers"]),
             "--rate-per-second", str(p["rate"]), "--seed", str(self.seed % 1_000_000)])
         self.produce_out = os.path.join(self.workdir, "produce.json")
-        with open(self.produce_out, "wb") as out:
-            self.producer.start(stdout=out)
         self.follower = ProducedTime(self.stack.brokers, f"{self.prefix}.events", p["partitions"])
+        before = None
+        if self.args.dynamodb_before_produce:
+            items = p["ddb_rate"] * 25
+            step = 100
+            before = (GENERATOR_START_MS - 15_000 - items * step, step, items)
         self.writer = DynamoWriter(self.table, self.stack.ddb_endpoint,
                                    os.path.join(self.workdir, "dynamodb-truth.jsonl"),
                                    self.follower, random.Random(self.seed ^ 0xDD),
-                                   p["ddb_rate"], p["ddb_viewers"])
+                                   p["ddb_rate"], p["ddb_viewers"], before=before)
         self.writer.start()
+        if before is None:
+            self.start_producer()
         # The pipeline is alive once the processor and the sink have checkpointed.
         wait_until("first checkpoints of process and sink",
                    lambda: self.checkpoint_count("process") > 0 and self.checkpoint_count("sink") > 0,
@@ -574,8 +612,13 @@ class Run:
         plan = self.schedule()
         restarts = []  # (at, stage)
         outage_end = None
-        while plan or restarts or outage_end is not None:
+        while plan or restarts or outage_end is not None or self.producer.proc is None:
             now = time.monotonic() - self.started
+            if self.producer_due():
+                self.start_producer()
+            if self.producer.proc is None and now > 240:
+                raise RunFailed("the source did not publish the DynamoDB items within 240 s: "
+                                f"{len(self.writer.valid_ids - self.follower.ddb_ids)} missing")
             if outage_end is not None and now >= outage_end:
                 self.stack.moto_s3.signal(signal.SIGCONT)
                 self.event("S3 outage ends (SIGCONT)")
@@ -764,6 +807,10 @@ def main():
     ap.add_argument("--chaos-s", dest="chaos_s", type=int, help="chaos window seconds")
     ap.add_argument("--events", type=int, help="valid events of playlake produce")
     ap.add_argument("--rate", type=int, help="records per second of playlake produce")
+    ap.add_argument("--dynamodb-before-produce", action="store_true",
+                    help="write the DynamoDB items first (event times before the generator's) "
+                         "and start playlake produce once the source has published them all, "
+                         "instead of interleaving the two")
     ap.add_argument("--calm", action="store_true",
                     help="no kills, no outage, no broker restart: checks the harness and checker")
     args = ap.parse_args()
