@@ -46,6 +46,11 @@ pub struct GeneratedRecord {
     pub delivery_order_ms: i64,
     /// Valid, duplicate or bad.
     pub kind: RecordKind,
+    /// For a bad record only: the valid value of the event it was made from. Writers
+    /// that do not send JSON bytes (`playlake produce --dynamodb-table` writes items)
+    /// rebuild the defect from it in their own format; `None` for valid records and
+    /// duplicates, so the common case costs nothing.
+    pub original: Option<Vec<u8>>,
 }
 
 /// The delivery buffer: records in a slab, and a min-heap of small keys
@@ -300,23 +305,31 @@ impl Generator {
         let bad_value = bad.map(|(reason, at)| {
             self.scratch.clear();
             write_event(&mut self.scratch, &fields, Some(reason));
-            (reason, at, self.scratch.clone())
+            (reason, at, self.scratch.clone(), value.clone())
         });
         // The original first: on equal delivery times the lower sequence goes first.
         match duplicate_at {
             Some(at) => {
-                self.push(ev, value.clone(), t, delivery, RecordKind::Valid);
-                self.push(ev, value, t, at, RecordKind::Duplicate);
+                self.push(ev, value.clone(), t, delivery, RecordKind::Valid, None);
+                self.push(ev, value, t, at, RecordKind::Duplicate, None);
             }
-            None => self.push(ev, value, t, delivery, RecordKind::Valid),
+            None => self.push(ev, value, t, delivery, RecordKind::Valid, None),
         }
-        if let Some((reason, at, bytes)) = bad_value {
-            self.push(ev, bytes, t, at, RecordKind::Bad(reason));
+        if let Some((reason, at, bytes, original)) = bad_value {
+            self.push(ev, bytes, t, at, RecordKind::Bad(reason), Some(original));
         }
         self.count_valid(ev, t);
     }
 
-    fn push(&mut self, ev: &Emitted, value: Vec<u8>, t: i64, delivery: i64, kind: RecordKind) {
+    fn push(
+        &mut self,
+        ev: &Emitted,
+        value: Vec<u8>,
+        t: i64,
+        delivery: i64,
+        kind: RecordKind,
+        original: Option<Vec<u8>>,
+    ) {
         let c = &mut self.counters;
         c.records += 1;
         match kind {
@@ -336,6 +349,7 @@ impl Generator {
             event_time_ms: t,
             delivery_order_ms: delivery,
             kind,
+            original,
         };
         self.pending.push(self.next_seq, record);
         self.next_seq += 1;

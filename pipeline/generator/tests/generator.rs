@@ -39,6 +39,7 @@ fn valid_records_parse_and_bad_records_are_rejected_for_their_reason() {
                 let ev = parse_playback_event(&r.value, now).unwrap_or_else(|e| {
                     panic!("{e}: {}", String::from_utf8_lossy(&r.value));
                 });
+                assert_eq!(r.original, None);
                 assert_eq!(ev.uuid.as_bytes(), r.key.as_slice());
                 assert_eq!(ev.event_time_ms(), r.event_time_ms);
                 assert!(ev.event_time_ms() >= cfg.start_time_ms);
@@ -53,6 +54,15 @@ fn valid_records_parse_and_bad_records_are_rejected_for_their_reason() {
                     String::from_utf8_lossy(&r.value)
                 );
                 assert_eq!(r.key.len(), 36);
+                // The event it was made from is kept, valid, for writers of other
+                // formats (DynamoDB items).
+                let original = r
+                    .original
+                    .as_deref()
+                    .expect("bad record keeps its original");
+                let ev = parse_playback_event(original, now).expect("original is valid");
+                assert_eq!(ev.uuid.as_bytes(), r.key.as_slice());
+                assert_eq!(ev.event_time_ms(), r.event_time_ms);
                 reasons.insert(reason);
             }
         }

@@ -327,17 +327,25 @@ pub struct AthenaDdlArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = PRODUCE_HELP)]
 pub struct ProduceArgs {
-    /// Valid playback events to produce (duplicates and bad records come on top).
-    #[arg(long, default_value_t = 100_000)]
-    pub events: u64,
+    /// Valid playback events to produce (duplicates and bad records come on top)
+    /// [default: 100000, or no limit when --duration-seconds is given].
+    #[arg(long, value_name = "N")]
+    pub events: Option<u64>,
+
+    /// Stop after this many seconds (whichever of --events and the duration comes
+    /// first).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration_seconds: Option<u64>,
 
     /// Concurrent players.
     #[arg(long, default_value_t = 1_000)]
     pub viewers: u32,
 
-    /// Target rate in records per second; 0 produces as fast as the broker takes them.
-    #[arg(long, default_value_t = 0)]
+    /// Target rate in records per second; 0 produces as fast as the broker (or the
+    /// table) takes them.
+    #[arg(long, visible_alias = "rate", default_value_t = 0, value_name = "R")]
     pub rate_per_second: u64,
 
     /// Largest delivery delay behind event time (out-of-order delivery).
@@ -355,4 +363,44 @@ pub struct ProduceArgs {
     /// Seed of the generator.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+
+    /// Write the events as items of this DynamoDB table instead of producing to Kafka,
+    /// for `playlake source dynamodb` to read back (see below). The table must exist.
+    #[arg(long, env = "PLAYLAKE_PRODUCE_DYNAMODB_TABLE", value_name = "TABLE")]
+    pub dynamodb_table: Option<String>,
+
+    /// DynamoDB endpoint (moto, LocalStack), as for `playlake source dynamodb`
+    /// [default: `endpoint_url` in [source.dynamodb], else the AWS variables, e.g.
+    /// AWS_ENDPOINT_URL]. Region and credentials come from the AWS variables.
+    #[arg(long, env = "PLAYLAKE_DYNAMODB_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Concurrent BatchWriteItem calls (25 items each) with --dynamodb-table.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub dynamodb_writers: usize,
 }
+
+/// `playlake produce --help`, after the flags.
+const PRODUCE_HELP: &str = "\
+Kafka: records go to <prefix>.events keyed by uuid, every one acknowledged (acks=all,
+idempotent) before it counts as sent. Bulk-load producer defaults, each overridable with
+--kafka-option: linger.ms=50, batch.size=1000000, compression.type=none (the broker, not
+the network, limits a load test; add compression.type=zstd over a real network).
+
+DynamoDB (--dynamodb-table T): every record becomes one item (BatchWriteItem, 25 items a
+call, UnprocessedItems retried with backoff, --dynamodb-writers calls at once). Its
+attributes are the ones [source.dynamodb.mapping] in the config file names, which must
+then name every field; without a mapping they are named like the fields (uuid,
+stream_id, user_id, event_type, event_time, position_start, position_end, event_id) and
+the source needs that mapping too. The table's key must be string attributes among
+uuid, stream_id and event_id; produce prints the create-table command when it is
+missing. With the source's mapping every item maps back to exactly the generated event
+(same event_id and fields). Duplicates are the same item written again later; bad
+records are items with one defect (missing attribute, wrong type, unknown event type,
+negative or reversed positions, out-of-range or unparseable time, oversized uuid) that
+the mapping sends to <prefix>.dlq with the reason, their event_id suffixed `.bad`.
+
+Both print a JSON report: records sent by kind, seconds, and records_per_second, the
+rate achieved.
+
+Example: playlake produce --rate 25000 --duration-seconds 30";

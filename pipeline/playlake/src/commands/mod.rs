@@ -4,6 +4,7 @@ pub mod check_events;
 pub mod demo;
 pub mod process;
 pub mod produce;
+pub mod produce_dynamodb;
 pub mod query;
 pub mod run;
 pub mod sink;
