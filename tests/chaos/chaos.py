@@ -382,16 +382,16 @@ class DynamoWriter:
             v["playing"] = False
             return
         pstart = v["pos"]
+        playing = True
         if not v["playing"]:
             kind, pend = "start", v["pos"]
-            v["playing"] = True
         elif roll < 0.05:
             kind = "seek"
             pend = round(rng.uniform(0, 3600), 3)
         elif roll < 0.08:
             kind = "stop"
             pend = round(pstart + (t - v["t"]) / 1000, 3)
-            v["playing"] = False
+            playing = False
         elif roll < 0.11:
             kind = "pause"
             pend = pstart
@@ -416,7 +416,7 @@ class DynamoWriter:
             self._record({"op": "put", "valid": False, "event_id": eid, "uuid": v["uuid"],
                           "stream_id": v["stream"]})
             return
-        v["t"], v["pos"] = t, pend
+        v["t"], v["pos"], v["playing"] = t, pend, playing
         self.valid_ids.add(eid)
         self._record({"op": "put", "valid": True, "event_id": eid, "uuid": v["uuid"],
                       "stream_id": v["stream"], "user_id": v["user"], "event_type": kind,
