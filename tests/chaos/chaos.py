@@ -57,7 +57,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -66,7 +65,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "stack"))
 
 import boto3  # noqa: E402
 from botocore.config import Config  # noqa: E402
-from confluent_kafka import Consumer, KafkaError, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 
 import probe  # noqa: E402  tests/stack/probe.py: Kafka and HTTP readiness probes
 from python_pipeline import Invalid, parse  # noqa: E402  SPEC section 2 in Python
