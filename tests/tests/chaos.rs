@@ -10,8 +10,8 @@
 //! produce`, `playlake process`, `playlake sink` to an S3 lake) as separate
 //! processes, SIGKILLs each stage at random moments (seeded; the seed is printed,
 //! `PLAYLAKE_TEST_SEED` repeats it), stops S3 for 10 s and restarts the broker once,
-//! then drains everything and runs the checker. Its last stdout line is
-//! `CHAOS_RESULT {json}` with the figures.
+//! then drains everything and runs the checker. It ends its stdout with the figures:
+//! `CHAOS_RESULT {json}` for people and `CHAOS_FIGURES key=value ...` for this test.
 //!
 //! - [`ci_profile_survives_kills_an_outage_and_a_broker_restart`]: the CI profile
 //!   (3 SIGKILLs per stage, 10 s S3 outage, 1 broker restart; about 2 minutes),
