@@ -4,17 +4,24 @@
 //! so the consumer must never start a newly assigned partition from a committed
 //! group offset or from `auto.offset.reset`. The flow is:
 //!
-//! 1. the group assigns partitions; [`PipelineContext::rebalance`] assigns them
-//!    paused (at a placeholder position) and queues [`ConsumerEvent::Assigned`];
+//! 1. the group assigns partitions; [`PipelineContext::rebalance`] only records them
+//!    and queues [`ConsumerEvent::Assigned`]: librdkafka gets no assignment yet, so
+//!    nothing is fetched;
 //! 2. the stage restores its checkpoint and calls [`KafkaConsumer::seek`] for each
-//!    partition, which positions the fetcher and resumes it;
+//!    partition, which hands librdkafka the assignment with the sought offset as
+//!    the start position of that partition's fetcher;
 //! 3. [`KafkaConsumer::poll`] returns records, rebalance events and
 //!    [`ConsumerEvent::EndOfPartition`] (librdkafka's partition EOF, whose offset is
 //!    the high watermark of the last fetch; on Tansu this is the only reliable end,
 //!    since ListOffsets(LATEST) under-reports it).
 //!
-//! Any record of a partition that is still waiting for its seek is dropped, so the
-//! seam's contract holds even if librdkafka fetched before the pause took effect.
+//! Why an assignment at the offset and not "assign, pause, seek, resume": librdkafka's
+//! fetcher sometimes went on from the assignment's placeholder position after the
+//! seek had been acknowledged, and the stage then skipped the records from its
+//! checkpoint (merge partitions missed drain markers; crash tests lost rows). An
+//! assignment's start offset is the fetcher's first position, with no race.
+//! This needs the eager rebalance protocol, which the consumer therefore sets.
+//!
 //! Group offsets are committed only when the stage asks ([`KafkaConsumer::commit`]),
 //! as advisory lag markers.
 //!
@@ -30,9 +37,7 @@ use async_trait::async_trait;
 use playlake_transport::{
     Consumer, ConsumerEvent, Position, Record, TopicPartition, TransportError,
 };
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, RebalanceProtocol,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext};
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -47,84 +52,98 @@ mod end_of_partition;
 use crate::error::KafkaError;
 use end_of_partition::end_of_partition;
 
-/// How long a seek may wait for librdkafka's fetcher to acknowledge it.
-const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a seek retries while a just-assigned partition's fetcher is starting.
-const SEEK_STARTUP_GRACE: Duration = Duration::from_secs(5);
-
 /// What the consumer knows about its partitions; shared between the rebalance
 /// callback (on librdkafka's polling thread) and the stage's calls.
 #[derive(Default)]
 struct State {
+    /// What the group assigned to this member.
     assigned: BTreeSet<TopicPartition>,
-    /// Assigned by the group, not yet positioned by the stage: records are dropped.
+    /// Assigned by the group, not yet positioned by the stage: not handed to
+    /// librdkafka, so never fetched.
     awaiting_seek: HashSet<TopicPartition>,
+    /// Where the stage positioned each partition (for partitions it positioned at
+    /// the beginning or end, until a record arrives and the floor takes over).
+    start: HashMap<TopicPartition, Position>,
     /// The lowest offset still deliverable per partition: the seek position, then one
-    /// past the last delivered record. Records below it (fetched before a seek, or
-    /// re-sent by the broker) are dropped.
+    /// past the last delivered record. Records below it (re-sent by the broker, or
+    /// fetched again after a re-assignment) are dropped.
     floor: HashMap<TopicPartition, i64>,
-    /// Partitions just sought to an absolute offset: the first record delivered must
-    /// be that offset (see [`State::verdict`]), with when the seek happened and when
-    /// it was last repeated.
-    seek_first: HashMap<TopicPartition, (i64, Instant, Instant)>,
+    /// Partitions sought to an absolute offset whose first record has not arrived:
+    /// a first record above it means the records between are gone from the log
+    /// (retention, compaction), which is worth a warning.
+    expect_first: HashMap<TopicPartition, i64>,
+    /// Positioned by the stage since librdkafka last got the assignment: records
+    /// are dropped until the next poll hands it over (see [`apply_assignment`]).
+    unapplied: HashSet<TopicPartition>,
+    /// When librdkafka last got an assignment from us.
+    last_assign: Option<Instant>,
     /// Rebalance events not yet returned by `poll`, in order.
     events: Vec<ConsumerEvent>,
 }
 
-/// How long after a seek records other than the sought offset are dropped; past it,
-/// the sought offset is taken to be gone (retention, compaction) and the first
-/// record above it is accepted.
-const SEEK_FIRST_RECORD_GRACE: Duration = Duration::from_secs(30);
-/// How often a seek that did not take effect is repeated.
-const RESEEK_INTERVAL: Duration = Duration::from_millis(200);
-
-/// What to do with a fetched record.
-#[derive(Debug, PartialEq, Eq)]
-enum Verdict {
-    Deliver,
-    Drop,
-    /// Drop it and seek the partition to this offset again.
-    Reseek(i64),
-}
-
 impl State {
-    /// Whether to deliver the record at `offset`. A seek to `x` right after an
-    /// assignment does not always take effect: librdkafka's fetcher can go on from
-    /// the assignment's placeholder position, above `x` (seen with Tansu while the
-    /// same process kept producing to the partition). Delivering such a record
-    /// would move the floor past `x..`, and the stage would take the real records
-    /// from `x` for redeliveries and lose them. So until `x` itself arrives, other
-    /// records are dropped and the seek is repeated.
-    fn verdict(&mut self, partition: &TopicPartition, offset: i64) -> Verdict {
-        if !self.assigned.contains(partition) || self.awaiting_seek.contains(partition) {
-            return Verdict::Drop;
-        }
-        if let Some((first, sought_at, repeated_at)) = self.seek_first.get(partition).copied() {
-            if offset != first {
-                if offset > first && sought_at.elapsed() >= SEEK_FIRST_RECORD_GRACE {
-                    warn!(%partition, sought = first, offset,
-                        "the sought offset never arrived (retention or compaction?); reading on from the first record above it");
-                } else {
-                    debug!(%partition, sought = first, offset, "record fetched from before the seek dropped");
-                    if repeated_at.elapsed() >= RESEEK_INTERVAL {
-                        self.seek_first
-                            .insert(partition.clone(), (first, sought_at, Instant::now()));
-                        return Verdict::Reseek(first);
-                    }
-                    return Verdict::Drop;
-                }
-            }
-            self.seek_first.remove(partition);
+    /// Whether to deliver the record at `offset`.
+    fn deliverable(&mut self, partition: &TopicPartition, offset: i64) -> bool {
+        if !self.assigned.contains(partition)
+            || self.awaiting_seek.contains(partition)
+            || self.unapplied.contains(partition)
+        {
+            return false;
         }
         if self
             .floor
             .get(partition)
-            .is_none_or(|floor| offset >= *floor)
+            .is_some_and(|floor| offset < *floor)
         {
-            Verdict::Deliver
-        } else {
-            Verdict::Drop
+            return false;
         }
+        if let Some(expected) = self.expect_first.remove(partition) {
+            if offset > expected {
+                warn!(%partition, expected, offset,
+                    "records from the sought offset are no longer in the log (retention or compaction?); reading on from the first record there is");
+            }
+        }
+        true
+    }
+
+    /// The assignment to hand librdkafka: every positioned partition, each at its
+    /// next offset to deliver.
+    fn positioned(&self) -> Vec<(TopicPartition, Offset)> {
+        self.assigned
+            .iter()
+            .filter(|tp| !self.awaiting_seek.contains(*tp))
+            .map(|tp| {
+                let offset = match self.floor.get(tp) {
+                    Some(floor) => Offset::Offset(*floor),
+                    None => to_offset(self.start.get(tp).copied().unwrap_or(Position::Beginning)),
+                };
+                (tp.clone(), offset)
+            })
+            .collect()
+    }
+
+    /// Records where the stage positioned `partition`.
+    fn position(&mut self, partition: &TopicPartition, position: Position) {
+        self.start.insert(partition.clone(), position);
+        match position {
+            Position::Offset(offset) => {
+                self.floor.insert(partition.clone(), offset);
+                self.expect_first.insert(partition.clone(), offset);
+            }
+            Position::Beginning | Position::End => {
+                self.floor.remove(partition);
+                self.expect_first.remove(partition);
+            }
+        }
+    }
+
+    fn forget(&mut self, partition: &TopicPartition) {
+        self.assigned.remove(partition);
+        self.awaiting_seek.remove(partition);
+        self.unapplied.remove(partition);
+        self.start.remove(partition);
+        self.floor.remove(partition);
+        self.expect_first.remove(partition);
     }
 }
 
@@ -141,8 +160,8 @@ impl SharedState {
     }
 }
 
-/// librdkafka callbacks: turns group rebalances into [`ConsumerEvent`]s and holds new
-/// partitions paused until the stage seeks them.
+/// librdkafka callbacks: turns group rebalances into [`ConsumerEvent`]s; the
+/// assignment itself waits for the stage's seeks.
 pub struct PipelineContext {
     state: SharedState,
 }
@@ -172,55 +191,32 @@ impl ConsumerContext for PipelineContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
-        );
         let partitions = to_partitions(tpl);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                // A definite placeholder position starts the fetchers at once (so a
-                // seek finds them started) without reading committed offsets; the
-                // pause keeps them from fetching until the stage seeks.
-                if let Err(e) = tpl.set_all_offsets(Offset::End) {
-                    error!(error = %e, "could not set placeholder positions");
-                }
-                let assigned = if cooperative {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
-                };
-                if let Err(e) = assigned {
-                    error!(error = %e, "assigning partitions after a rebalance failed");
-                }
-                if let Err(e) = consumer.pause(tpl) {
-                    error!(error = %e, "pausing newly assigned partitions failed");
+                // The partitions are handed to librdkafka after the stage's seeks
+                // (see the module docs). An empty assignment now completes the
+                // group's join: without one librdkafka waits for the call and the
+                // group cannot rebalance again until the stage has sought.
+                if let Err(e) = consumer.assign(&TopicPartitionList::new()) {
+                    error!(error = %e, "acknowledging an assignment failed");
                 }
                 let mut state = self.state.lock();
                 for partition in &partitions {
+                    state.forget(partition);
                     state.assigned.insert(partition.clone());
                     state.awaiting_seek.insert(partition.clone());
-                    state.floor.remove(partition);
-                    state.seek_first.remove(partition);
                 }
                 debug!(partitions = ?partitions, "assigned");
                 state.events.push(ConsumerEvent::Assigned(partitions));
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let unassigned = if cooperative {
-                    consumer.incremental_unassign(tpl)
-                } else {
-                    consumer.unassign()
-                };
-                if let Err(e) = unassigned {
+                if let Err(e) = consumer.unassign() {
                     error!(error = %e, "unassigning revoked partitions failed");
                 }
                 let mut state = self.state.lock();
                 for partition in &partitions {
-                    state.assigned.remove(partition);
-                    state.awaiting_seek.remove(partition);
-                    state.floor.remove(partition);
-                    state.seek_first.remove(partition);
+                    state.forget(partition);
                 }
                 debug!(partitions = ?partitions, "revoked");
                 state.events.push(ConsumerEvent::Revoked(partitions));
@@ -232,10 +228,10 @@ impl ConsumerContext for PipelineContext {
                     error!(error = %e, "unassigning after a failed rebalance failed");
                 }
                 let mut state = self.state.lock();
-                let revoked: Vec<_> = std::mem::take(&mut state.assigned).into_iter().collect();
-                state.awaiting_seek.clear();
-                state.floor.clear();
-                state.seek_first.clear();
+                let revoked: Vec<_> = state.assigned.iter().cloned().collect();
+                for partition in &revoked {
+                    state.forget(partition);
+                }
                 if !revoked.is_empty() {
                     state.events.push(ConsumerEvent::Revoked(revoked));
                 }
@@ -265,7 +261,10 @@ impl KafkaConsumer {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
             // Irrelevant: every partition is positioned by an explicit seek.
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            // Eager: the stage's seeks hand librdkafka the whole assignment with
+            // explicit offsets, which the cooperative protocol does not allow.
+            .set("partition.assignment.strategy", "range,roundrobin");
         let state = SharedState::default();
         let context = PipelineContext {
             state: state.clone(),
@@ -333,6 +332,7 @@ impl KafkaConsumer {
             })
     }
 
+    /// Assigns partitions directly, outside any group (tools and tests).
     pub fn assign(&mut self, positions: &[(TopicPartition, Position)]) -> Result<(), KafkaError> {
         let mut tpl = TopicPartitionList::with_capacity(positions.len());
         for (partition, position) in positions {
@@ -344,82 +344,39 @@ impl KafkaConsumer {
             .assign(&tpl)
             .map_err(|source| KafkaError::Assign { source })?;
         let mut state = self.state.lock();
-        state.assigned = positions.iter().map(|(p, _)| p.clone()).collect();
-        state.awaiting_seek.clear();
-        state.seek_first.clear();
-        state.floor = positions
-            .iter()
-            .filter_map(|(p, pos)| match pos {
-                Position::Offset(offset) => Some((p.clone(), *offset)),
-                _ => None,
-            })
-            .collect();
+        let previous: Vec<_> = state.assigned.iter().cloned().collect();
+        for partition in &previous {
+            state.forget(partition);
+        }
+        for (partition, position) in positions {
+            state.assigned.insert(partition.clone());
+            state.position(partition, *position);
+        }
+        state.last_assign = Some(Instant::now());
         Ok(())
     }
 
+    /// Positions an assigned partition: the next record delivered from it is the one
+    /// at `position`. The next poll hands librdkafka the assignment of every
+    /// positioned partition, each at its next offset to deliver (see the module
+    /// docs), so the seeks after a rebalance become one assignment.
     pub fn seek(
         &mut self,
         partition: &TopicPartition,
         position: Position,
     ) -> Result<(), KafkaError> {
-        let consumer = Arc::clone(self.inner()?);
+        self.inner()?;
         check_position(partition, position)?;
-        if !self.state.lock().assigned.contains(partition) {
+        let mut state = self.state.lock();
+        if !state.assigned.contains(partition) {
             return Err(KafkaError::NotAssigned {
                 partition: partition.clone(),
             });
         }
-        let seek_error = |source| KafkaError::Seek {
-            partition: partition.clone(),
-            source,
-        };
-        let started = Instant::now();
-        loop {
-            let mut tpl = TopicPartitionList::with_capacity(1);
-            tpl.add_partition_offset(&partition.topic, partition.partition, to_offset(position))
-                .map_err(seek_error)?;
-            let result = consumer
-                .seek_partitions(tpl, SEEK_TIMEOUT)
-                .map_err(seek_error)?;
-            let code = result
-                .elements()
-                .first()
-                .map(|e| e.error())
-                .unwrap_or(Ok(()));
-            match code {
-                Ok(()) => break,
-                // The fetcher of a partition assigned a moment ago may not have
-                // started yet ("Erroneous state"): give it a little time.
-                Err(source)
-                    if is_state_error(&source) && started.elapsed() < SEEK_STARTUP_GRACE =>
-                {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(source) => return Err(seek_error(source)),
-            }
-        }
-        let resume = {
-            let mut state = self.state.lock();
-            match position {
-                Position::Offset(offset) => {
-                    state.floor.insert(partition.clone(), offset);
-                    let now = Instant::now();
-                    state
-                        .seek_first
-                        .insert(partition.clone(), (offset, now, now));
-                }
-                _ => {
-                    state.floor.remove(partition);
-                    state.seek_first.remove(partition);
-                }
-            }
-            state.awaiting_seek.remove(partition)
-        };
-        if resume {
-            let mut tpl = TopicPartitionList::with_capacity(1);
-            tpl.add_partition(&partition.topic, partition.partition);
-            consumer.resume(&tpl).map_err(seek_error)?;
-        }
+        state.awaiting_seek.remove(partition);
+        state.unapplied.insert(partition.clone());
+        state.position(partition, position);
+        debug!(%partition, ?position, "positioned");
         Ok(())
     }
 
@@ -478,8 +435,10 @@ impl KafkaConsumer {
             // serving the final revoke through our context.
             drop(consumer);
             let mut state = state.lock();
-            state.assigned.clear();
-            state.awaiting_seek.clear();
+            let assigned: Vec<_> = state.assigned.iter().cloned().collect();
+            for partition in &assigned {
+                state.forget(partition);
+            }
             state.events.clear();
         })
         .await
@@ -531,10 +490,6 @@ fn cached_high_watermark(consumer: &InnerConsumer, partition: &TopicPartition) -
     (err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }
 
-fn is_state_error(error: &RdKafkaError) -> bool {
-    error.rdkafka_error_code() == Some(RDKafkaErrorCode::State)
-}
-
 /// One poll: blocks until the first event or `timeout`, then takes whatever else is
 /// already queued, up to `max_records` records.
 fn poll_blocking(
@@ -543,6 +498,7 @@ fn poll_blocking(
     max_records: usize,
     timeout: Duration,
 ) -> Result<Vec<ConsumerEvent>, KafkaError> {
+    apply_assignment(consumer, state)?;
     let max_records = max_records.max(1);
     let deadline = Instant::now() + timeout;
     let mut out: Vec<ConsumerEvent> = Vec::new();
@@ -572,21 +528,17 @@ fn poll_blocking(
             Some(Ok(message)) => {
                 let partition = TopicPartition::new(message.topic(), message.partition());
                 let offset = message.offset();
-                let verdict = {
+                let accepted = {
                     let mut state = state.lock();
-                    let verdict = state.verdict(&partition, offset);
-                    if verdict == Verdict::Deliver {
+                    let accepted = state.deliverable(&partition, offset);
+                    if accepted {
                         // Offsets only move forward until the next seek: a broker that
                         // re-sends a batch (Tansu's memory storage does) cannot make
                         // the stage see a record twice.
                         state.floor.insert(partition.clone(), offset + 1);
                     }
-                    verdict
+                    accepted
                 };
-                if let Verdict::Reseek(to) = verdict {
-                    reseek(consumer, &partition, to);
-                }
-                let accepted = verdict == Verdict::Deliver;
                 if accepted {
                     batch.push(to_record(&message));
                     delivered += 1;
@@ -619,24 +571,41 @@ fn poll_blocking(
     Ok(out)
 }
 
-/// Repeats a seek that did not take effect (see [`State::verdict`]); a failure is
-/// logged and the next dropped record tries again.
-fn reseek(consumer: &InnerConsumer, partition: &TopicPartition, offset: i64) {
-    let mut tpl = TopicPartitionList::with_capacity(1);
-    let added = tpl.add_partition_offset(
-        &partition.topic,
-        partition.partition,
-        Offset::Offset(offset),
-    );
-    let result = added.and_then(|()| consumer.seek_partitions(tpl, Duration::from_millis(500)));
-    match result {
-        Ok(result) => {
-            if let Some(Err(e)) = result.elements().first().map(|e| e.error()) {
-                warn!(%partition, offset, error = %e, "repeating a seek failed; trying again");
-            }
+/// librdkafka's assignment changes asynchronously; one given while the previous one
+/// is still starting its fetchers can trip its internal assertions (seen with an
+/// assignment per seek), so assignments are at least this far apart.
+const MIN_ASSIGN_SPACING: Duration = Duration::from_millis(500);
+
+/// Hands librdkafka the assignment when the stage positioned partitions since the
+/// last one: every positioned partition at its next offset to deliver.
+fn apply_assignment(consumer: &InnerConsumer, state: &SharedState) -> Result<(), KafkaError> {
+    let (positioned, wait) = {
+        let state = state.lock();
+        if state.unapplied.is_empty() {
+            return Ok(());
         }
-        Err(e) => warn!(%partition, offset, error = %e, "repeating a seek failed; trying again"),
+        let wait = state.last_assign.map_or(Duration::ZERO, |at| {
+            MIN_ASSIGN_SPACING.saturating_sub(at.elapsed())
+        });
+        (state.positioned(), wait)
+    };
+    std::thread::sleep(wait);
+    let mut tpl = TopicPartitionList::with_capacity(positioned.len());
+    for (tp, offset) in &positioned {
+        tpl.add_partition_offset(&tp.topic, tp.partition, *offset)
+            .map_err(|source| KafkaError::Assign { source })?;
     }
+    consumer
+        .assign(&tpl)
+        .map_err(|source| KafkaError::Assign { source })?;
+    let mut state = state.lock();
+    state.unapplied.clear();
+    state.last_assign = Some(Instant::now());
+    debug!(
+        partitions = positioned.len(),
+        "assignment handed to librdkafka"
+    );
+    Ok(())
 }
 
 fn flush(batch: &mut Vec<Record>, out: &mut Vec<ConsumerEvent>) {

@@ -29,7 +29,11 @@ pub(super) fn end_of_partition(
         state
             .assigned
             .iter()
-            .filter(|tp| tp.partition == partition && !state.awaiting_seek.contains(tp))
+            .filter(|tp| {
+                tp.partition == partition
+                    && !state.awaiting_seek.contains(*tp)
+                    && !state.unapplied.contains(*tp)
+            })
             .map(|tp| (tp.clone(), state.floor.get(tp).copied()))
             .collect()
     };
