@@ -230,7 +230,11 @@ impl StageProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_playlake"));
         cmd.args(args)
             .env_remove("PLAYLAKE_CONFIG")
-            .env("RUST_LOG", "info")
+            // PLAYLAKE_TEST_STAGE_LOG=debug,... to debug a stage spawned by a test.
+            .env(
+                "RUST_LOG",
+                std::env::var("PLAYLAKE_TEST_STAGE_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(out)
