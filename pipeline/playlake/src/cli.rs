@@ -107,8 +107,9 @@ pub enum Command {
 
     /// Generate realistic playback traffic (players on live streams and VODs, 5 s
     /// heartbeats, seeks, pauses, stops, out-of-order and duplicate delivery, bad
-    /// records) and produce it to `<prefix>.events`, keyed by uuid. The same seed
-    /// gives the same events.
+    /// records) and produce it to `<prefix>.events`, keyed by uuid, or write it as
+    /// items of a DynamoDB table (`--dynamodb-table`) for the DynamoDB source. The
+    /// same seed gives the same events; prints the rate achieved.
     Produce(ProduceArgs),
 
     /// Print the Athena DDL (CREATE EXTERNAL TABLE with partition projection, no MSCK
@@ -400,7 +401,8 @@ records are items with one defect (missing attribute, wrong type, unknown event 
 negative or reversed positions, out-of-range or unparseable time, oversized uuid) that
 the mapping sends to <prefix>.dlq with the reason, their event_id suffixed `.bad`.
 
-Both print a JSON report: records sent by kind, seconds, and records_per_second, the
-rate achieved.
+Both print a JSON report: records sent by kind, seconds (until the last record is
+acknowledged), records_per_second (the rate achieved over those seconds) and
+sending_seconds (until the last record was handed over).
 
 Example: playlake produce --rate 25000 --duration-seconds 30";

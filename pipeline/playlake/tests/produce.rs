@@ -87,6 +87,8 @@ async fn kafka_gets_every_record_once_in_key_order() {
     assert_eq!(report["records_sent"], want.records.len(), "{report}");
     assert_eq!(report["valid_events"], 30_000, "{report}");
     assert!(report["records_per_second"].as_f64().unwrap_or(0.0) > 0.0);
+    let sending = report["sending_seconds"].as_f64().expect("sending_seconds");
+    assert!(sending > 0.0 && Some(sending) <= report["seconds"].as_f64());
 
     let got = read_topic(&stack.brokers, &format!("{prefix}.events")).await;
     assert_eq!(got.len(), want.records.len());

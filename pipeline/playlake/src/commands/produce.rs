@@ -55,6 +55,9 @@ pub struct Sent {
     pub valid: u64,
     pub duplicates: u64,
     pub bad: u64,
+    /// From the first record to the last one handed over (the paced part of the run);
+    /// the rest of the run is waiting for the last acknowledgements.
+    pub sending: Duration,
 }
 
 impl Sent {
@@ -191,6 +194,7 @@ pub async fn run(settings: &Settings, args: &ProduceArgs) -> anyhow::Result<()> 
         "seconds": seconds,
         "records_per_second": sent.records as f64 / seconds.max(1e-9),
         "target_records_per_second": args.rate_per_second,
+        "sending_seconds": sent.sending.as_secs_f64(),
     });
     for part in [target, extra] {
         if let (Some(report), serde_json::Value::Object(part)) = (report.as_object_mut(), part) {
@@ -294,6 +298,7 @@ async fn produce_kafka(
             break;
         }
     }
+    sent.sending = pacer.elapsed();
     for (_, acks) in in_flight {
         acks.await?;
     }

@@ -578,6 +578,7 @@ pub async fn produce(
             break;
         }
     }
+    sent.sending = pacer.elapsed();
     while let Some(result) = tasks.join_next().await {
         retries += result.context("a DynamoDB writer task failed")??;
     }
