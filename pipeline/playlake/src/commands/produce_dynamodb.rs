@@ -419,8 +419,8 @@ pub async fn describe(
     })
 }
 
-/// Turns generated records into items (None for a record that should not be written:
-/// cannot happen for the generator's output, see the error).
+/// Turns generated records into items: valid records and duplicates into the item
+/// of their event, bad records into [`ItemMapping::bad_item`] of their original.
 pub struct ItemWriter {
     pub mapping: ItemMapping,
     pub keys: Vec<String>,
