@@ -26,7 +26,9 @@ use crate::cli::ProduceArgs;
 use crate::config::Settings;
 use crate::topics::Topics;
 
-/// Records per chunk handed to the producer (and pacing step: 40 ms at 25,000/s).
+/// Records per chunk handed to the producer at most; with a target rate, a chunk is
+/// 40 ms of it (1,000 records at 25,000/s, 40 at 1,000/s), so slow rates are paced
+/// smoothly rather than in bursts.
 const CHUNK_RECORDS: usize = 1_000;
 
 /// Unacknowledged records at most. Far below librdkafka's local queue
@@ -243,7 +245,11 @@ async fn produce_kafka(
     let mut enqueued: u64 = 0;
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let mut unacked = 0usize;
-    let mut chunk = Vec::with_capacity(CHUNK_RECORDS);
+    let chunk_records = match pacer.rate_per_second {
+        0 => CHUNK_RECORDS,
+        rate => usize::try_from(rate / 25).map_or(CHUNK_RECORDS, |n| n.clamp(1, CHUNK_RECORDS)),
+    };
+    let mut chunk = Vec::with_capacity(chunk_records);
     let mut chunk_count = Sent::default();
     loop {
         let record = if pacer.expired() {
@@ -261,7 +267,7 @@ async fn produce_kafka(
                 ..OutgoingRecord::default()
             });
         }
-        if chunk.len() == CHUNK_RECORDS || (done && !chunk.is_empty()) {
+        if chunk.len() == chunk_records || (done && !chunk.is_empty()) {
             let n = chunk.len();
             let records = std::mem::take(&mut chunk);
             let producer = producer.clone();
