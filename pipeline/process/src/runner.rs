@@ -27,6 +27,11 @@ const END_OFFSETS_TIMEOUT_MS: u64 = 30_000;
 const STATE_METRICS_INTERVAL: Duration = Duration::from_secs(1);
 /// How often drain mode asks the checkpoint store whether the whole group is done.
 const DRAIN_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Announcements go out when a partition's watermark or idleness changes; an
+/// unchanged one is repeated this often as a keep-alive. Not at every checkpoint:
+/// with short checkpoint intervals the repeats were most of the repartition topic,
+/// and every drain had to read through them.
+const ANNOUNCE_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What both sides share: the producer, the lake, names, settings and counters.
 pub(crate) struct Shared {
@@ -333,6 +338,7 @@ async fn run_loop(
 ) -> Result<(), ProcessError> {
     let mut shutdown = std::pin::pin!(shutdown);
     let mut last_checkpoint = Instant::now();
+    let mut last_refresh = Instant::now();
     let mut last_state_metrics: Option<Instant> = None;
     let mut last_drain_check: Option<Instant> = None;
     loop {
@@ -346,7 +352,11 @@ async fn run_loop(
         merge.step(ctx).await?;
         if last_checkpoint.elapsed() >= interval {
             let started = Instant::now();
-            source.announce(ctx, true).await?;
+            let refresh = last_refresh.elapsed() >= ANNOUNCE_REFRESH_INTERVAL;
+            if refresh {
+                last_refresh = Instant::now();
+            }
+            source.announce(ctx, refresh).await?;
             merge.tick(ctx).await?;
             source.checkpoint(ctx).await?;
             merge.checkpoint(ctx).await?;

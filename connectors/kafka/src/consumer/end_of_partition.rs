@@ -2,29 +2,28 @@
 //! the partition's true end: the high watermark of the last Fetch response (on Tansu,
 //! ListOffsets(LATEST) under-reports it, so drain mode must not rely on it).
 
-use std::collections::HashMap;
 use std::ffi::CString;
 
-use playlake_transport::{ConsumerEvent, TopicPartition};
+use playlake_transport::{ConsumerEvent, Position, TopicPartition};
 use rdkafka::consumer::Consumer as _;
-use rdkafka::topic_partition_list::Offset;
 use rdkafka::types::RDKafkaRespErr;
-use tracing::warn;
 
 use super::{InnerConsumer, SharedState};
 
-/// librdkafka reports a partition EOF with the partition number only. The topic is
-/// the one assigned partition with that number whose position has reached the
-/// high watermark of its last fetch; that watermark is the partition's end.
+/// librdkafka reports a partition EOF with the partition number only, and when the
+/// stage sees it, later fetches may already have queued records behind it (and
+/// moved the cached high watermark). So the end is decided from what was
+/// delivered: a partition with that number is at its end when the next offset to
+/// deliver (the floor) has reached the high watermark of its last fetch, and
+/// `next_offset` is that floor. Never from librdkafka's position, which also
+/// counts records fetched but not yet delivered: an end above the delivered
+/// records made the processor skip them as already applied.
 pub(super) fn end_of_partition(
     consumer: &InnerConsumer,
     state: &SharedState,
     partition: i32,
 ) -> Vec<ConsumerEvent> {
-    // Each candidate with the position we set ourselves (a seek to an offset, or the
-    // record after the last one delivered), for partitions librdkafka has no
-    // position for yet because nothing was consumed since the seek.
-    let candidates: Vec<(TopicPartition, Option<i64>)> = {
+    let candidates: Vec<(TopicPartition, Option<i64>, bool)> = {
         let state = state.lock();
         state
             .assigned
@@ -34,45 +33,23 @@ pub(super) fn end_of_partition(
                     && !state.awaiting_seek.contains(*tp)
                     && !state.unapplied.contains(*tp)
             })
-            .map(|tp| (tp.clone(), state.floor.get(tp).copied()))
+            .map(|tp| {
+                let from_end = matches!(state.start.get(tp), Some(Position::End));
+                (tp.clone(), state.floor.get(tp).copied(), from_end)
+            })
             .collect()
     };
-    if candidates.is_empty() {
-        return Vec::new();
-    }
-    let positions: HashMap<TopicPartition, i64> = match consumer.position() {
-        Ok(tpl) => tpl
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(offset) => {
-                    Some((TopicPartition::new(e.topic(), e.partition()), offset))
-                }
-                _ => None,
-            })
-            .collect(),
-        Err(e) => {
-            warn!(error = %e, "could not read consumer positions");
-            HashMap::new()
-        }
-    };
-    let single = candidates.len() == 1;
     candidates
         .into_iter()
-        .filter_map(|(tp, floor)| {
-            let watermarks = cached_watermarks(consumer, &tp);
-            let high = watermarks.map(|(_, high)| high);
-            let position = positions.get(&tp).copied().or(floor);
-            let next_offset = match (high, position) {
-                (Some(high), Some(position)) if position >= high => high,
-                (Some(high), None) if single => high,
-                (None, Some(position)) if single => position,
-                (Some(high), Some(_)) if single => high,
-                // Nothing consumed since a seek to the beginning, and the partition
-                // holds nothing to read (empty, or everything trimmed): it is at its
-                // end. Several topics share the partition number, so this is what
-                // tells an empty partition apart from one still being fetched.
-                (Some(high), None) if watermarks.is_some_and(|(low, _)| low >= high) => high,
+        .filter_map(|(tp, floor, from_end)| {
+            let (low, high) = cached_watermarks(consumer, &tp)?;
+            let next_offset = match floor {
+                Some(floor) if floor >= high => floor,
+                // Positioned at the end and nothing arrived since: that end.
+                None if from_end => high,
+                // Positioned at the beginning and nothing delivered: at the end only
+                // if there is nothing to read (empty, or everything trimmed).
+                None if low >= high => high,
                 _ => return None,
             };
             Some(ConsumerEvent::EndOfPartition {
