@@ -190,6 +190,11 @@ pub struct SinkReport {
     pub invalid_events_skipped: u64,
     /// Partitions dropped because another instance's checkpoint fenced this one.
     pub fenced_partitions: u64,
+    /// Rows a local (file://) lake cannot hold: a partition directory name longer
+    /// than the file system's 255 bytes (a valid stream_id may be 256 bytes, and
+    /// escaping can triple it). Each is logged with its coordinates; S3 lakes have
+    /// no such limit.
+    pub path_too_long_skipped: u64,
 }
 
 impl SinkReport {

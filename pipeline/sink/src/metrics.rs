@@ -39,6 +39,7 @@ struct Seen {
     duplicates: u64,
     durable: u64,
     invalid_events: u64,
+    path_too_long: u64,
     undecodable: u64,
     fenced: u64,
 }
@@ -66,7 +67,7 @@ impl SinkMetrics {
             )?,
             skipped: metrics.counter_vec(
                 "playlake_skipped_records_total",
-                "Records read but not written again: duplicates, already durable (replay), invalid events (in the DLQ instead)",
+                "Records read but not written again: duplicates, already durable (replay), invalid events (in the DLQ instead), rows whose partition directory name a local lake cannot hold",
                 &["stage", "reason"],
             )?,
             stage,
@@ -80,7 +81,7 @@ impl SinkMetrics {
             this.file_size_bytes.with_label_values(&[name]);
             this.stage.records_out(name);
         }
-        for reason in ["duplicate", "durable", "invalid_event"] {
+        for reason in ["duplicate", "durable", "invalid_event", "path_too_long"] {
             this.skipped.with_label_values(&[STAGE, reason]);
         }
         for operation in ["publish", "checkpoint_save", "checkpoint_load"] {
@@ -130,6 +131,11 @@ impl SinkMetrics {
             &skipped("invalid_event"),
             &mut seen.invalid_events,
             report.invalid_events_skipped,
+        );
+        follow(
+            &skipped("path_too_long"),
+            &mut seen.path_too_long,
+            report.path_too_long_skipped,
         );
         follow(
             &stage.errors("undecodable"),

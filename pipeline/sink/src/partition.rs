@@ -75,6 +75,9 @@ pub(crate) struct Writer {
     pub pool: WriterPool,
     pub store: LakeStore,
     pub partition_config: PartitionConfig,
+    /// The longest directory name the lake can hold: `Some(255)` on a local file
+    /// system (NAME_MAX), `None` on object stores.
+    pub max_dir_name_bytes: Option<usize>,
     pub retry: RetryBudget,
     pub dedup_retention_ms: i64,
     pub report: SinkReport,
@@ -271,7 +274,24 @@ impl Writer {
             }
         };
         match row.partition(&meta, &self.partition_config) {
-            Ok(path) => Some((meta, row, path)),
+            Ok(path) => {
+                if let Some(limit) = self.max_dir_name_bytes {
+                    if let Some(long) = path.as_str().split('/').find(|name| name.len() > limit) {
+                        // Writing it would fail on every retry and wedge the partition.
+                        self.report.path_too_long_skipped += 1;
+                        tracing::error!(
+                            topic = %meta.topic,
+                            partition = meta.partition,
+                            offset = meta.offset,
+                            bytes = long.len(),
+                            limit,
+                            "row skipped: its partition directory name is longer than a local lake can hold (use an s3:// lake for stream ids this long); counted in path_too_long_skipped"
+                        );
+                        return None;
+                    }
+                }
+                Some((meta, row, path))
+            }
             Err(e) => {
                 self.undecodable(&meta, &error_chain(&e));
                 None

@@ -96,6 +96,7 @@ pub async fn run_with_metrics(
             partition_config: PartitionConfig {
                 time_zone: config.time_zone,
             },
+            max_dir_name_bytes: lake.url().starts_with("file://").then_some(255),
             retry: RetryBudget::new(Duration::from_secs(config.storage_retry_max_seconds)),
             dedup_retention_ms: i64::try_from(config.dedup_retention_seconds)
                 .unwrap_or(i64::MAX / 1000)
