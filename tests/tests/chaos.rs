@@ -15,14 +15,12 @@
 //!
 //! - [`ci_profile_survives_kills_an_outage_and_a_broker_restart`]: the CI profile
 //!   (3 SIGKILLs per stage, 10 s S3 outage, 1 broker restart; about 2 minutes),
-//!   with the DynamoDB items written first and `playlake produce` started once the
-//!   source has published them (`--dynamodb-before-produce`).
-//! - [`ci_profile_with_interleaved_sources_survives_kills_an_outage_and_a_broker_restart`]:
-//!   the same chaos with both producers writing to `<prefix>.events` at once, and
-//!   [`calm_run_with_interleaved_sources_equals_the_batch_recomputation`], that run
-//!   without any chaos (it proves the harness and checker: every mismatch there is
-//!   a pipeline bug that needs no crash). Both are ignored while the processor
-//!   misses records that follow a large produce request (see their reasons).
+//!   with both producers (the DynamoDB source and `playlake produce`) writing to
+//!   `<prefix>.events` at once.
+//! - [`calm_run_with_interleaved_sources_equals_the_batch_recomputation`]: the same
+//!   traffic without any chaos, on demand (`--run-ignored all`): when the CI run
+//!   finds mismatches, this tells a pipeline bug that needs no crash from one that
+//!   does (it found the consumer's early end-of-partition, fixed in 269afc4).
 //!
 //! The long profile runs on demand: `tests/chaos/run --profile long`.
 
@@ -164,7 +162,7 @@ fn ci_profile_survives_kills_an_outage_and_a_broker_restart() {
     let Some(stack) = Stack::from_env() else {
         return;
     };
-    let figures = run_harness(&stack, &["--profile", "ci", "--dynamodb-before-produce"]);
+    let figures = run_harness(&stack, &["--profile", "ci"]);
     figures.assert_passed();
     for stage in ["source", "process", "sink"] {
         assert!(
@@ -178,21 +176,10 @@ fn ci_profile_survives_kills_an_outage_and_a_broker_restart() {
 }
 
 #[test]
-#[ignore = "fails without any chaos: the processor never reads the record that follows a large produce request in a partition (about 14 of 25,000 records, all from the DynamoDB source, e.g. the first source record after playlake produce's 5,000-record batch), so sessions and daily watched seconds of the DynamoDB viewers differ; its records_in is short by exactly that; open bug in the Kafka consumer, see the chaos note on issue 8"]
+#[ignore = "diagnostic, on demand: the CI run's traffic without chaos (2 more minutes of CI for no extra coverage while the CI run passes)"]
 fn calm_run_with_interleaved_sources_equals_the_batch_recomputation() {
     let Some(stack) = Stack::from_env() else {
         return;
     };
     run_harness(&stack, &["--profile", "ci", "--calm"]).assert_passed();
-}
-
-#[test]
-#[ignore = "fails like the calm run with interleaved sources (records after a large produce request never reach the processor); with the DynamoDB items written first the same chaos passes (the test above); open bug in the Kafka consumer, see the chaos note on issue 8"]
-fn ci_profile_with_interleaved_sources_survives_kills_an_outage_and_a_broker_restart() {
-    let Some(stack) = Stack::from_env() else {
-        return;
-    };
-    let figures = run_harness(&stack, &["--profile", "ci"]);
-    figures.assert_passed();
-    assert_eq!(figures.get("broker_restarts"), 1, "{}", figures.result);
 }
