@@ -65,12 +65,12 @@ impl SourceMetrics {
             )?,
             retries: counter(
                 "playlake_source_retries_total",
-                "DynamoDB calls retried, by reason (throttle, expired_iterator, transient)",
+                "DynamoDB calls retried, by reason (throttle, expired_iterator, transient, trimmed)",
                 &["table", "reason"],
             )?,
             trimmed_data: counter(
                 "playlake_source_trimmed_data_total",
-                "TrimmedDataAccess: stream records lost to the 24 h retention before they were read",
+                "TrimmedDataAccess: shards whose stream records were lost to the 24 h retention before they were read (once per shard and process)",
                 &["table"],
             )?,
             shards_owned: gauge(

@@ -16,7 +16,12 @@
 //! `max_backoff_ms`; the SDK does not retry these reads first, see
 //! `stream::Retries`); an expired iterator is re-acquired right after the last
 //! acknowledged sequence number; TrimmedDataAccess is logged as an error, counted,
-//! and stops the source unless `on_trimmed_data = "continue"`.
+//! and stops the source unless `on_trimmed_data = "continue"`. With "continue" the
+//! loss is reported once per shard (error log, `trimmed_data_total`, the report's
+//! `trimmed`), the shard's checkpoint moves to TRIM_HORIZON in the lease table (so a
+//! restart does not meet, and report, the same loss again) and reading goes on from
+//! the oldest record still kept; a shard trimmed again while read from there backs
+//! off like a throttled one (`retries_total{reason="trimmed"}`) instead of spinning.
 //!
 //! Shutdown (the `shutdown` future, e.g. SIGTERM) is checked between rounds, so the
 //! batch in flight is published and checkpointed first; the leases are then released
@@ -55,7 +60,8 @@ pub struct Report {
     pub dlq: u64,
     /// Shards read to their end (`SHARD_END`).
     pub shards_finished: u64,
-    /// TrimmedDataAccess events (only non-zero with `on_trimmed_data = "continue"`).
+    /// Shards whose records were lost to the stream's retention (TrimmedDataAccess),
+    /// each counted once; only non-zero with `on_trimmed_data = "continue"`.
     pub trimmed: u64,
 }
 
@@ -77,6 +83,22 @@ struct Cursor {
     idle: bool,
     backoff: Duration,
     not_before: Option<Instant>,
+    /// This process has reported (logged, counted) records of this shard lost to the
+    /// stream's retention; later TrimmedDataAccess answers only back off.
+    trimmed_reported: bool,
+}
+
+impl Cursor {
+    fn at(position: Checkpoint) -> Self {
+        Cursor {
+            position,
+            iterator: None,
+            idle: false,
+            backoff: Duration::ZERO,
+            not_before: None,
+            trimmed_reported: false,
+        }
+    }
 }
 
 /// What one GetRecords batch added to the cdc topic (and the mapping's outputs).
@@ -358,13 +380,7 @@ impl Reader<'_> {
                     lease.counter = new_counter;
                     self.cursors
                         .entry(lease.key.clone())
-                        .or_insert_with(|| Cursor {
-                            position: lease.checkpoint.clone(),
-                            iterator: None,
-                            idle: false,
-                            backoff: Duration::ZERO,
-                            not_before: None,
-                        });
+                        .or_insert_with(|| Cursor::at(lease.checkpoint.clone()));
                 }
                 None => lost.push(lease.key.clone()),
             }
@@ -398,16 +414,8 @@ impl Reader<'_> {
                     shard = %key, previous_owner = ?lease.owner, checkpoint = %lease.checkpoint,
                     stolen = decision.steal.as_deref() == Some(key.as_str()), "took lease"
                 );
-                self.cursors.insert(
-                    key.clone(),
-                    Cursor {
-                        position: lease.checkpoint.clone(),
-                        iterator: None,
-                        idle: false,
-                        backoff: Duration::ZERO,
-                        not_before: None,
-                    },
-                );
+                self.cursors
+                    .insert(key.clone(), Cursor::at(lease.checkpoint.clone()));
                 for l in leases.iter_mut().filter(|l| &l.key == key) {
                     l.owner = Some(me.to_string());
                     l.counter = counter;
@@ -474,8 +482,20 @@ async fn read_shard(
         Err(err) => {
             return match handle_read_error(config, metrics, shard_id, cursor, err)? {
                 Step::Gone => finish(config, leases, shard_id, cursor, Batch::default()).await,
+                // The loss is reported: start the shard over from its oldest kept
+                // record, durably, so no restart reports it again.
+                Step::Trimmed => {
+                    if leases
+                        .checkpoint(shard_id, &config.worker_id, &Checkpoint::TrimHorizon)
+                        .await?
+                        == Conditional::Lost
+                    {
+                        return Ok(Step::Lost);
+                    }
+                    Ok(Step::Trimmed)
+                }
                 step => Ok(step),
-            }
+            };
         }
     };
     cursor.backoff = Duration::ZERO;
@@ -569,9 +589,24 @@ fn handle_read_error(
             Ok(Step::Wait)
         }
         Some("TrimmedDataAccessException") => {
+            if cursor.trimmed_reported {
+                // Already reported for this shard and read from TRIM_HORIZON since:
+                // the horizon moved under the iterator. Back off and start again
+                // from the oldest record, without counting the same loss twice.
+                metrics.retries.with_label_values(&[table, "trimmed"]).inc();
+                backoff(config, cursor);
+                cursor.position = Checkpoint::TrimHorizon;
+                cursor.iterator = None;
+                tracing::warn!(
+                    shard = %shard_id, backoff_ms = cursor.backoff.as_millis() as u64,
+                    "TrimmedDataAccess again while reading from the oldest record; retrying"
+                );
+                return Ok(Step::Wait);
+            }
             metrics.trimmed_data.with_label_values(&[table]).inc();
             tracing::error!(
                 table, shard = %shard_id, position = %cursor.position,
+                policy = ?config.on_trimmed_data,
                 "TrimmedDataAccess: records were removed by the stream's 24 h retention before they were read; changes are LOST"
             );
             match config.on_trimmed_data {
@@ -579,6 +614,7 @@ fn handle_read_error(
                     shard_id: shard_id.to_string(),
                 }),
                 TrimmedDataPolicy::Continue => {
+                    cursor.trimmed_reported = true;
                     cursor.position = Checkpoint::TrimHorizon;
                     cursor.iterator = None;
                     cursor.idle = false;
@@ -598,10 +634,7 @@ fn handle_read_error(
                 "transient"
             };
             metrics.retries.with_label_values(&[table, reason]).inc();
-            cursor.backoff = (cursor.backoff * 2)
-                .max(Duration::from_millis(100))
-                .min(Duration::from_millis(config.max_backoff_ms));
-            cursor.not_before = Some(Instant::now() + cursor.backoff);
+            backoff(config, cursor);
             // An iterator may have gone stale during an outage; re-acquire from the
             // acknowledged position.
             if !err.is_throttle() {
@@ -612,6 +645,15 @@ fn handle_read_error(
         }
         _ => Err(err),
     }
+}
+
+/// Doubles the shard's pause (100 ms first, at most `max_backoff_ms`) and holds
+/// its reads until it has passed.
+fn backoff(config: &SourceConfig, cursor: &mut Cursor) {
+    cursor.backoff = (cursor.backoff * 2)
+        .max(Duration::from_millis(100))
+        .min(Duration::from_millis(config.max_backoff_ms));
+    cursor.not_before = Some(Instant::now() + cursor.backoff);
 }
 
 pub(crate) fn now_ms() -> i64 {

@@ -6,7 +6,14 @@ GetShardIterator, GetRecords) from a fixed script shaped like recorded AWS
 responses: a root shard that closed, a child that closed and split into two open
 children, and an open shard whose parent was trimmed; DescribeStream pages two shards
 at a time. It injects one ExpiredIteratorException and one LimitExceededException.
-Scenario "trimmed" answers GetRecords with TrimmedDataAccessException instead.
+
+Scenario "trimmed": one open shard whose records 100 and 101 the 24 h retention
+removed; 102-104 are kept. As on AWS, GetShardIterator AFTER_SEQUENCE_NUMBER of a
+trimmed record answers TrimmedDataAccessException, TRIM_HORIZON starts at 102.
+Scenario "trimmed-always": every GetRecords answers TrimmedDataAccessException (the
+horizon moving under every iterator: not seen on AWS, it checks the source backs off
+instead of spinning or counting the loss again).
+moto cannot produce TrimmedDataAccessException at all (its streams keep every record).
 Every other request (DynamoDB itself: DescribeTable, the lease table) is forwarded
 unchanged to moto, so leases are real.
 
@@ -57,6 +64,10 @@ SHARDS = {
     "shardId-0002-b": ("shardId-0001-a", True, [rec(200, "MODIFY", "k1", 3), rec(201, "MODIFY", "k2", 2)]),
     "shardId-0001-a": (None, True, [rec(100, "INSERT", "k1", 1), rec(101, "MODIFY", "k1", 2), rec(102, "INSERT", "k2", 1)]),
 }
+TRIM_BELOW = 0
+if SCENARIO in ("trimmed", "trimmed-always"):
+    SHARDS = {"shardId-0001-t": (None, False, [rec(102, "INSERT", "t1", 1), rec(103, "MODIFY", "t1", 2), rec(104, "INSERT", "t2", 1)])}
+    TRIM_BELOW = 102
 ORDER = sorted(SHARDS)
 
 
@@ -93,6 +104,8 @@ def iterator(body):
         index = 0
     elif kind == "AFTER_SEQUENCE_NUMBER":
         seq = int(body["SequenceNumber"])
+        if seq + 1 < TRIM_BELOW:
+            return 400, {"__type": "com.amazonaws.dynamodb.v20120810#TrimmedDataAccessException", "message": "trimmed"}
         index = len([r for r in records if int(r["dynamodb"]["SequenceNumber"]) <= seq])
     else:
         return 400, {"__type": "ValidationException", "message": kind}
@@ -102,7 +115,7 @@ def iterator(body):
 def get_records(body):
     sid, index = body["ShardIterator"].rsplit("|", 1)
     index = int(index)
-    if SCENARIO == "trimmed":
+    if SCENARIO == "trimmed-always":
         return 400, {"__type": "com.amazonaws.dynamodb.v20120810#TrimmedDataAccessException", "message": "trimmed"}
     with LOCK:
         if sid == "shardId-0003-c" and FAULTS["expired"] > 0:
