@@ -317,7 +317,11 @@ mod tests {
         let mut distinct: Vec<_> = events.iter().map(identity).collect();
         distinct.sort();
         distinct.dedup();
-        assert_eq!((events.len(), distinct.len()), (5, 3), "u-1 and u-2 twice, u-3 once");
+        assert_eq!(
+            (events.len(), distinct.len()),
+            (5, 3),
+            "u-1 and u-2 twice, u-3 once"
+        );
     }
 
     #[test]

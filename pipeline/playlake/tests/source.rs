@@ -10,7 +10,11 @@
 //!   table's final state, and every change after the position is present;
 //! - the playback mapping (seed 001's table shape) publishes valid playback events and
 //!   sends unmappable items to the DLQ with the reason;
-//! - two processes share the lease table; killing the owner hands the shard over.
+//! - two processes share the lease table; killing the owner hands the shard over;
+//! - the source as a stage of `playlake run`, SIGKILLed 10 times at random moments
+//!   while items are written: every change on the topic, copies identical (cdc,
+//!   playback events and DLQ records alike), and the lake's cdc and errors tables
+//!   (written by the sink) hold each change once.
 //!
 //! moto has one shard per table that never splits or closes; shard lineage is
 //! tested in `connectors/dynamodb/tests/lineage.rs` against a scripted endpoint.
@@ -731,4 +735,270 @@ async fn cdc_count_ready(stack: &Stack, topic: &str) -> usize {
         Ok(n) if n > 0 => cdc_count(stack, topic).await,
         _ => 0,
     }
+}
+
+/// The checkpoint of every shard lease of `lease_table`, joined (empty before the
+/// source created any): it changes exactly when the source made durable progress.
+async fn checkpoints(db: &Client, lease_table: &str) -> String {
+    let leases = playlake_dynamodb::lease_table::LeaseTable::new(db.clone(), lease_table);
+    match leases.list().await {
+        Ok(list) => list
+            .iter()
+            .map(|l| format!("{}={}", l.key, l.checkpoint))
+            .collect::<Vec<_>>()
+            .join(","),
+        Err(_) => String::new(),
+    }
+}
+
+/// The source as a stage of `playlake run` (`--stages source`, configured by
+/// `[source.dynamodb]` with a playback mapping), SIGKILLed 10 times at random
+/// moments while a writer keeps changing items; each run is killed only after it
+/// moved a checkpoint, so every run counts. A last `playlake run` reads to the end
+/// and stops on SIGTERM. Then Kafka holds every change at least once, copies are
+/// byte-identical, each item's changes are in order, and the mapping's outputs are
+/// identical copies too: playback events (same event id, same bytes) and DLQ records
+/// (same key, value and headers, so the lake's errors table keeps one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_inside_playlake_run_loses_nothing_and_copies_are_identical() {
+    let Some(stack) = Stack::from_env() else {
+        return;
+    };
+    let db = client(&stack).await;
+    let table = table_name("runkill");
+    create_table(&db, &table, "pk", None).await;
+    let prefix = unique_name("src");
+    let lease_table = format!("playlake-source-{table}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("playlake.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[run]\nstages = [\"source\"]\nshutdown_deadline_seconds = 30\n\n\
+             [source.dynamodb]\ntable = \"{table}\"\nendpoint_url = \"{}\"\n\
+             worker_id = \"run-1\"\nlease_duration_ms = 2000\npoll_interval_ms = 200\n\
+             shard_sync_interval_ms = 1000\n\n\
+             [source.dynamodb.mapping]\nstream_id = \"stream\"\nuuid = \"pk\"\nposition_end = \"position\"\n",
+            stack.aws_endpoint
+        ),
+    )
+    .expect("config");
+    let args: Vec<String> = [
+        "--config",
+        &config.display().to_string(),
+        "--brokers",
+        &stack.brokers,
+        "--topic-prefix",
+        &prefix,
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "run",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let env = [("AWS_REGION".to_string(), stack.aws_region.clone())];
+
+    // Writes go on until the last kill: put (version 0) then update (version 1) of
+    // one item after another; every seventh item has no playhead, so the mapping
+    // dead-letters both of its changes.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let write = {
+        let (db, table, stop) = (db.clone(), table.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut items = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for version in 0..2 {
+                    let mut put = db
+                        .put_item()
+                        .table_name(&table)
+                        .item("pk", A::S(format!("k-{items:05}")))
+                        .item("stream", A::S("stream-a".into()))
+                        .item("version", A::N(version.to_string()));
+                    if items % 7 != 3 {
+                        put = put.item("position", A::N(format!("{}.5", items + version)));
+                    }
+                    put.send().await.expect("put");
+                }
+                items += 1;
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+            items
+        })
+    };
+    let mut rng = common::Rng::from_env("sigkill_inside_playlake_run");
+    for round in 0..10 {
+        let before = checkpoints(&db, &lease_table).await;
+        let mut stage =
+            common::StageProcess::spawn(dir.path(), &format!("run-{round}"), &args, &env);
+        common::wait_for_progress(&mut stage, 1, Duration::from_secs(60), || {
+            let (db, lease_table, before) = (db.clone(), lease_table.clone(), before.clone());
+            async move {
+                let now = checkpoints(&db, &lease_table).await;
+                u64::from(!now.is_empty() && !now.contains("TRIM_HORIZON") && now != before)
+            }
+        })
+        .await;
+        // A random moment after that: mid-batch, between publish and checkpoint, idle.
+        let wait_ms = rng.range(0, 1500);
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        stage.assert_running();
+        stage.sigkill();
+        eprintln!("round {round}: killed {wait_ms} ms after progress");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let items = write.await.expect("writer");
+    let dead_lettered = (0..items).filter(|i| i % 7 == 3).count();
+    eprintln!("{items} items written, {dead_lettered} without playhead");
+
+    // The last run reads to the end; then SIGTERM, and it exits 0 after its commit.
+    let topic = format!("{prefix}.cdc.{table}");
+    let mut last = common::StageProcess::spawn(dir.path(), "run-last", &args, &env);
+    common::wait_for_progress(
+        &mut last,
+        (items * 2) as u64,
+        Duration::from_secs(120),
+        || {
+            let (stack, topic) = (&stack, topic.as_str());
+            async move { cdc_count_ready(stack, topic).await as u64 }
+        },
+    )
+    .await;
+    last.sigterm();
+    let (status, _) = last.wait(Duration::from_secs(60)).await;
+    assert!(status.success(), "{}", last.tail(40));
+
+    let all = changes(&read_topic(&stack.brokers, &topic).await);
+    let (per_key, copies) = distinct_by_key(&all);
+    eprintln!("{} cdc records, {copies} redelivered copies", all.len());
+    assert_eq!(per_key.len(), items, "every item has its changes");
+    for (key, list) in &per_key {
+        let versions: Vec<_> = list
+            .iter()
+            .map(|c| c.new_image.as_ref().expect("image")["version"].clone())
+            .collect();
+        assert_eq!(versions, vec![json!(0), json!(1)], "{key}");
+    }
+
+    // Playback events: one per mapped change, copies byte-identical.
+    let events = read_topic(&stack.brokers, &format!("{prefix}.events")).await;
+    let mut by_id: HashMap<String, Vec<u8>> = HashMap::new();
+    for r in &events {
+        let value = r.value.clone().expect("value");
+        let e = parse_playback_event(&value, i64::MAX / 4).expect("valid event");
+        if let Some(first) = by_id.insert(e.event_id.clone(), value.clone()) {
+            assert_eq!(first, value, "redelivered event {} differs", e.event_id);
+        }
+    }
+    assert_eq!(by_id.len(), (items - dead_lettered) * 2);
+
+    // DLQ: one distinct record per unmappable change, copies identical in key, value
+    // and every header, so the errors table's natural key
+    // (source topic, partition, offset) is the same for each copy.
+    let dlq = read_topic(&stack.brokers, &format!("{prefix}.dlq")).await;
+    let mut distinct: HashMap<String, (Option<Vec<u8>>, Vec<(String, Vec<u8>)>)> = HashMap::new();
+    for r in &dlq {
+        let change: ChangeEvent =
+            serde_json::from_slice(r.value.as_deref().expect("value")).expect("original change");
+        let mut headers = r.headers.clone();
+        headers.sort();
+        let identity = (r.value.clone(), headers);
+        if let Some(first) = distinct.insert(change.event_id.clone(), identity.clone()) {
+            assert_eq!(
+                first, identity,
+                "redelivered DLQ record of {} differs",
+                change.event_id
+            );
+        }
+    }
+    assert_eq!(
+        distinct.len(),
+        dead_lettered * 2,
+        "{} DLQ records",
+        dlq.len()
+    );
+    eprintln!(
+        "{} events ({} distinct), {} DLQ records ({} distinct)",
+        events.len(),
+        by_id.len(),
+        dlq.len(),
+        distinct.len()
+    );
+
+    // The lake: the sink writes the cdc and errors tables (in process: `playlake
+    // sink --tables cdc` cannot name the cdc topics, see `cdc_tables`), and each
+    // holds every change once although Kafka holds copies.
+    let lake_dir = tempfile::tempdir().expect("lake dir");
+    let lake_url = format!("file://{}", lake_dir.path().display());
+    let transport = std::sync::Arc::new(
+        KafkaTransport::new(KafkaConfig::new(stack.brokers.clone())).expect("kafka"),
+    );
+    let sink_config = playlake_sink::SinkConfig {
+        topic_prefix: prefix.clone(),
+        group_id: unique_name("sink"),
+        tables: vec![
+            playlake_schemas::Table::Cdc,
+            playlake_schemas::Table::Errors,
+        ],
+        cdc_tables: vec![table.clone()],
+        drain: true,
+        ..playlake_sink::SinkConfig::default()
+    };
+    let report = tokio::time::timeout(
+        Duration::from_secs(180),
+        playlake_sink::run(
+            transport,
+            playlake_checkpoint::Lake::open(&lake_url).expect("lake"),
+            sink_config,
+            std::future::pending::<()>(),
+        ),
+    )
+    .await
+    .expect("the sink drained in time")
+    .expect("sink ran");
+    eprintln!("sink: {report:?}");
+    let cdc = lake_query(
+        &lake_url,
+        &format!("SELECT count(*), count(DISTINCT event_id) FROM cdc WHERE \"table\" = '{table}'"),
+    );
+    assert_eq!(
+        cdc,
+        vec![items * 2, items * 2],
+        "cdc rows, distinct event ids"
+    );
+    let errors = lake_query(
+        &lake_url,
+        "SELECT count(*), count(DISTINCT source_offset) FROM errors",
+    );
+    assert_eq!(
+        errors,
+        vec![dead_lettered * 2, dead_lettered * 2],
+        "errors rows, distinct identities"
+    );
+}
+
+/// The numbers of the one row `sql` returns from the lake (`playlake query`).
+fn lake_query(lake: &str, sql: &str) -> Vec<usize> {
+    let out = Command::new(env!("CARGO_BIN_EXE_playlake"))
+        .args(["--lake", lake, "query", "--format", "csv", sql])
+        .env_remove("PLAYLAKE_CONFIG")
+        .output()
+        .expect("playlake query");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = stdout
+        .lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("{sql}: no row in {stdout}"));
+    row.split(',')
+        .map(|v| {
+            v.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{sql}: {v:?} ({e}) in {stdout}"))
+        })
+        .collect()
 }
