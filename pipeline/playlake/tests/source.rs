@@ -896,7 +896,8 @@ async fn sigkill_inside_playlake_run_loses_nothing_and_copies_are_identical() {
     // and every header, so the errors table's natural key
     // (source topic, partition, offset) is the same for each copy.
     let dlq = read_topic(&stack.brokers, &format!("{prefix}.dlq")).await;
-    let mut distinct: HashMap<String, (Option<Vec<u8>>, Vec<(String, Vec<u8>)>)> = HashMap::new();
+    // event id -> (value, sorted headers) of its first copy
+    let mut distinct: HashMap<String, DlqCopy> = HashMap::new();
     for r in &dlq {
         let change: ChangeEvent =
             serde_json::from_slice(r.value.as_deref().expect("value")).expect("original change");
@@ -976,6 +977,9 @@ async fn sigkill_inside_playlake_run_loses_nothing_and_copies_are_identical() {
         "errors rows, distinct identities"
     );
 }
+
+/// A DLQ record's value and its headers, sorted.
+type DlqCopy = (Option<Vec<u8>>, Vec<(String, Vec<u8>)>);
 
 /// The numbers of the one row `sql` returns from the lake (`playlake query`).
 fn lake_query(lake: &str, sql: &str) -> Vec<usize> {
