@@ -96,8 +96,6 @@ fn source_cmd(stack: &Stack, prefix: &str, table: &str, extra: &[&str]) -> Comma
         "dynamodb",
         "--table",
         table,
-        "--endpoint-url",
-        &stack.aws_endpoint,
         "--poll-interval-ms",
         "200",
         "--shard-sync-interval-ms",
@@ -107,6 +105,8 @@ fn source_cmd(stack: &Stack, prefix: &str, table: &str, extra: &[&str]) -> Comma
     ])
     .args(extra)
     .env_remove("PLAYLAKE_CONFIG")
+    // moto, unless the test points the source elsewhere.
+    .env("PLAYLAKE_DYNAMODB_ENDPOINT_URL", &stack.aws_endpoint)
     .env("AWS_REGION", &stack.aws_region)
     .env("RUST_LOG", "info")
     .env("NO_COLOR", "1")
@@ -1005,4 +1005,115 @@ fn lake_query(lake: &str, sql: &str) -> Vec<usize> {
                 .unwrap_or_else(|e| panic!("{sql}: {v:?} ({e}) in {stdout}"))
         })
         .collect()
+}
+
+/// The scripted DynamoDB Streams endpoint of the connector's tests
+/// (`connectors/dynamodb/tests/scripted_streams.py`): moto cannot produce
+/// TrimmedDataAccessException, so its "trimmed" scenario serves one shard whose
+/// records 100 and 101 the retention removed, forwarding DynamoDB calls to moto.
+struct Scripted {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn scripted(stack: &Stack, scenario: &str) -> Scripted {
+    use std::io::BufRead;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../connectors/dynamodb/tests/scripted_streams.py"
+    );
+    let mut child = stack
+        .python()
+        .args([script, &stack.aws_endpoint, scenario])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the scripted endpoint");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port");
+    let port: u16 = line.trim().parse().expect("the script prints its port");
+    Scripted {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+/// `playlake source dynamodb` meeting TrimmedDataAccess: by default it exits
+/// non-zero and says what was lost and how to go on; with `on_trimmed_data =
+/// "continue"` it exits 0 after reading the records still kept, and its report
+/// counts the loss once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trimmed_data_exits_non_zero_unless_configured_to_continue() {
+    let Some(stack) = Stack::from_env() else {
+        return;
+    };
+    let server = scripted(&stack, "trimmed");
+    let db = client(&stack).await;
+    let table = table_name("trim");
+    create_table(&db, &table, "pk", None).await;
+    // The shard's lease says it was read up to record 100, a day ago.
+    let leases = playlake_dynamodb::lease_table::LeaseTable::new(
+        db.clone(),
+        format!("playlake-source-{table}"),
+    );
+    leases.ensure_table().await.expect("lease table");
+    leases
+        .create_if_missing(
+            "shardId-0001-t",
+            None,
+            &playlake_dynamodb::lease::Checkpoint::After("100".into()),
+        )
+        .await
+        .expect("lease");
+    let prefix = unique_name("src");
+    // Both DynamoDB and its stream through the scripted endpoint (moto behind it).
+    let cmd = source_cmd(
+        &stack,
+        &prefix,
+        &table,
+        &["--until-caught-up", "--endpoint-url", &server.endpoint],
+    )
+    .spawn();
+    let out = wait_with_deadline(
+        cmd.expect("start source"),
+        Duration::from_secs(120),
+        "source meeting trimmed data",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for needle in [
+        "TrimmedDataAccessException",
+        "shardId-0001-t",
+        "changes are lost",
+        "on_trimmed_data = \"continue\"",
+        "--backfill",
+    ] {
+        assert!(stderr.contains(needle), "no {needle:?} in:\n{stderr}");
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("playlake.toml");
+    std::fs::write(
+        &config,
+        "[source.dynamodb]\non_trimmed_data = \"continue\"\n",
+    )
+    .expect("config");
+    let config_arg = config.display().to_string();
+    let report = run_until_caught_up(
+        &stack,
+        &prefix,
+        &table,
+        &["--endpoint-url", &server.endpoint, "--config", &config_arg],
+    );
+    assert_eq!(report["trimmed"], json!(1), "{report}");
+    assert_eq!(report["stream_records"], json!(3), "{report}");
+    drop(server);
 }
