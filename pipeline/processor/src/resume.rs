@@ -14,11 +14,13 @@
 //! never late here. The merge state holds one small entry per `(user_id, stream_id)`
 //! ever seen, like the compacted topic itself.
 
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 use playlake_schemas::{PlaybackEvent, ResumePoint, TimestampMs};
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{HashMap, HashSet, Pair, PairRef};
-use crate::serde_util::hash_map_as_vec;
+use crate::keys::{Pair, PairRef};
 
 /// The latest event of a `(user_id, stream_id)` as seen by one source partition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,29 +68,138 @@ impl ResumeCandidate {
     }
 }
 
-/// Keeps `candidate` in `map` if it is later than what is there; tells if it was.
-fn keep_latest(map: &mut HashMap<Pair, ResumeCandidate>, candidate: ResumeCandidate) -> bool {
-    match map.get_mut(&PairRef(&candidate.user_id, &candidate.stream_id)) {
-        Some(current) if current.order() >= candidate.order() => false,
-        Some(current) => {
-            *current = candidate;
-            true
+/// Candidates indexed by `(user_id, stream_id)` without a second copy of the key:
+/// the hash table holds positions in `entries` and compares against the entry's own
+/// strings. Not serialized itself (see the `Serialize` impls below); the hasher's
+/// seed does not matter as the table is rebuilt on restore.
+#[derive(Debug, Clone, Default)]
+struct CandidateTable {
+    entries: Vec<ResumeCandidate>,
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+}
+
+impl CandidateTable {
+    fn position(&self, user_id: &str, stream_id: &str) -> Option<usize> {
+        let hash = self.hasher.hash_one(PairRef(user_id, stream_id));
+        let entries = &self.entries;
+        self.index
+            .find(hash, |&i| {
+                entries
+                    .get(i as usize)
+                    .is_some_and(|e| e.user_id == user_id && e.stream_id == stream_id)
+            })
+            .map(|&i| i as usize)
+    }
+
+    fn get(&self, user_id: &str, stream_id: &str) -> Option<&ResumeCandidate> {
+        self.position(user_id, stream_id)
+            .and_then(|i| self.entries.get(i))
+    }
+
+    /// Adds a candidate whose key is not in the table; returns its position.
+    fn push_new(&mut self, candidate: ResumeCandidate) -> usize {
+        let hash = self
+            .hasher
+            .hash_one(PairRef(&candidate.user_id, &candidate.stream_id));
+        let position = self.entries.len();
+        self.entries.push(candidate);
+        // Positions beyond u32 would need 4 billion keys in memory; saturating keeps
+        // this total.
+        let slot = u32::try_from(position).unwrap_or(u32::MAX);
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.index.insert_unique(hash, slot, |&i| {
+            entries
+                .get(i as usize)
+                .map_or(0, |e| hasher.hash_one(PairRef(&e.user_id, &e.stream_id)))
+        });
+        position
+    }
+
+    /// Takes every entry, leaving the index's capacity for the next round.
+    fn take(&mut self) -> Vec<ResumeCandidate> {
+        self.index.clear();
+        let capacity = self.entries.len();
+        std::mem::replace(&mut self.entries, Vec::with_capacity(capacity))
+    }
+
+    fn from_candidates(candidates: impl IntoIterator<Item = ResumeCandidate>) -> Self {
+        let mut table = Self::default();
+        for c in candidates {
+            match table.position(&c.user_id, &c.stream_id) {
+                Some(i) => {
+                    if let Some(e) = table.entries.get_mut(i) {
+                        *e = c;
+                    }
+                }
+                None => {
+                    table.push_new(c);
+                }
+            }
         }
-        None => {
-            map.insert(
-                (candidate.user_id.clone(), candidate.stream_id.clone()),
-                candidate,
-            );
-            true
-        }
+        table
+    }
+
+    /// `[[user_id, stream_id], candidate]` pairs sorted by key: the checkpoint form
+    /// of the hash map this table replaced.
+    fn sorted_pairs(&self) -> Vec<((&str, &str), &ResumeCandidate)> {
+        let mut pairs: Vec<_> = self
+            .entries
+            .iter()
+            .map(|c| ((c.user_id.as_str(), c.stream_id.as_str()), c))
+            .collect();
+        pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        pairs
+    }
+
+    /// Same keys with equal candidates.
+    fn same_as(&self, other: &Self) -> bool {
+        self.entries.len() == other.entries.len()
+            && self
+                .entries
+                .iter()
+                .all(|c| other.get(&c.user_id, &c.stream_id) == Some(c))
     }
 }
 
 /// Source level: the latest event per key since the last take.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct ResumeCandidates {
-    #[serde(with = "hash_map_as_vec")]
-    pending: HashMap<Pair, ResumeCandidate>,
+    pending: CandidateTable,
+}
+
+#[derive(Serialize)]
+struct CandidatesRepr<'a> {
+    pending: Vec<((&'a str, &'a str), &'a ResumeCandidate)>,
+}
+
+#[derive(Deserialize)]
+struct CandidatesReprOwned {
+    pending: Vec<(Pair, ResumeCandidate)>,
+}
+
+impl Serialize for ResumeCandidates {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        CandidatesRepr {
+            pending: self.pending.sorted_pairs(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ResumeCandidates {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let repr = CandidatesReprOwned::deserialize(deserializer)?;
+        Ok(Self {
+            pending: CandidateTable::from_candidates(repr.pending.into_iter().map(|(_, c)| c)),
+        })
+    }
+}
+
+impl PartialEq for ResumeCandidates {
+    fn eq(&self, other: &Self) -> bool {
+        self.pending.same_as(&other.pending)
+    }
 }
 
 impl ResumeCandidates {
@@ -98,10 +209,15 @@ impl ResumeCandidates {
             return;
         };
         let order = (event.event_time_ms(), event.event_id.as_str());
-        match self.pending.get_mut(&PairRef(user_id, &event.stream_id)) {
-            Some(current) if current.order() >= order => {}
-            // Updated in place: the strings reuse their buffers.
-            Some(current) => {
+        match self.pending.position(user_id, &event.stream_id) {
+            Some(i) => {
+                let Some(current) = self.pending.entries.get_mut(i) else {
+                    return;
+                };
+                if current.order() >= order {
+                    return;
+                }
+                // Updated in place: the strings reuse their buffers.
                 current.event_time = event.event_time_ms();
                 current.event_id.clone_from(&event.event_id);
                 current.position_end = event.position_end;
@@ -109,8 +225,7 @@ impl ResumeCandidates {
             }
             None => {
                 if let Some(candidate) = ResumeCandidate::of(event) {
-                    let key = (candidate.user_id.clone(), candidate.stream_id.clone());
-                    self.pending.insert(key, candidate);
+                    self.pending.push_new(candidate);
                 }
             }
         }
@@ -118,62 +233,149 @@ impl ResumeCandidates {
 
     /// Takes the candidates gathered since the last take, sorted by key.
     pub fn take(&mut self) -> Vec<ResumeCandidate> {
-        let mut out: Vec<ResumeCandidate> =
-            std::mem::take(&mut self.pending).into_values().collect();
+        let mut out = self.pending.take();
         out.sort_unstable_by(|a, b| (&a.user_id, &a.stream_id).cmp(&(&b.user_id, &b.stream_id)));
         out
     }
 }
 
 /// Merge level: the latest candidate per key over every source partition.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct ResumeMerge {
-    #[serde(with = "hash_map_as_vec")]
-    latest: HashMap<Pair, ResumeCandidate>,
-    /// Keys changed since the last take.
-    changed: HashSet<Pair>,
+    latest: CandidateTable,
+    /// Positions in `latest` changed since the last take, each once.
+    changed: Vec<u32>,
+    /// Per position of `latest`: whether it is in `changed`.
+    is_changed: Vec<bool>,
+}
+
+#[derive(Serialize)]
+struct MergeRepr<'a> {
+    latest: Vec<((&'a str, &'a str), &'a ResumeCandidate)>,
+    changed: Vec<(&'a str, &'a str)>,
+}
+
+#[derive(Deserialize)]
+struct MergeReprOwned {
+    latest: Vec<(Pair, ResumeCandidate)>,
+    changed: Vec<Pair>,
+}
+
+impl Serialize for ResumeMerge {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        MergeRepr {
+            latest: self.latest.sorted_pairs(),
+            changed: self.changed_keys(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ResumeMerge {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let repr = MergeReprOwned::deserialize(deserializer)?;
+        let latest = CandidateTable::from_candidates(repr.latest.into_iter().map(|(_, c)| c));
+        let mut merge = Self {
+            is_changed: vec![false; latest.entries.len()],
+            latest,
+            changed: Vec::new(),
+        };
+        for (user_id, stream_id) in &repr.changed {
+            if let Some(i) = merge.latest.position(user_id, stream_id) {
+                merge.mark_changed(i);
+            }
+        }
+        Ok(merge)
+    }
+}
+
+impl PartialEq for ResumeMerge {
+    fn eq(&self, other: &Self) -> bool {
+        self.latest.same_as(&other.latest) && self.changed_keys() == other.changed_keys()
+    }
 }
 
 impl ResumeMerge {
+    fn mark_changed(&mut self, position: usize) {
+        if self.is_changed.len() <= position {
+            self.is_changed.resize(position + 1, false);
+        }
+        if let Some(flag) = self.is_changed.get_mut(position) {
+            if !*flag {
+                *flag = true;
+                self.changed
+                    .push(u32::try_from(position).unwrap_or(u32::MAX));
+            }
+        }
+    }
+
+    /// The keys changed since the last take, sorted.
+    fn changed_keys(&self) -> Vec<(&str, &str)> {
+        let mut keys: Vec<(&str, &str)> = self
+            .changed
+            .iter()
+            .filter_map(|&i| self.latest.entries.get(i as usize))
+            .map(|c| (c.user_id.as_str(), c.stream_id.as_str()))
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
     /// Applies a candidate; returns whether it changed the key's resume point.
     pub fn apply(&mut self, candidate: ResumeCandidate) -> bool {
-        let key = PairRef(&candidate.user_id, &candidate.stream_id);
-        let stale = self
+        let position = match self
             .latest
-            .get(&key)
-            .is_some_and(|current| current.order() >= candidate.order());
-        if stale {
-            return false;
-        }
-        if !self.changed.contains(&key) {
-            self.changed.insert(key.to_owned_pair());
-        }
-        keep_latest(&mut self.latest, candidate)
+            .position(&candidate.user_id, &candidate.stream_id)
+        {
+            Some(i) => {
+                let Some(current) = self.latest.entries.get_mut(i) else {
+                    return false;
+                };
+                if current.order() >= candidate.order() {
+                    return false;
+                }
+                *current = candidate;
+                i
+            }
+            None => self.latest.push_new(candidate),
+        };
+        self.mark_changed(position);
+        true
     }
 
     /// Takes the resume points changed since the last take, sorted by key.
     pub fn take_changed(&mut self) -> Vec<ResumePoint> {
-        let mut keys: Vec<Pair> = std::mem::take(&mut self.changed).into_iter().collect();
-        keys.sort_unstable();
-        keys.into_iter()
-            .filter_map(|key| self.latest.get(&key).map(ResumeCandidate::to_point))
-            .collect()
+        let mut changed: Vec<&ResumeCandidate> = self
+            .changed
+            .iter()
+            .filter_map(|&i| self.latest.entries.get(i as usize))
+            .collect();
+        changed
+            .sort_unstable_by(|a, b| (&a.user_id, &a.stream_id).cmp(&(&b.user_id, &b.stream_id)));
+        let points = changed.into_iter().map(ResumeCandidate::to_point).collect();
+        for &i in &self.changed {
+            if let Some(flag) = self.is_changed.get_mut(i as usize) {
+                *flag = false;
+            }
+        }
+        self.changed.clear();
+        points
     }
 
     /// The current resume point of a key.
     pub fn get(&self, user_id: &str, stream_id: &str) -> Option<ResumePoint> {
         self.latest
-            .get(&PairRef(user_id, stream_id))
+            .get(user_id, stream_id)
             .map(ResumeCandidate::to_point)
     }
 
     /// Number of keys held, for the state-size metric.
     pub fn len(&self) -> usize {
-        self.latest.len()
+        self.latest.entries.len()
     }
 
     /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
-        self.latest.is_empty()
+        self.latest.entries.is_empty()
     }
 }

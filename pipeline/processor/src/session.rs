@@ -30,19 +30,21 @@
 //! out-of-orderness bound). Late events are not applied; the caller reports them.
 //!
 //! Keys are woken by a timer index (`wake`), so advancing the watermark only touches
-//! the keys that have something to finalize, freeze or forget. The index is lazy: a
-//! key is pushed under its new wake time when that time changes, and an entry whose
-//! time no longer matches the key's `wake_at` is skipped when popped. That costs one
-//! key copy per reschedule instead of an ordered-set removal and insertion.
+//! the keys that have something to finalize, freeze or forget. The index is a lazy
+//! min-heap of `(time, slot)`: a key's slot number is pushed under its new wake time
+//! when that time changes, and an entry whose time no longer matches the key's
+//! `wake_at` is skipped when popped. Keys live in a slab, so a wake-up costs neither
+//! a key copy nor a hash lookup (per event, this index used to be most of the cost).
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 
 use playlake_schemas::{EndedBy, EventType, PlaybackEvent, Session, TimestampMs};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
 use crate::keys::{HashMap, Pair, PairRef};
-use crate::serde_util::{hash_map_as_vec, map_as_vec};
+use crate::serde_util::map_as_vec;
 use crate::time::{WatchedSum, Watermark};
 
 /// `(uuid, stream_id)`.
@@ -152,18 +154,124 @@ struct KeyState {
     wake_at: Option<i64>,
 }
 
+/// A key's state in the slab, with the key itself (the wake index and the advance
+/// loop refer to keys by slot number: no key copy, no hash lookup per wake-up).
+#[derive(Debug, Clone, Default)]
+struct Slot {
+    key: Key,
+    state: KeyState,
+    /// Whether the slot holds a key (freed slots wait in `free` for reuse).
+    live: bool,
+}
+
 /// The session-merge operator of one input partition (see the module docs).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// State is a slab of [`Slot`]s indexed by `(uuid, stream_id)`; the wake index is a
+/// min-heap of `(wake time, slot)`. An entry is live only while it equals its slot's
+/// `wake_at` (a freed and reused slot cannot be woken early: its own live entry has
+/// the same time). The serialized form is the keyed one (`keys` as sorted `[key,
+/// state]` pairs, `wake` grouped by time), so checkpoints do not depend on slot
+/// numbers; the heap is rebuilt from the keys' `wake_at` on restore.
+#[derive(Debug, Clone)]
 pub struct SessionOperator {
     gap_ms: i64,
-    #[serde(with = "hash_map_as_vec")]
-    keys: HashMap<Key, KeyState>,
-    /// Watermark at which keys need work -> those keys (stale entries included: an
-    /// entry is live only while it equals the key's `wake_at`).
-    #[serde(with = "map_as_vec")]
-    wake: BTreeMap<i64, Vec<Key>>,
+    index: HashMap<Key, u32>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Min-heap of `(watermark at which the key needs work, slot)`, stale entries
+    /// included.
+    wake: BinaryHeap<Reverse<(i64, u32)>>,
     /// Sessions finalized and not yet taken.
     finished: Vec<Session>,
+}
+
+/// The checkpointed form of [`SessionOperator`] (the same as before the slab).
+#[derive(Serialize)]
+struct SessionRepr<'a> {
+    gap_ms: i64,
+    keys: Vec<(&'a Key, &'a KeyState)>,
+    wake: Vec<(i64, Vec<&'a Key>)>,
+    finished: &'a [Session],
+}
+
+#[derive(Deserialize)]
+struct SessionReprOwned {
+    gap_ms: i64,
+    keys: Vec<(Key, KeyState)>,
+    /// Read for compatibility; the index is rebuilt from each key's `wake_at`.
+    #[allow(dead_code)]
+    wake: serde::de::IgnoredAny,
+    finished: Vec<Session>,
+}
+
+impl Serialize for SessionOperator {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut keys: Vec<(&Key, &KeyState)> = self
+            .slots
+            .iter()
+            .filter(|s| s.live)
+            .map(|s| (&s.key, &s.state))
+            .collect();
+        keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut wake: BTreeMap<i64, Vec<&Key>> = BTreeMap::new();
+        for (key, state) in &keys {
+            if let Some(at) = state.wake_at {
+                wake.entry(at).or_default().push(key);
+            }
+        }
+        SessionRepr {
+            gap_ms: self.gap_ms,
+            keys,
+            wake: wake.into_iter().collect(),
+            finished: &self.finished,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionOperator {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let repr = SessionReprOwned::deserialize(deserializer)?;
+        let mut op = SessionOperator {
+            gap_ms: repr.gap_ms,
+            index: HashMap::with_capacity(repr.keys.len()),
+            slots: Vec::with_capacity(repr.keys.len()),
+            free: Vec::new(),
+            wake: BinaryHeap::new(),
+            finished: repr.finished,
+        };
+        for (key, state) in repr.keys {
+            let slot = u32::try_from(op.slots.len())
+                .map_err(|_| serde::de::Error::custom("more than 2^32 session keys"))?;
+            if let Some(at) = state.wake_at {
+                op.wake.push(Reverse((at, slot)));
+            }
+            op.index.insert(key.clone(), slot);
+            op.slots.push(Slot {
+                key,
+                state,
+                live: true,
+            });
+        }
+        Ok(op)
+    }
+}
+
+/// Equal when they hold the same keys with the same states (slot numbers and stale
+/// wake entries are not part of the meaning).
+impl PartialEq for SessionOperator {
+    fn eq(&self, other: &Self) -> bool {
+        self.gap_ms == other.gap_ms
+            && self.finished == other.finished
+            && self.index.len() == other.index.len()
+            && self.slots.iter().filter(|s| s.live).all(|s| {
+                other
+                    .index
+                    .get(&s.key)
+                    .and_then(|&o| other.slots.get(o as usize))
+                    .is_some_and(|o| o.state == s.state)
+            })
+    }
 }
 
 impl SessionOperator {
@@ -171,10 +279,44 @@ impl SessionOperator {
     pub fn new(settings: &Settings) -> Self {
         Self {
             gap_ms: settings.session_gap_ms(),
-            keys: HashMap::new(),
-            wake: BTreeMap::new(),
+            index: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            wake: BinaryHeap::new(),
             finished: Vec::new(),
         }
+    }
+
+    fn state(&self, key: PairRef<'_>) -> Option<&KeyState> {
+        let &slot = self.index.get(&key)?;
+        self.slots.get(slot as usize).map(|s| &s.state)
+    }
+
+    /// The slot of `key`, allocated if it has none.
+    fn slot_of(&mut self, key: PairRef<'_>) -> u32 {
+        if let Some(&slot) = self.index.get(&key) {
+            return slot;
+        }
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                // More than 2^32 live keys cannot fit in memory anyway; saturating
+                // keeps this total (the slot would then be shared, never out of
+                // bounds).
+                let slot = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+                self.slots.push(Slot::default());
+                slot
+            }
+        };
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            // Reuses the freed slot's buffers.
+            key.0.clone_into(&mut s.key.0);
+            key.1.clone_into(&mut s.key.1);
+            s.state = KeyState::default();
+            s.live = true;
+        }
+        self.index.insert(key.to_owned_pair(), slot);
+        slot
     }
 
     /// Whether `event` is late for sessions at watermark `w` (see the module docs).
@@ -184,8 +326,7 @@ impl SessionOperator {
             return true;
         }
         let Some(guard) = self
-            .keys
-            .get(&PairRef(&event.uuid, &event.stream_id))
+            .state(PairRef(&event.uuid, &event.stream_id))
             .and_then(|k| k.guard.as_ref())
         else {
             return false;
@@ -201,12 +342,11 @@ impl SessionOperator {
 
     /// Applies an on-time, deduplicated event. The caller checked [`Self::is_late`].
     pub fn apply(&mut self, event: &PlaybackEvent) {
-        let key = PairRef(&event.uuid, &event.stream_id);
-        let state = match self.keys.get_mut(&key) {
-            Some(state) => state,
-            None => self.keys.entry(key.to_owned_pair()).or_default(),
+        let slot = self.slot_of(PairRef(&event.uuid, &event.stream_id));
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            return;
         };
-        state.recent.insert(
+        s.state.recent.insert(
             (event.event_time_ms(), event.event_id.clone()),
             Pending {
                 event_type: event.event_type,
@@ -215,30 +355,28 @@ impl SessionOperator {
                 position_end: event.position_end,
             },
         );
-        self.reschedule_after(key, i64::MIN);
+        self.reschedule_after(slot, i64::MIN);
     }
 
     /// Finalizes, freezes and forgets what watermark `w` allows. Drain mode passes
     /// [`Watermark::MAX`], which emits every open session.
     pub fn advance(&mut self, w: Watermark) {
-        while let Some(entry) = self.wake.first_entry() {
-            if *entry.key() > w.millis() {
+        while let Some(&Reverse((at, slot))) = self.wake.peek() {
+            if at > w.millis() {
                 break;
             }
-            let (at, keys) = entry.remove_entry();
-            for key in keys {
-                let Some(state) = self.keys.get_mut(&key) else {
-                    continue;
-                };
-                if state.wake_at != Some(at) {
-                    continue; // stale: the key was rescheduled since
-                }
-                state.wake_at = None;
-                settle(state, &key, self.gap_ms, w, &mut self.finished);
-                // `settle` leaves nothing due at `w`; the floor only guarantees
-                // progress (and that the key lands in a later entry).
-                self.reschedule_after(PairRef(&key.0, &key.1), w.millis());
+            self.wake.pop();
+            let Some(s) = self.slots.get_mut(slot as usize) else {
+                continue;
+            };
+            if !s.live || s.state.wake_at != Some(at) {
+                continue; // stale: the key was rescheduled (or freed) since
             }
+            s.state.wake_at = None;
+            settle(&mut s.state, &s.key, self.gap_ms, w, &mut self.finished);
+            // `settle` leaves nothing due at `w`; the floor only guarantees progress
+            // (and that the key lands in a later entry).
+            self.reschedule_after(slot, w.millis());
         }
     }
 
@@ -251,20 +389,25 @@ impl SessionOperator {
 
     /// Number of keys with state (open sessions or guards), for the state-size metric.
     pub fn open_keys(&self) -> usize {
-        self.keys.len()
+        self.index.len()
     }
 
     /// Number of unfrozen events held, for the state-size metric.
     pub fn buffered_events(&self) -> usize {
-        self.keys.values().map(|k| k.recent.len()).sum()
+        self.slots
+            .iter()
+            .filter(|s| s.live)
+            .map(|s| s.state.recent.len())
+            .sum()
     }
 
-    /// Recomputes a key's wake time (never before `floor + 1`), or drops the key if it
-    /// holds nothing.
-    fn reschedule_after(&mut self, key: PairRef<'_>, floor: i64) {
-        let Some(state) = self.keys.get_mut(&key) else {
+    /// Recomputes a key's wake time (never before `floor + 1`), or frees the key's
+    /// slot if it holds nothing.
+    fn reschedule_after(&mut self, slot: u32, floor: i64) {
+        let Some(s) = self.slots.get_mut(slot as usize) else {
             return;
         };
+        let state = &mut s.state;
         let next = next_wake(state, self.gap_ms).map(|at| at.max(floor.saturating_add(1)));
         if next == state.wake_at {
             return;
@@ -272,10 +415,12 @@ impl SessionOperator {
         // The old entry, if any, goes stale: it no longer equals `wake_at`.
         state.wake_at = next;
         match next {
-            Some(at) => self.wake.entry(at).or_default().push(key.to_owned_pair()),
+            Some(at) => self.wake.push(Reverse((at, slot))),
             None => {
                 if state.open.is_none() && state.recent.is_empty() && state.guard.is_none() {
-                    self.keys.remove(&key);
+                    self.index.remove(&PairRef(&s.key.0, &s.key.1));
+                    s.live = false;
+                    self.free.push(slot);
                 }
             }
         }
