@@ -77,6 +77,9 @@ struct State {
     unapplied: HashSet<TopicPartition>,
     /// When librdkafka last got an assignment from us.
     last_assign: Option<Instant>,
+    /// Since when the member has been waiting for the group to assign it
+    /// partitions (subscribed, or revoked in a rebalance, and no assignment since).
+    joining_since: Option<Instant>,
     /// Rebalance events not yet returned by `poll`, in order.
     events: Vec<ConsumerEvent>,
 }
@@ -202,6 +205,7 @@ impl ConsumerContext for PipelineContext {
                     error!(error = %e, "acknowledging an assignment failed");
                 }
                 let mut state = self.state.lock();
+                state.joining_since = None;
                 for partition in &partitions {
                     state.forget(partition);
                     state.assigned.insert(partition.clone());
@@ -215,6 +219,7 @@ impl ConsumerContext for PipelineContext {
                     error!(error = %e, "unassigning revoked partitions failed");
                 }
                 let mut state = self.state.lock();
+                state.joining_since = Some(Instant::now());
                 for partition in &partitions {
                     state.forget(partition);
                 }
@@ -249,6 +254,10 @@ pub struct KafkaConsumer {
     state: SharedState,
     /// Sets `playlake_consumer_lag_records` after polls, when metrics are on.
     lag: Option<LagReporter>,
+    /// The subscription, to rejoin the group with when a join stalls.
+    topics: Vec<String>,
+    /// How long a join may wait for an assignment before the member rejoins.
+    join_stall_timeout: Duration,
 }
 
 impl KafkaConsumer {
@@ -280,6 +289,8 @@ impl KafkaConsumer {
             inner: Some(Arc::new(inner)),
             state,
             lag: None,
+            topics: Vec::new(),
+            join_stall_timeout: join_stall_timeout(config),
         })
     }
 
@@ -329,7 +340,36 @@ impl KafkaConsumer {
             .map_err(|source| KafkaError::Subscribe {
                 topics: topics.to_vec(),
                 source,
-            })
+            })?;
+        self.topics = topics.to_vec();
+        self.state.lock().joining_since = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Rejoins the group as a new member when a join has waited too long. Tansu
+    /// 0.6.0's coordinator can stay forming forever when the leader it picked dies
+    /// (SIGKILL) mid-rebalance: the survivors never get an assignment, and only a
+    /// new member joining restarts the rebalance (seen in the chaos run: every stage
+    /// of the pipeline stuck for minutes).
+    fn rejoin_if_stalled(&mut self) -> Result<(), KafkaError> {
+        let stalled = {
+            let state = self.state.lock();
+            state
+                .joining_since
+                .is_some_and(|since| since.elapsed() >= self.join_stall_timeout)
+        };
+        if !stalled || self.topics.is_empty() {
+            return Ok(());
+        }
+        warn!(
+            topics = ?self.topics,
+            waited_seconds = self.join_stall_timeout.as_secs(),
+            "no partition assignment from the consumer group: leaving and joining again as a new member"
+        );
+        let consumer = Arc::clone(self.inner()?);
+        consumer.unsubscribe();
+        let topics = self.topics.clone();
+        self.subscribe(&topics)
     }
 
     /// Assigns partitions directly, outside any group (tools and tests).
@@ -393,6 +433,7 @@ impl KafkaConsumer {
         .await
         .map_err(|source| KafkaError::Blocking { source })??;
         self.report_lag();
+        self.rejoin_if_stalled()?;
         Ok(events)
     }
 
@@ -569,6 +610,20 @@ fn poll_blocking(
     }
     flush(&mut batch, &mut out);
     Ok(out)
+}
+
+/// How long a member waits for an assignment before rejoining (see
+/// `KafkaConsumer::rejoin_if_stalled`): twice the session timeout (librdkafka's
+/// default 45 s unless set), so that a dead member's expiry fits, and at least 30 s.
+fn join_stall_timeout(config: &KafkaConfig) -> Duration {
+    let session_ms = config
+        .options
+        .iter()
+        .rev()
+        .find(|o| o.key == "session.timeout.ms")
+        .and_then(|o| o.value.parse::<u64>().ok())
+        .unwrap_or(45_000);
+    Duration::from_millis(session_ms.saturating_mul(2)).max(Duration::from_secs(30))
 }
 
 /// librdkafka's assignment changes asynchronously; one given while the previous one
