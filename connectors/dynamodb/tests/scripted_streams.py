@@ -14,6 +14,10 @@ Scenario "trimmed-always": every GetRecords answers TrimmedDataAccessException (
 horizon moving under every iterator: not seen on AWS, it checks the source backs off
 instead of spinning or counting the loss again).
 moto cannot produce TrimmedDataAccessException at all (its streams keep every record).
+Scenario "bench:N" (bench/source_bench.py): one open shard of N MODIFY records shaped
+like seed 001's playback table (NEW_AND_OLD_IMAGES, about 600 bytes each), served up
+to 1,000 per GetRecords call (AWS's ceiling) from pre-serialized pages, so the
+server costs little next to the source it measures.
 Every other request (DynamoDB itself: DescribeTable, the lease table) is forwarded
 unchanged to moto, so leases are real.
 
@@ -68,6 +72,31 @@ TRIM_BELOW = 0
 if SCENARIO in ("trimmed", "trimmed-always"):
     SHARDS = {"shardId-0001-t": (None, False, [rec(102, "INSERT", "t1", 1), rec(103, "MODIFY", "t1", 2), rec(104, "INSERT", "t2", 1)])}
     TRIM_BELOW = 102
+PAGES = {}
+if SCENARIO.startswith("bench:"):
+    def playback(seq):
+        n = seq - 1_000_000
+        image = lambda pos: {
+            "PK": {"S": f"stream-{n % 50:03d}"}, "SK": {"S": f"player-{n % 20000:05d}-7d3c2b9e-4f1a"},
+            "user_id": {"S": f"user-{n % 15000:05d}"}, "event_type": {"S": "heartbeat"},
+            "event_time": {"N": str(1748736000000 + n * 10)}, "position": {"N": f"{pos}.25"},
+            "expDate": {"N": str(1748739600 + n // 100)}, "device": {"M": {"os": {"S": "android"}, "app": {"S": "7.12.0"}}},
+        }
+        r = rec(seq, "MODIFY", "x", 1)
+        r["dynamodb"] = {
+            "ApproximateCreationDateTime": 1748736000 + n // 1000,
+            "Keys": {"PK": image(0)["PK"], "SK": image(0)["SK"]},
+            "NewImage": image(n % 3600 + 5), "OldImage": image(n % 3600),
+            "SequenceNumber": str(seq), "SizeBytes": 600, "StreamViewType": "NEW_AND_OLD_IMAGES",
+        }
+        return r
+    BENCH_N = int(SCENARIO.split(":", 1)[1])
+    SHARDS = {"shardId-0001-bench": (None, False, [playback(1_000_000 + i) for i in range(BENCH_N)])}
+    # Serialized before the port is printed, so no measured call pays for it.
+    for start in range(0, BENCH_N + 1, 1000):
+        end = min(start + 1000, BENCH_N)
+        PAGES[(start, 1000)] = json.dumps({"Records": SHARDS["shardId-0001-bench"][2][start:end],
+                                           "NextShardIterator": f"shardId-0001-bench|{end}"}).encode()
 ORDER = sorted(SHARDS)
 
 
@@ -126,6 +155,14 @@ def get_records(body):
             return 400, {"__type": "com.amazonaws.dynamodb.v20120810#LimitExceededException", "message": "slow down"}
     parent, closed, records = SHARDS[sid]
     limit = int(body.get("Limit", 1000))
+    if SCENARIO.startswith("bench:"):
+        key = (index, min(limit, 1000))
+        with LOCK:
+            page = PAGES.get(key)
+            if page is None:
+                end = min(index + key[1], len(records))
+                page = PAGES[key] = json.dumps({"Records": records[index:end], "NextShardIterator": f"{sid}|{end}"}).encode()
+        return 200, page
     # One record per call: lineage and checkpoints are exercised record by record.
     limit = min(limit, 1)
     batch = records[index:index + limit]
@@ -149,7 +186,7 @@ class Handler(BaseHTTPRequestHandler):
             body = json.loads(raw or b"{}")
             handler = {"DescribeStream": describe, "GetShardIterator": iterator, "GetRecords": get_records}.get(op)
             status, out = handler(body) if handler else (400, {"__type": "UnknownOperationException"})
-            data = json.dumps(out).encode()
+            data = out if isinstance(out, bytes) else json.dumps(out).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/x-amz-json-1.0")
             self.send_header("Content-Length", str(len(data)))
