@@ -23,6 +23,8 @@
 //! `66b0108bf4509d0e1c5e8eb0cfc4cd02` (python:
 //! `hashlib.sha256("u-1\x1f1748736000000\x1fheartbeat\x1f10\x1f15".encode()).hexdigest()[:32]`).
 
+use std::fmt::Write as _;
+
 use sha2::{Digest, Sha256};
 
 use crate::event::EventType;
@@ -38,12 +40,19 @@ pub fn derive_event_id(
     position_start: f64,
     position_end: f64,
 ) -> String {
-    let text = format!(
-        "{uuid}{SEPARATOR}{event_time_ms}{SEPARATOR}{}{SEPARATOR}{}{SEPARATOR}{}",
-        event_type.as_str(),
-        format_number_js(position_start),
-        format_number_js(position_end),
-    );
+    // One buffer, numbers written straight into it (this runs for every event that
+    // arrives without an id, so it avoids the temporary strings of `format!`).
+    let mut text = String::with_capacity(uuid.len() + 64);
+    text.push_str(uuid);
+    text.push(SEPARATOR);
+    // Writing to a String cannot fail.
+    let _ = write!(text, "{event_time_ms}");
+    text.push(SEPARATOR);
+    text.push_str(event_type.as_str());
+    text.push(SEPARATOR);
+    write_number_js(&mut text, position_start);
+    text.push(SEPARATOR);
+    write_number_js(&mut text, position_end);
     let digest = Sha256::digest(text.as_bytes());
     let mut hex = String::with_capacity(32);
     for byte in digest.iter().take(16) {
@@ -63,26 +72,39 @@ const HEX: [char; 16] = [
 /// Non-finite values (never produced by the parser) are written `NaN`, `Infinity`,
 /// `-Infinity` as in JavaScript.
 pub fn format_number_js(x: f64) -> String {
+    let mut out = String::new();
+    write_number_js(&mut out, x);
+    out
+}
+
+/// [`format_number_js`], appended to `out`.
+fn write_number_js(out: &mut String, x: f64) {
     if x.is_nan() {
-        return "NaN".to_owned();
+        out.push_str("NaN");
+        return;
     }
     if x.is_infinite() {
-        return if x > 0.0 { "Infinity" } else { "-Infinity" }.to_owned();
+        out.push_str(if x > 0.0 { "Infinity" } else { "-Infinity" });
+        return;
     }
     if x == 0.0 {
-        return "0".to_owned();
+        out.push('0');
+        return;
     }
+    // Writing to a String cannot fail (the `let _` below).
     // Fast path for whole numbers (most positions): JavaScript prints them plainly,
     // and below 2^53 the conversion to i64 is exact.
     if x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0 {
-        return (x as i64).to_string();
+        let _ = write!(out, "{}", x as i64);
+        return;
     }
     // In JavaScript's plain-notation range, Rust's `Display` prints the same shortest
     // round-trip digits without an exponent.
     if (1e-6..1e21).contains(&x.abs()) {
-        return x.to_string();
+        let _ = write!(out, "{x}");
+        return;
     }
-    format_number_general(x)
+    out.push_str(&format_number_general(x));
 }
 
 /// The general case of [`format_number_js`] (finite, non-zero), from the shortest

@@ -282,3 +282,25 @@ fn arbitrary_bytes_never_panic() {
         "not_json"
     );
 }
+
+#[test]
+fn escaped_and_plain_strings_decode_alike() {
+    // Plain strings are borrowed between the quotes; escaped ones are decoded: both
+    // must give the value a JSON decoder gives.
+    let e = parse(
+        r#"{"uuid":"u\u00e9\"1","stream_id":"s\\1","user_id":"\u0061lice","event_type":"st\u006fp",
+            "event_time":"2025-06-01T00:00:00\u002e5Z","position_end":1}"#,
+    )
+    .unwrap();
+    assert_eq!(e.uuid, "u\u{e9}\"1");
+    assert_eq!(e.stream_id, "s\\1");
+    assert_eq!(e.user_id.as_deref(), Some("alice"));
+    assert_eq!(e.event_type, EventType::Stop);
+    assert_eq!(e.event_time_ms(), NOW + 500);
+    let plain = parse(
+        r#"{"uuid":"ué","stream_id":"s","event_time":"2025-06-01T00:00:00.5Z","position_end":1}"#,
+    )
+    .unwrap();
+    assert_eq!(plain.uuid, "ué");
+    assert_eq!(plain.event_time_ms(), NOW + 500);
+}
