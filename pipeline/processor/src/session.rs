@@ -37,14 +37,13 @@
 //! a key copy nor a hash lookup (per event, this index used to be most of the cost).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use playlake_schemas::{EndedBy, EventType, PlaybackEvent, Session, TimestampMs};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
 use crate::keys::{HashMap, Pair, PairRef};
-use crate::serde_util::map_as_vec;
 use crate::time::{WatchedSum, Watermark};
 
 /// `(uuid, stream_id)`.
@@ -144,11 +143,81 @@ struct Guard {
     by_stop: bool,
 }
 
+/// A key's unfrozen events, sorted by `(event_time, event_id)` with unique keys.
+///
+/// A deque rather than an ordered map: events arrive nearly in order, so an insert is
+/// almost always a push at the back, and freezing pops from the front (an ordered
+/// map's node shifts its whole array on each pop). Serialized like the ordered map it
+/// replaced: a sequence of `[key, value]` pairs in key order.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Recent(VecDeque<((i64, String), Pending)>);
+
+impl Recent {
+    /// Inserts, or replaces the value of an equal key (as a map would).
+    fn insert(&mut self, key: (i64, String), value: Pending) {
+        let after_last = self
+            .0
+            .back()
+            .is_none_or(|(last, _)| (last.0, last.1.as_str()) < (key.0, key.1.as_str()));
+        if after_last {
+            self.0.push_back((key, value));
+            return;
+        }
+        match self
+            .0
+            .binary_search_by(|(k, _)| (k.0, k.1.as_str()).cmp(&(key.0, key.1.as_str())))
+        {
+            Ok(i) => {
+                if let Some(slot) = self.0.get_mut(i) {
+                    slot.1 = value;
+                }
+            }
+            Err(i) => self.0.insert(i, (key, value)),
+        }
+    }
+
+    fn first(&self) -> Option<&((i64, String), Pending)> {
+        self.0.front()
+    }
+
+    fn pop_first(&mut self) -> Option<((i64, String), Pending)> {
+        self.0.pop_front()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &((i64, String), Pending)> {
+        self.0.iter()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Recent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Recent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let pairs = Vec::<((i64, String), Pending)>::deserialize(deserializer)?;
+        let mut recent = Recent::default();
+        for (k, v) in pairs {
+            recent.insert(k, v);
+        }
+        Ok(recent)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct KeyState {
     open: Option<RunSummary>,
-    #[serde(with = "map_as_vec")]
-    recent: BTreeMap<(i64, String), Pending>,
+    recent: Recent,
     guard: Option<Guard>,
     /// The entry of this key in the wake index, if any.
     wake_at: Option<i64>,
@@ -432,8 +501,8 @@ impl SessionOperator {
 fn next_wake(state: &KeyState, gap: i64) -> Option<i64> {
     let freeze = state
         .recent
-        .first_key_value()
-        .map(|(&(t, _), _)| t.saturating_add(gap));
+        .first()
+        .map(|((t, _), _)| t.saturating_add(gap));
     let emit = first_run_final_after(state, gap);
     let forget = state
         .guard
@@ -460,7 +529,7 @@ fn guard_reach(guard: &Guard, gap: i64) -> i64 {
 /// every applied event).
 fn first_run_final_after(state: &KeyState, gap: i64) -> Option<i64> {
     let mut last: Option<(i64, bool)> = state.open.as_ref().map(|o| (o.end, o.ends_with_stop));
-    for ((t, _), e) in &state.recent {
+    for ((t, _), e) in state.recent.iter() {
         if let Some((end, stop)) = last {
             if stop || t.saturating_sub(end) > gap {
                 break;
@@ -476,7 +545,7 @@ fn first_run_final_after(state: &KeyState, gap: i64) -> Option<i64> {
 fn first_run(state: &KeyState, gap: i64) -> Option<(RunSummary, usize)> {
     let mut run = state.open.clone();
     let mut consumed = 0;
-    for ((t, id), e) in &state.recent {
+    for ((t, id), e) in state.recent.iter() {
         if let Some(r) = run.as_mut() {
             if r.cut_before(*t, gap) {
                 break;
@@ -496,12 +565,13 @@ fn settle(state: &mut KeyState, key: &Key, gap: i64, w: Watermark, out: &mut Vec
     let w = w.millis();
     // 1. Freeze: fold events with `t + gap < W` into the open summary, in order. A run
     //    completed among frozen events is final (its end is frozen too).
-    while let Some(entry) = state.recent.first_entry() {
-        let (t, _) = *entry.key();
+    while let Some(((t, _), _)) = state.recent.first() {
         if t.saturating_add(gap) >= w {
             break;
         }
-        let ((t, id), e) = entry.remove_entry();
+        let Some(((t, id), e)) = state.recent.pop_first() else {
+            break;
+        };
         let extends = matches!(&state.open, Some(open) if !open.cut_before(t, gap));
         if extends {
             if let Some(open) = state.open.as_mut() {
