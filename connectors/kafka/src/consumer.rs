@@ -42,7 +42,7 @@ use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::ClientContext;
+use rdkafka::{ClientConfig, ClientContext};
 use tracing::{debug, error, warn};
 
 use crate::config::KafkaConfig;
@@ -258,6 +258,8 @@ pub struct KafkaConsumer {
     topics: Vec<String>,
     /// How long a join may wait for an assignment before the member rejoins.
     join_stall_timeout: Duration,
+    /// The librdkafka configuration, to create a new member with.
+    client: ClientConfig,
 }
 
 impl KafkaConsumer {
@@ -275,22 +277,14 @@ impl KafkaConsumer {
             // explicit offsets, which the cooperative protocol does not allow.
             .set("partition.assignment.strategy", "range,roundrobin");
         let state = SharedState::default();
-        let context = PipelineContext {
-            state: state.clone(),
-        };
-        let inner: InnerConsumer =
-            client
-                .create_with_context(context)
-                .map_err(|source| KafkaError::CreateClient {
-                    client: "consumer",
-                    source,
-                })?;
+        let inner = create_client(&client, &state)?;
         Ok(Self {
             inner: Some(Arc::new(inner)),
             state,
             lag: None,
             topics: Vec::new(),
             join_stall_timeout: join_stall_timeout(config),
+            client,
         })
     }
 
@@ -346,11 +340,14 @@ impl KafkaConsumer {
         Ok(())
     }
 
-    /// Rejoins the group as a new member when a join has waited too long. Tansu
-    /// 0.6.0's coordinator can stay forming forever when the leader it picked dies
-    /// (SIGKILL) mid-rebalance: the survivors never get an assignment, and only a
-    /// new member joining restarts the rebalance (seen in the chaos run: every stage
-    /// of the pipeline stuck for minutes).
+    /// Rejoins the group as a new member (a new client, so a new member id) when a
+    /// join has waited too long. Tansu 0.6.0's coordinator can stay forming forever
+    /// when the leader it picked dies (SIGKILL) mid-rebalance: the survivors never
+    /// get an assignment, and only a new member joining restarts the rebalance
+    /// (seen in the chaos run: every stage of the pipeline stuck for minutes; a
+    /// re-subscription of the same client did not help). The stalled member holds
+    /// no partitions, so nothing is handed over; its queued events move to the new
+    /// member's state, and its callbacks while closing go to its own state.
     fn rejoin_if_stalled(&mut self) -> Result<(), KafkaError> {
         let stalled = {
             let state = self.state.lock();
@@ -366,8 +363,13 @@ impl KafkaConsumer {
             waited_seconds = self.join_stall_timeout.as_secs(),
             "no partition assignment from the consumer group: leaving and joining again as a new member"
         );
-        let consumer = Arc::clone(self.inner()?);
-        consumer.unsubscribe();
+        let state = SharedState::default();
+        let fresh = create_client(&self.client, &state)?;
+        state.lock().events = std::mem::take(&mut self.state.lock().events);
+        if let Some(stalled) = self.inner.replace(Arc::new(fresh)) {
+            close_in_background(stalled);
+        }
+        self.state = state;
         let topics = self.topics.clone();
         self.subscribe(&topics)
     }
@@ -498,14 +500,7 @@ impl Drop for KafkaConsumer {
             lag.closed();
         }
         if let Some(consumer) = self.inner.take() {
-            // librdkafka's close blocks on the network (LeaveGroup); keep it off the
-            // async runtime's threads.
-            let spawned = std::thread::Builder::new()
-                .name("playlake-kafka-close".into())
-                .spawn(move || drop(consumer));
-            if let Err(e) = spawned {
-                warn!(error = %e, "could not close the Kafka consumer in the background");
-            }
+            close_in_background(consumer);
         }
     }
 }
@@ -610,6 +605,29 @@ fn poll_blocking(
     }
     flush(&mut batch, &mut out);
     Ok(out)
+}
+
+fn create_client(client: &ClientConfig, state: &SharedState) -> Result<InnerConsumer, KafkaError> {
+    let context = PipelineContext {
+        state: state.clone(),
+    };
+    client
+        .create_with_context(context)
+        .map_err(|source| KafkaError::CreateClient {
+            client: "consumer",
+            source,
+        })
+}
+
+/// librdkafka's close blocks on the network (LeaveGroup); keep it off the async
+/// runtime's threads.
+fn close_in_background(consumer: Arc<InnerConsumer>) {
+    let spawned = std::thread::Builder::new()
+        .name("playlake-kafka-close".into())
+        .spawn(move || drop(consumer));
+    if let Err(e) = spawned {
+        warn!(error = %e, "could not close the Kafka consumer in the background");
+    }
 }
 
 /// How long a member waits for an assignment before rejoining (see
