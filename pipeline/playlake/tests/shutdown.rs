@@ -63,18 +63,46 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Status of `GET /readyz`, or `None` when nothing answers yet.
-fn readyz(addr: &str) -> Option<u16> {
+/// Status and body of `GET path`, or `None` when nothing answers.
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET /readyz HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
-    String::from_utf8_lossy(&raw)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// Status of `GET /readyz`, or `None` when nothing answers yet.
+fn readyz(addr: &str) -> Option<u16> {
+    http_get(addr, "/readyz").map(|(status, _)| status)
+}
+
+/// The progress-related lines of `/metrics`, for a failure message.
+fn progress_metrics(addr: &str) -> String {
+    let Some((_, body)) = http_get(addr, "/metrics") else {
+        return "(no /metrics answer)".into();
+    };
+    body.lines()
+        .filter(|l| {
+            [
+                "playlake_records_in_total",
+                "playlake_records_out_total",
+                "playlake_consumer_lag_records",
+                "playlake_stage_ready",
+                "playlake_assigned_partitions",
+                "playlake_retries_total",
+                "playlake_errors_total",
+            ]
+            .iter()
+            .any(|m| l.starts_with(m))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Global flags of every child: the config file, the stack and the fast group.
@@ -222,7 +250,8 @@ async fn sigterm_during_a_busy_run_exits_0_within_the_deadline_and_loses_nothing
         assert!(
             Instant::now() < deadline,
             "no progress to process {process_target} / sink {sink_target} within 120 s \
-             (at {p} / {s}); last lines:\n{}",
+             (at {p} / {s}); metrics:\n{}\nlast lines:\n{}",
+            progress_metrics(&metrics_addr),
             run.tail(60)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
