@@ -260,15 +260,15 @@ pub struct RunArgs {
     // `[sink]` sections: the stages' own flags overlap (`--group`, `--time-zone`).
 }
 
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Clone, Args, Default)]
 pub struct SinkArgs {
     /// Read every input partition to the end it had at start, write and commit every
     /// file, and exit 0.
     #[arg(long)]
     pub drain: bool,
 
-    /// Tables to write, comma-separated: sessions, viewers, daily, events, errors
-    /// [default: all of them].
+    /// Tables to write, comma-separated: sessions, viewers, daily, events, errors,
+    /// cdc [default: all but cdc].
     #[arg(
         long,
         env = "PLAYLAKE_SINK_TABLES",
@@ -276,6 +276,17 @@ pub struct SinkArgs {
         value_name = "TABLE,..."
     )]
     pub tables: Vec<String>,
+
+    /// DynamoDB tables whose `<prefix>.cdc.<table>` topics the cdc table reads,
+    /// comma-separated [default: `[sink] cdc_tables`, else `[source.dynamodb]
+    /// table`].
+    #[arg(
+        long,
+        env = "PLAYLAKE_SINK_CDC_TABLES",
+        value_delimiter = ',',
+        value_name = "TABLE,..."
+    )]
+    pub cdc_tables: Vec<String>,
 
     /// Consumer group shared by every sink instance [default: playlake-sink].
     #[arg(long = "group", env = "PLAYLAKE_SINK_GROUP", value_name = "ID")]

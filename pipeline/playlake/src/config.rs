@@ -121,6 +121,8 @@ pub struct RunOptions {
 pub struct SinkFileConfig {
     pub group_id: Option<String>,
     pub tables: Option<Vec<String>>,
+    /// DynamoDB tables whose cdc topics the `cdc` table reads.
+    pub cdc_tables: Option<Vec<String>>,
     pub flush_interval_seconds: Option<u64>,
     pub target_file_size_bytes: Option<u64>,
     pub max_rows_per_file: Option<u64>,
@@ -435,7 +437,7 @@ pub fn resolve_sink(
                         "sink.tables",
                         name.clone(),
                         "not a lake table",
-                        "choose from sessions, viewers, daily, events, errors",
+                        "choose from sessions, viewers, daily, events, errors, cdc",
                     )
                 })
             })
@@ -453,7 +455,23 @@ pub fn resolve_sink(
             "use a name such as UTC, Asia/Seoul or Europe/Paris, the same as the processor's",
         )
     })?;
+    // The cdc table reads the topics of the DynamoDB tables named here, or of the
+    // one this config's source streams.
+    let cdc_tables = if !args.cdc_tables.is_empty() {
+        args.cdc_tables.clone()
+    } else if let Some(names) = &file.cdc_tables {
+        names.clone()
+    } else {
+        settings
+            .source
+            .dynamodb
+            .as_ref()
+            .and_then(|d| d.table.clone())
+            .into_iter()
+            .collect()
+    };
     Ok(playlake_sink::SinkConfig {
+        cdc_tables,
         topic_prefix: settings.topic_prefix.clone(),
         group_id: args
             .group_id
@@ -755,6 +773,37 @@ mod tests {
             assert!(msg.contains(setting), "{setting}: {msg}");
             assert!(msg.contains("hint:"), "{setting}: {msg}");
         }
+    }
+
+    #[test]
+    fn the_cdc_table_reads_the_sources_table_unless_told_otherwise() {
+        let with_cdc = SinkArgs {
+            tables: vec!["cdc".into(), "events".into()],
+            ..SinkArgs::default()
+        };
+        let file = parse_file(
+            Path::new("t.toml"),
+            "[source.dynamodb]\ntable = \"plays\"\n",
+        )
+        .unwrap();
+        let s = resolve(&args(), &file, TopicOverrides::default()).unwrap();
+        let topics = resolve_sink(&s, &with_cdc).unwrap().topics().unwrap();
+        assert!(topics.contains_key("playback.cdc.plays"), "{topics:?}");
+        // The flag wins over the file.
+        let flag = SinkArgs {
+            cdc_tables: vec!["a".into(), "b".into()],
+            ..with_cdc.clone()
+        };
+        let topics = resolve_sink(&s, &flag).unwrap().topics().unwrap();
+        assert!(topics.contains_key("playback.cdc.a") && topics.contains_key("playback.cdc.b"));
+        assert!(!topics.contains_key("playback.cdc.plays"));
+        // Without any table name the sink says how to give one.
+        let bare = resolve(&args(), &FileConfig::default(), TopicOverrides::default()).unwrap();
+        let err = resolve_sink(&bare, &with_cdc)
+            .unwrap()
+            .topics()
+            .unwrap_err();
+        assert!(err.to_string().contains("cdc_tables"), "{err}");
     }
 
     #[test]

@@ -92,7 +92,7 @@ impl SinkConfig {
                 if self.cdc_tables.is_empty() {
                     return Err(SinkError::config(
                         "cdc_tables",
-                        "the cdc table needs the DynamoDB table names whose cdc topics to read",
+                        "the cdc table needs the DynamoDB table names whose cdc topics to read (--cdc-tables, `[sink] cdc_tables`, or `[source.dynamodb] table`)",
                     ));
                 }
                 for name in &self.cdc_tables {
