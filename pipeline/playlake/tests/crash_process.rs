@@ -67,13 +67,13 @@ async fn sigkill_at_random_moments_changes_no_result() {
     let transport = KafkaTransport::new(KafkaConfig::new(stack.brokers.clone())).expect("kafka");
 
     let traffic = traffic(60_000, 400, 7);
-    produce(
-        &transport,
-        &format!("{prefix}.events"),
-        PARTITIONS,
-        &traffic.records,
-    )
-    .await;
+    // A quarter up front, then one share before each run: every run has new input
+    // to process and checkpoint, so its progress target is reachable (with all
+    // input up front, the last runs could find nothing left to do).
+    let topic = format!("{prefix}.events");
+    let (first, rest) = traffic.records.split_at(traffic.records.len() / 4);
+    produce(&transport, &topic, PARTITIONS, first).await;
+    let mut shares = rest.chunks(rest.len().div_ceil(KILLS));
 
     let lake = Lake::open(&lake_url).expect("lake");
     let scopes: Vec<String> = (0..PARTITIONS)
@@ -85,8 +85,13 @@ async fn sigkill_at_random_moments_changes_no_result() {
 
     for kill in 0..KILLS {
         let start = checkpoint_progress(&lake, "process", &scopes).await;
+        if let Some(share) = shares.next() {
+            produce(&transport, &topic, PARTITIONS, share).await;
+        }
         let mut run = StageProcess::spawn(dir.path(), &format!("process-{kill}"), &args, &[]);
-        let target = start + rng.range(1, 40);
+        // Every events partition gets input in every share, so each run checkpoints
+        // at least once per partition.
+        let target = start + rng.range(1, PARTITIONS as u64);
         let reached = wait_for_progress(&mut run, target, Duration::from_secs(90), || {
             checkpoint_progress(&lake, "process", &scopes)
         })
