@@ -50,7 +50,7 @@ use crate::metrics::LagReporter;
 
 mod end_of_partition;
 use crate::error::KafkaError;
-use end_of_partition::end_of_partition;
+use end_of_partition::{cached_watermarks, end_of_partition};
 
 /// What the consumer knows about its partitions; shared between the rebalance
 /// callback (on librdkafka's polling thread) and the stage's calls.
@@ -316,7 +316,7 @@ impl KafkaConsumer {
         let lags: Vec<(String, i64)> = positions
             .into_iter()
             .filter_map(|(p, next)| {
-                let high = cached_high_watermark(consumer, &p)?;
+                let (_, high) = cached_watermarks(consumer, &p)?;
                 Some((p.topic, high - next))
             })
             .collect();
@@ -503,27 +503,6 @@ impl Drop for KafkaConsumer {
             close_in_background(consumer);
         }
     }
-}
-
-/// The high watermark librdkafka cached from the last fetch response of
-/// `partition` (`rd_kafka_get_watermark_offsets`: a local read, no request; rdkafka
-/// 0.39 only wraps the querying variant). `None` before the first fetch.
-fn cached_high_watermark(consumer: &InnerConsumer, partition: &TopicPartition) -> Option<i64> {
-    let topic = std::ffi::CString::new(partition.topic.as_str()).ok()?;
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: the client pointer is valid while `consumer` is borrowed, `topic` is a
-    // NUL-terminated string that outlives the call, and librdkafka only writes the
-    // two i64 out-parameters.
-    let err = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            topic.as_ptr(),
-            partition.partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }
 
 /// One poll: blocks until the first event or `timeout`, then takes whatever else is

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    assert_exactly_once, checkpoint_progress, lake_event_keys, read_lake_rows, s3_env, traffic,
-    wait_for_progress, Rng, StageProcess, FAST_GROUP,
+    assert_exactly_once, checkpoint_progress, lake_event_keys, outgoing, read_lake_rows, s3_env,
+    traffic, wait_for_progress, Rng, StageProcess, FAST_GROUP,
 };
 use playlake_checkpoint::Lake;
 use playlake_kafka::{KafkaConfig, KafkaTransport};
@@ -58,16 +58,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         .expect("create the events topic");
 
     let traffic = traffic(40_000, 300, 13);
-    let records: Vec<OutgoingRecord> = traffic
-        .records
-        .iter()
-        .map(|(key, value)| OutgoingRecord {
-            topic: topic.clone(),
-            key: Some(key.clone()),
-            value: Some(value.clone()),
-            ..Default::default()
-        })
-        .collect();
+    let records = outgoing(&topic, &traffic.records);
     let (first, rest) = records.split_at(records.len() / 4);
     let producer = Arc::new(transport.producer().expect("producer"));
     producer.send(first.to_vec()).await.expect("produce");

@@ -43,14 +43,14 @@ use std::time::{Duration, Instant};
 
 use common::{
     assert_exactly_once, assert_outputs_equal_reference, checkpoint_progress, dedup_by_key,
-    lake_event_keys, read_lake_rows, read_process_outputs, s3_env, traffic, Rng, StageProcess,
-    FAST_GROUP,
+    lake_event_keys, outgoing, read_lake_rows, read_process_outputs, s3_env, traffic, Rng,
+    StageProcess, FAST_GROUP,
 };
 use playlake_checkpoint::Lake;
 use playlake_kafka::{KafkaConfig, KafkaTransport};
 use playlake_schemas::Session;
 use playlake_tests::stack::{s3_bucket, unique_name, Stack};
-use playlake_transport::{OutgoingRecord, TopicSpec, Transport};
+use playlake_transport::{TopicSpec, Transport};
 
 const PARTITIONS: i32 = 8;
 /// `[run] shutdown_deadline_seconds` of the busy run.
@@ -171,16 +171,7 @@ async fn sigterm_during_a_busy_run_exits_0_within_the_deadline_and_loses_nothing
         .expect("create the events topic");
 
     let traffic = traffic(60_000, 400, 31);
-    let records: Vec<OutgoingRecord> = traffic
-        .records
-        .iter()
-        .map(|(key, value)| OutgoingRecord {
-            topic: topic.clone(),
-            key: Some(key.clone()),
-            value: Some(value.clone()),
-            ..Default::default()
-        })
-        .collect();
+    let records = outgoing(&topic, &traffic.records);
     let (first, rest) = records.split_at(records.len() / 4);
     let producer = Arc::new(transport.producer().expect("producer"));
     producer.send(first.to_vec()).await.expect("produce");

@@ -61,9 +61,13 @@ pub(super) fn end_of_partition(
 }
 
 /// The (low, high) watermarks carried by the partition's last fetch response, as
-/// librdkafka cached them (no broker request; on Tansu the high one is the true end,
-/// unlike ListOffsets).
-fn cached_watermarks(consumer: &InnerConsumer, partition: &TopicPartition) -> Option<(i64, i64)> {
+/// librdkafka cached them (`rd_kafka_get_watermark_offsets`: a local read, no
+/// request; rdkafka 0.39 only wraps the querying variant; on Tansu the high one is
+/// the true end, unlike ListOffsets). `None` before the first fetch.
+pub(super) fn cached_watermarks(
+    consumer: &InnerConsumer,
+    partition: &TopicPartition,
+) -> Option<(i64, i64)> {
     let topic = CString::new(partition.topic.as_str()).ok()?;
     let mut low = -1i64;
     let mut high = -1i64;

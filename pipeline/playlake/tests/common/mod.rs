@@ -86,6 +86,19 @@ pub fn traffic(events: u64, viewers: u32, seed: u64) -> Traffic {
 }
 
 /// Creates `topic` with `partitions` and sends `records` (keyed), in batches.
+/// Keyed records for `topic`, placed by key.
+pub fn outgoing(topic: &str, records: &[(Vec<u8>, Vec<u8>)]) -> Vec<OutgoingRecord> {
+    records
+        .iter()
+        .map(|(key, value)| OutgoingRecord {
+            topic: topic.to_owned(),
+            key: Some(key.clone()),
+            value: Some(value.clone()),
+            ..Default::default()
+        })
+        .collect()
+}
+
 pub async fn produce(
     transport: &KafkaTransport,
     topic: &str,
@@ -99,17 +112,7 @@ pub async fn produce(
     let producer = transport.producer().expect("producer");
     for chunk in records.chunks(5_000) {
         producer
-            .send(
-                chunk
-                    .iter()
-                    .map(|(key, value)| OutgoingRecord {
-                        topic: topic.to_owned(),
-                        key: Some(key.clone()),
-                        value: Some(value.clone()),
-                        ..Default::default()
-                    })
-                    .collect(),
-            )
+            .send(outgoing(topic, chunk))
             .await
             .expect("produce");
     }
