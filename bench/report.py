@@ -142,6 +142,16 @@ def e2e(ours_path, peer_path, compare_path, read_path):
           "(user + system), not the broker's")
     print(f"per CPU second: playlake / Python = "
           f"{(records / cpu_ours) / (peer['records'] / py['cpu_seconds']):.2f}x")
+    # Issue 3's figure: the processor through Tansu (produce, process, checkpoint) against
+    # Tansu's own produce + consume of the same records, the ceiling on this machine.
+    # The produce time is the same run's for both sides.
+    produce_s = ours["produce"]["seconds"]
+    processed = records / (produce_s + p["seconds"])
+    ceiling = read["records"] / (produce_s + read["seconds"])
+    print(f"processor through Tansu (produce {produce_s:.2f} s + process --drain with "
+          f"checkpoints {p['seconds']:.2f} s): {rate(processed)} records/s; Tansu's own "
+          f"produce + bare consume ({produce_s:.2f} s + {read['seconds']:.2f} s): "
+          f"{rate(ceiling)} records/s; ratio {processed / ceiling:.2f}")
     r = [("table", "playlake rows", "Python rows", "playlake files", "Python files")]
     for t in cmp["ours"]:
         a, b = cmp["ours"][t], cmp["peer"][t]
