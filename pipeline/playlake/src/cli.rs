@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use playlake_generator::GeneratorConfig;
 
 /// playlake: exactly-once stream processing for video and live-stream playback
 /// analytics.
@@ -360,6 +361,27 @@ pub struct ProduceArgs {
     #[arg(long, visible_alias = "rate", default_value_t = 0, value_name = "R")]
     pub rate_per_second: u64,
 
+    /// Live streams the players choose from (popular ones draw most live viewers).
+    #[arg(long, default_value_t = GeneratorConfig::default().live_streams, value_name = "N")]
+    pub live_streams: u32,
+
+    /// Video-on-demand titles the players choose from (with pauses, seeks, resumes).
+    #[arg(long, default_value_t = GeneratorConfig::default().vod_streams, value_name = "N")]
+    pub vod_streams: u32,
+
+    /// Player heartbeat period (SPEC: 5 s).
+    #[arg(
+        long,
+        default_value_t = GeneratorConfig::default().heartbeat_interval_ms,
+        value_name = "MS"
+    )]
+    pub heartbeat_interval_ms: u64,
+
+    /// Event time of the first event, RFC 3339 (`2026-12-01T00:00:00Z`); event time then
+    /// advances with the traffic, not with the clock [default: 2025-06-01T00:00:00Z].
+    #[arg(long, value_name = "TIME", value_parser = parse_start_time)]
+    pub start_time: Option<i64>,
+
     /// Largest delivery delay behind event time (out-of-order delivery).
     #[arg(long, default_value_t = 3_000)]
     pub jitter_ms: u64,
@@ -417,3 +439,10 @@ acknowledged), records_per_second (the rate achieved over those seconds) and
 sending_seconds (until the last record was handed over).
 
 Example: playlake produce --rate 25000 --duration-seconds 30";
+
+/// `--start-time`: an RFC 3339 timestamp as epoch milliseconds.
+fn parse_start_time(value: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("{e}: give an RFC 3339 time with a zone, e.g. 2026-12-01T00:00:00Z"))
+}

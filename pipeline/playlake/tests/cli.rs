@@ -95,6 +95,23 @@ fn bad_config_fails_with_the_setting_and_a_fix() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+
+    // Traffic settings are checked before anything connects.
+    let out = playlake(&["produce", "--start-time", "yesterday"], &[], dir.path());
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--start-time") && err.contains("RFC 3339"),
+        "{err}"
+    );
+    let out = playlake(
+        &["produce", "--live-streams", "0", "--vod-streams", "0"],
+        &[],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("stream"), "{err}");
 }
 
 #[test]

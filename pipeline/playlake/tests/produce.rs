@@ -4,6 +4,9 @@
 //! - Kafka: every generated record reaches `<prefix>.events` exactly once, keyed by
 //!   uuid, and each key's records keep their generation order on the partition
 //!   (chunks are pipelined, so this is what could break);
+//! - the traffic-shaping flags (`--live-streams`, `--vod-streams`,
+//!   `--heartbeat-interval-ms`, `--start-time`) reach the generator: the topic holds
+//!   exactly the traffic of a generator configured with them;
 //! - DynamoDB end to end: `produce --dynamodb-table` writes the traffic as items into
 //!   a moto table with a stream, `playlake source dynamodb --until-caught-up` with the
 //!   mapping produce describes publishes them, and the playback events on
@@ -118,6 +121,73 @@ async fn kafka_gets_every_record_once_in_key_order() {
             String::from_utf8_lossy(&key)
         );
     }
+}
+
+/// The traffic-shaping flags reach the generator: the topic holds exactly the traffic
+/// of a generator configured by hand with one live stream, no VOD, 10 s heartbeats
+/// from 2026-12-01T05:00:00Z (given as 06:00 at +01:00), and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_heartbeat_and_start_time_flags_shape_the_traffic() {
+    let Some(stack) = Stack::from_env() else {
+        return;
+    };
+    let prefix = unique_name("produce-shape");
+    let (ok, stdout, stderr) = playlake(
+        &stack,
+        &[
+            "--brokers",
+            &stack.brokers,
+            "--topic-prefix",
+            &prefix,
+            "produce",
+            "--events",
+            "3000",
+            "--viewers",
+            "40",
+            "--seed",
+            "9",
+            "--bad-record-fraction",
+            "0.002",
+            "--live-streams",
+            "1",
+            "--vod-streams",
+            "0",
+            "--heartbeat-interval-ms",
+            "10000",
+            "--start-time",
+            "2026-12-01T06:00:00+01:00",
+        ],
+    );
+    assert!(ok, "produce failed:\n{stderr}");
+    assert_eq!(report(&stdout, &stderr)["valid_events"], 3_000);
+    const START_MS: i64 = 1_796_101_200_000; // 2026-12-01T05:00:00Z
+    let want = common::traffic_of(GeneratorConfig {
+        live_streams: 1,
+        vod_streams: 0,
+        heartbeat_interval_ms: 10_000,
+        start_time_ms: START_MS,
+        ..common::produce_config(3_000, 40, 9)
+    });
+    // The flags changed the traffic the way they say.
+    let streams: std::collections::BTreeSet<&str> =
+        want.valid.iter().map(|e| e.stream_id.as_str()).collect();
+    assert_eq!(streams.len(), 1, "one live stream: {streams:?}");
+    let first = want.valid.iter().map(|e| e.event_time_ms()).min();
+    assert!(first.is_some_and(|t| (START_MS..START_MS + 10_000).contains(&t)));
+
+    let mut got: Vec<Vec<u8>> = read_topic(&stack.brokers, &format!("{prefix}.events"))
+        .await
+        .into_iter()
+        .map(|r| r.value.expect("value"))
+        .collect();
+    let mut expected: Vec<Vec<u8>> = want.records.into_iter().map(|(_, v)| v).collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got.len(), expected.len());
+    assert!(
+        got == expected,
+        "the topic holds other records than the generator's"
+    );
 }
 
 async fn dynamodb(stack: &Stack) -> aws_sdk_dynamodb::Client {

@@ -139,6 +139,12 @@ pub fn generator_config(args: &ProduceArgs) -> GeneratorConfig {
         // ten minutes at 25,000/s; --viewers scales it. Unchanged since the first
         // produce, so a seed still gives the same events.
         duration_ms: 24 * 3_600_000,
+        live_streams: args.live_streams,
+        vod_streams: args.vod_streams,
+        heartbeat_interval_ms: args.heartbeat_interval_ms,
+        start_time_ms: args
+            .start_time
+            .unwrap_or(GeneratorConfig::default().start_time_ms),
         out_of_order_jitter_ms: args.jitter_ms,
         duplicate_fraction: args.duplicate_fraction,
         bad_record_fraction: args.bad_record_fraction,

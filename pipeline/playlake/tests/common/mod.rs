@@ -57,7 +57,13 @@ impl Traffic {
 
 /// The same traffic `playlake produce --events N --viewers V --seed S` sends.
 pub fn traffic(events: u64, viewers: u32, seed: u64) -> Traffic {
-    let config = GeneratorConfig {
+    traffic_of(produce_config(events, viewers, seed))
+}
+
+/// The generator settings of `playlake produce --events N --viewers V --seed S
+/// --bad-record-fraction 0.002` (the other flags at their defaults).
+pub fn produce_config(events: u64, viewers: u32, seed: u64) -> GeneratorConfig {
+    GeneratorConfig {
         viewers,
         max_events: Some(events),
         duration_ms: 24 * 3_600_000,
@@ -66,7 +72,11 @@ pub fn traffic(events: u64, viewers: u32, seed: u64) -> Traffic {
         bad_record_fraction: 0.002,
         seed,
         ..GeneratorConfig::default()
-    };
+    }
+}
+
+/// The traffic of `config`, parsed once it has all been delivered.
+pub fn traffic_of(config: GeneratorConfig) -> Traffic {
     let now_ms = config.settled_now_ms();
     let generator = Generator::new(config).expect("valid generator settings");
     let records: Vec<(Vec<u8>, Vec<u8>)> = generator.map(|r| (r.key, r.value)).collect();
