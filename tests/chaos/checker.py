@@ -422,6 +422,13 @@ def main():
     for eid in truth_invalid:
         if eid not in errors_ddb:
             m.add("errors: invalid DynamoDB item missing from the lake", {"event_id": eid})
+    # Every invalid item is one put with its own eid, hence one change: its DLQ record
+    # has one identity however often the source re-published it (DESIGN.md section 12,
+    # "Playback mapping"), so a second row means the errors table lost exactly-once.
+    for eid, n in errors_ddb.items():
+        if n > 1:
+            m.add("errors: a DynamoDB item's DLQ record is in the lake more than once",
+                  {"event_id": eid, "copies": n})
     source_dlq_copies = sum(n - 1 for n in errors_ddb.values())
 
     # 3. Results equal the batch recomputation.
