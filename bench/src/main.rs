@@ -40,6 +40,10 @@ use playlake_schemas::{
 };
 use serde::Serialize;
 
+/// The same global allocator as the `playlake` binary, so the figures are its own.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "playlake-bench",

@@ -17,6 +17,11 @@ use clap::Parser;
 use cli::{Cli, Command, LogFormat};
 use config::TopicOverrides;
 
+/// mimalloc instead of glibc malloc: the processor's per-event strings and state
+/// entries are small, short-lived allocations, where it is markedly faster.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
