@@ -425,16 +425,18 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawFields<'a> {
 
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                 let mut fields = RawFields::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    let (name, slot) = match key.as_ref() {
-                        "event_id" => ("event_id", &mut fields.event_id),
-                        "uuid" => ("uuid", &mut fields.uuid),
-                        "stream_id" => ("stream_id", &mut fields.stream_id),
-                        "user_id" => ("user_id", &mut fields.user_id),
-                        "event_type" => ("event_type", &mut fields.event_type),
-                        "event_time" => ("event_time", &mut fields.event_time),
-                        "position_start" => ("position_start", &mut fields.position_start),
-                        "position_end" => ("position_end", &mut fields.position_end),
+                // Field names are matched without being copied (a `Cow` key would
+                // allocate one `String` per field of every record).
+                while let Some(FieldName(known)) = map.next_key::<FieldName>()? {
+                    let (name, slot) = match known {
+                        Some("event_id") => ("event_id", &mut fields.event_id),
+                        Some("uuid") => ("uuid", &mut fields.uuid),
+                        Some("stream_id") => ("stream_id", &mut fields.stream_id),
+                        Some("user_id") => ("user_id", &mut fields.user_id),
+                        Some("event_type") => ("event_type", &mut fields.event_type),
+                        Some("event_time") => ("event_time", &mut fields.event_time),
+                        Some("position_start") => ("position_start", &mut fields.position_start),
+                        Some("position_end") => ("position_end", &mut fields.position_end),
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                             continue;
@@ -452,6 +454,41 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawFields<'a> {
         }
 
         deserializer.deserialize_map(FieldsVisitor(std::marker::PhantomData))
+    }
+}
+
+/// An object key of an input record: the known field it names (as a `'static` name),
+/// or `None` for any other key. Read from the parser's (borrowed or unescaped) text
+/// without allocating.
+struct FieldName(Option<&'static str>);
+
+impl<'de> Deserialize<'de> for FieldName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+
+        impl Visitor<'_> for NameVisitor {
+            type Value = FieldName;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<FieldName, E> {
+                const KNOWN: [&str; 8] = [
+                    "event_id",
+                    "uuid",
+                    "stream_id",
+                    "user_id",
+                    "event_type",
+                    "event_time",
+                    "position_start",
+                    "position_end",
+                ];
+                Ok(FieldName(KNOWN.into_iter().find(|k| *k == name)))
+            }
+        }
+
+        deserializer.deserialize_str(NameVisitor)
     }
 }
 
