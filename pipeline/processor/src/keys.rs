@@ -1,48 +1,217 @@
 //! Keyed state containers for the per-event hot path.
 //!
 //! The operators look up state by `(uuid, stream_id)` or `(user_id, stream_id)` once
-//! or twice per event. Hash maps (foldhash) with lookups by borrowed [`PairRef`] cost
-//! no allocation and no string comparison chains, unlike ordered maps of owned
+//! per event. Hash maps cost no string comparison chains, unlike ordered maps of owned
 //! `(String, String)` tuples. Nothing iterates these maps to produce output without
 //! sorting first, so their order never reaches a result or a checkpoint's meaning.
+//!
+//! ## Ids instead of strings on the hot path
+//! A lookup by string key ends in a comparison with the key stored on the heap: one
+//! cache miss per lookup on a state much larger than the cache. The hottest sets and
+//! maps are therefore keyed by an [`Id`], the xxh3-128 hash of the string (a pair's id
+//! hashes its parts' ids, so the split point is part of it), held inline in the table;
+//! the string itself is stored once, in the value, for output. Two different keys
+//! collide with probability about `n^2 / 2^129` (below 1e-20 for a billion keys), the
+//! bound [`crate::dedup`] already relies on. Ids are never serialized: checkpoints hold
+//! the strings, and a restore recomputes the ids.
 
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 
 pub use hashbrown::{HashMap, HashSet};
 
 /// An owned two-part key.
 pub type Pair = (String, String);
 
-/// A borrowed two-part key that hashes and compares like [`Pair`].
-#[derive(Debug, Clone, Copy)]
-pub struct PairRef<'a>(pub &'a str, pub &'a str);
+/// The 128-bit identity of a string key (see the module docs).
+pub type Id = u128;
 
-impl Hash for PairRef<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // Exactly what `(String, String)`'s derived `Hash` writes.
-        self.0.hash(state);
-        self.1.hash(state);
+/// The [`Id`] of one string.
+pub fn id_of(s: &str) -> Id {
+    twox_hash::XxHash3_128::oneshot(s.as_bytes())
+}
+
+/// The [`Id`] of a pair of strings: the id of their two ids, so `(a, b)` and `(a', b')`
+/// with `a + b == a' + b'` but another split differ.
+pub fn pair_id(a: &str, b: &str) -> Id {
+    combine(id_of(a), id_of(b))
+}
+
+/// The [`Id`] of a pair from the ids of its parts (what [`pair_id`] computes).
+pub fn combine(a: Id, b: Id) -> Id {
+    let mut buf = [0u8; 32];
+    buf[..16].copy_from_slice(&a.to_le_bytes());
+    buf[16..].copy_from_slice(&b.to_le_bytes());
+    twox_hash::XxHash3_128::oneshot(&buf)
+}
+
+/// The ids of one event's keys, computed once per event and shared by the operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventIds {
+    /// `uuid`.
+    pub uuid: Id,
+    /// `stream_id`.
+    pub stream: Id,
+    /// `user_id`, when present.
+    pub user: Option<Id>,
+    /// `(uuid, stream_id)`: the session key.
+    pub session: Id,
+}
+
+impl EventIds {
+    /// The ids of `event`'s keys.
+    pub fn of(event: &playlake_schemas::PlaybackEvent) -> Self {
+        let uuid = id_of(&event.uuid);
+        let stream = id_of(&event.stream_id);
+        Self {
+            uuid,
+            stream,
+            user: event.user_id.as_deref().map(id_of),
+            session: combine(uuid, stream),
+        }
+    }
+
+    /// `(user_id, stream_id)`: the resume key, when the event has a user.
+    pub fn resume(&self) -> Option<Id> {
+        self.user.map(|user| combine(user, self.stream))
     }
 }
 
-impl hashbrown::Equivalent<Pair> for PairRef<'_> {
-    fn equivalent(&self, key: &Pair) -> bool {
-        self.0 == key.0 && self.1 == key.1
+/// Hashes an [`Id`] for a hash table: its low 64 bits, as they are already a
+/// uniformly distributed hash (no second hashing per lookup).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached for keys other than `u128`; fold them in so it stays a hash.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn write_u128(&mut self, i: u128) {
+        self.0 ^= i as u64;
     }
 }
 
-impl PairRef<'_> {
-    /// The owned key.
-    pub fn to_owned_pair(self) -> Pair {
-        (self.0.to_owned(), self.1.to_owned())
+/// The [`std::hash::BuildHasher`] of id-keyed tables.
+pub type IdBuild = std::hash::BuildHasherDefault<IdHasher>;
+
+/// A map keyed by [`Id`].
+pub type IdMap<V> = HashMap<Id, V, IdBuild>;
+
+/// A set of strings stored by [`Id`]: membership tests compare ids held inline, and
+/// the strings are kept (once) only to be emitted. Serializes as the sequence of its
+/// strings, like the `HashSet<String>` it replaced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdSet(IdMap<String>);
+
+impl IdSet {
+    /// Adds `value`, whose id is `id`, unless present (no allocation when present).
+    pub fn insert_with(&mut self, id: Id, value: &str) {
+        self.0.entry(id).or_insert_with(|| value.to_owned());
+    }
+
+    /// Adds an owned value.
+    pub fn insert(&mut self, value: String) {
+        self.0.entry(id_of(&value)).or_insert(value);
+    }
+
+    /// The strings, sorted.
+    pub fn sorted(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.0.values().cloned().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The strings, sorted, consuming the set.
+    pub fn into_sorted(self) -> Vec<String> {
+        let mut v: Vec<String> = self.0.into_values().collect();
+        v.sort_unstable();
+        v
     }
 }
 
-/// The values of a set, sorted (for deterministic output).
-pub fn sorted<T: Ord + Clone>(set: HashSet<T>) -> Vec<T> {
-    let mut v: Vec<T> = set.into_iter().collect();
-    v.sort_unstable();
-    v
+impl serde::Serialize for IdSet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.values())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for IdSet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let values = Vec::<String>::deserialize(deserializer)?;
+        let mut set = IdSet::default();
+        for v in values {
+            set.insert(v);
+        }
+        Ok(set)
+    }
+}
+
+/// A map keyed by strings, stored by [`Id`] with the string kept once beside the
+/// value. Serializes as a map from the strings, like the `HashMap<String, V>` it
+/// replaced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdKeyed<V>(IdMap<(String, V)>);
+
+impl<V> Default for IdKeyed<V> {
+    fn default() -> Self {
+        Self(IdMap::default())
+    }
+}
+
+impl<V: Default> IdKeyed<V> {
+    /// The value of `key` (whose id is `id`), inserted as the default if absent.
+    pub fn get_or_default(&mut self, id: Id, key: &str) -> &mut V {
+        &mut self
+            .0
+            .entry(id)
+            .or_insert_with(|| (key.to_owned(), V::default()))
+            .1
+    }
+}
+
+impl<V> IdKeyed<V> {
+    /// `(key, value)` pairs in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.0.values().map(|(k, v)| (k, v))
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl<V> IntoIterator for IdKeyed<V> {
+    type Item = (String, V);
+    type IntoIter = hashbrown::hash_map::IntoValues<Id, (String, V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_values()
+    }
+}
+
+impl<V: serde::Serialize> serde::Serialize for IdKeyed<V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.values().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for IdKeyed<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = HashMap::<String, V>::deserialize(deserializer)?;
+        let mut keyed = IdKeyed::default();
+        for (k, v) in map {
+            keyed.0.insert(id_of(&k), (k, v));
+        }
+        Ok(keyed)
+    }
 }
 
 #[cfg(test)]
@@ -50,12 +219,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn borrowed_lookup_finds_owned_key() {
-        let mut map: HashMap<Pair, u32> = HashMap::new();
-        map.insert(("u1".into(), "s1".into()), 7);
-        assert_eq!(map.get(&PairRef("u1", "s1")), Some(&7));
-        assert_eq!(map.get(&PairRef("u1", "s2")), None);
-        // The split point matters: ("u1s", "1") is a different key.
-        assert_eq!(map.get(&PairRef("u1s", "1")), None);
+    fn pair_ids_depend_on_the_split() {
+        assert_eq!(pair_id("ab", "c"), pair_id("ab", "c"));
+        assert_ne!(pair_id("ab", "c"), pair_id("a", "bc"));
+        assert_ne!(pair_id("", "abc"), pair_id("abc", ""));
+        assert_ne!(id_of("a"), id_of("b"));
+    }
+
+    #[test]
+    fn id_collections_serialize_like_string_collections() {
+        let mut set = IdSet::default();
+        set.insert_with(id_of("b"), "b");
+        set.insert_with(id_of("a"), "a");
+        set.insert_with(id_of("a"), "a");
+        let json = serde_json::to_string(&set).unwrap_or_default();
+        let back: HashSet<String> = serde_json::from_str(&json).unwrap_or_default();
+        assert_eq!(back, HashSet::from_iter(["a".to_owned(), "b".to_owned()]));
+        let again: IdSet = serde_json::from_str(&json).unwrap_or_default();
+        assert_eq!(again, set);
+        assert_eq!(set.sorted(), vec!["a".to_owned(), "b".to_owned()]);
+
+        let mut map: IdKeyed<u32> = IdKeyed::default();
+        *map.get_or_default(id_of("s1"), "s1") += 2;
+        *map.get_or_default(id_of("s1"), "s1") += 1;
+        let json = serde_json::to_string(&map).unwrap_or_default();
+        let plain: HashMap<String, u32> = serde_json::from_str(&json).unwrap_or_default();
+        assert_eq!(plain.get("s1"), Some(&3));
+        let again: IdKeyed<u32> = serde_json::from_str(&json).unwrap_or_default();
+        assert_eq!(again, map);
     }
 }

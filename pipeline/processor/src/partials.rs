@@ -13,6 +13,11 @@
 //! viewers and views if every uuid lived in exactly one partition, but that rests on
 //! every producer keying by uuid and on the partition count never changing; user ids
 //! span partitions anyway. Sets make the distinct counts exact whatever the keying.
+//!
+//! In memory the sets and the per-stream maps are keyed by [`crate::keys::Id`] (the
+//! 128-bit hash of the string) with each string stored once for output: the per-event
+//! membership test compares ids held in the table instead of following a pointer to
+//! a string. The checkpointed form is unchanged (strings).
 
 use std::collections::BTreeMap;
 
@@ -21,7 +26,7 @@ use playlake_schemas::{EventType, PlaybackEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
-use crate::keys::{sorted, HashMap, HashSet};
+use crate::keys::{EventIds, IdKeyed, IdSet};
 use crate::serde_util::map_as_vec;
 use crate::time::{window_start, Calendar, DayCache, WatchedSum, Watermark};
 use crate::watermark::PartitionId;
@@ -63,8 +68,8 @@ pub struct DailyPartial {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct DayAcc {
-    uuids: HashSet<String>,
-    user_ids: HashSet<String>,
+    uuids: IdSet,
+    user_ids: IdSet,
     watched: WatchedSum,
 }
 
@@ -74,13 +79,13 @@ pub struct PartialAggregator {
     settings: Settings,
     partition: PartitionId,
     /// `window_start -> stream_id -> uuids`, so finalizing pops from the front.
-    /// (Hash sets inside: an event costs hash lookups, not string-comparison chains;
+    /// (Id-keyed inside: an event costs hash lookups, not string comparisons;
     /// partials are sorted when emitted.)
     #[serde(with = "map_as_vec")]
-    windows: BTreeMap<i64, HashMap<String, HashSet<String>>>,
+    windows: BTreeMap<i64, IdKeyed<IdSet>>,
     /// `(day_end, day) -> stream_id -> aggregates`.
     #[serde(with = "map_as_vec")]
-    days: BTreeMap<(i64, NaiveDate), HashMap<String, DayAcc>>,
+    days: BTreeMap<(i64, NaiveDate), IdKeyed<DayAcc>>,
     finished_viewers: Vec<ViewerPartial>,
     finished_daily: Vec<DailyPartial>,
     #[serde(skip)]
@@ -129,38 +134,41 @@ impl PartialAggregator {
 
     /// Adds an on-time event to its viewer window (`stop` events count no viewer).
     pub fn apply_viewers(&mut self, event: &PlaybackEvent) {
+        self.apply_viewers_with(event, &EventIds::of(event));
+    }
+
+    /// [`Self::apply_viewers`] with the event's ids already computed.
+    pub(crate) fn apply_viewers_with(&mut self, event: &PlaybackEvent, ids: &EventIds) {
         if event.event_type == EventType::Stop {
             return;
         }
         self.unshipped = true;
         let start = window_start(event.event_time_ms(), self.settings.viewer_window_ms());
-        let streams = self.windows.entry(start).or_default();
-        let uuids = match streams.get_mut(event.stream_id.as_str()) {
-            Some(uuids) => uuids,
-            None => streams.entry(event.stream_id.clone()).or_default(),
-        };
-        if !uuids.contains(event.uuid.as_str()) {
-            uuids.insert(event.uuid.clone());
-        }
+        self.windows
+            .entry(start)
+            .or_default()
+            .get_or_default(ids.stream, &event.stream_id)
+            .insert_with(ids.uuid, &event.uuid);
     }
 
     /// Adds an on-time event to its day.
     pub fn apply_daily(&mut self, event: &PlaybackEvent) {
+        self.apply_daily_with(event, &EventIds::of(event));
+    }
+
+    /// [`Self::apply_daily`] with the event's ids already computed.
+    pub(crate) fn apply_daily_with(&mut self, event: &PlaybackEvent, ids: &EventIds) {
         self.unshipped = true;
         let cal = Calendar::of(&self.settings);
         let span = cal.locate(event.event_time_ms(), &self.day_cache);
-        let streams = self.days.entry((span.end, span.day)).or_default();
-        let acc = match streams.get_mut(event.stream_id.as_str()) {
-            Some(acc) => acc,
-            None => streams.entry(event.stream_id.clone()).or_default(),
-        };
-        if !acc.uuids.contains(event.uuid.as_str()) {
-            acc.uuids.insert(event.uuid.clone());
-        }
-        if let Some(user) = &event.user_id {
-            if !acc.user_ids.contains(user.as_str()) {
-                acc.user_ids.insert(user.clone());
-            }
+        let acc = self
+            .days
+            .entry((span.end, span.day))
+            .or_default()
+            .get_or_default(ids.stream, &event.stream_id);
+        acc.uuids.insert_with(ids.uuid, &event.uuid);
+        if let (Some(user), Some(user_id)) = (&event.user_id, ids.user) {
+            acc.user_ids.insert_with(user_id, user);
         }
         acc.watched += WatchedSum::of_seconds(event.watched_seconds());
     }
@@ -180,7 +188,7 @@ impl PartialAggregator {
                     source_partition: self.partition,
                     stream_id,
                     window_start,
-                    uuids: sorted(uuids),
+                    uuids: uuids.into_sorted(),
                     source_watermark,
                 });
             }
@@ -195,8 +203,8 @@ impl PartialAggregator {
                     source_partition: self.partition,
                     stream_id,
                     day,
-                    uuids: sorted(acc.uuids),
-                    user_ids: sorted(acc.user_ids),
+                    uuids: acc.uuids.into_sorted(),
+                    user_ids: acc.user_ids.into_sorted(),
                     watched: acc.watched,
                     source_watermark,
                 });
@@ -228,25 +236,25 @@ impl PartialAggregator {
         self.unshipped = false;
         let mut viewers = Vec::new();
         for (window_start, streams) in &self.windows {
-            for (stream_id, uuids) in streams {
+            for (stream_id, uuids) in streams.iter() {
                 viewers.push(ViewerPartial {
                     source_partition: self.partition,
                     stream_id: stream_id.clone(),
                     window_start: *window_start,
-                    uuids: sorted_clone(uuids),
+                    uuids: uuids.sorted(),
                     source_watermark,
                 });
             }
         }
         let mut daily = Vec::new();
         for ((_, day), streams) in &self.days {
-            for (stream_id, acc) in streams {
+            for (stream_id, acc) in streams.iter() {
                 daily.push(DailyPartial {
                     source_partition: self.partition,
                     stream_id: stream_id.clone(),
                     day: *day,
-                    uuids: sorted_clone(&acc.uuids),
-                    user_ids: sorted_clone(&acc.user_ids),
+                    uuids: acc.uuids.sorted(),
+                    user_ids: acc.user_ids.sorted(),
                     watched: acc.watched,
                     source_watermark,
                 });
@@ -257,8 +265,8 @@ impl PartialAggregator {
 
     /// Open windows and days, for the state-size metric.
     pub fn open_results(&self) -> usize {
-        self.windows.values().map(HashMap::len).sum::<usize>()
-            + self.days.values().map(HashMap::len).sum::<usize>()
+        self.windows.values().map(IdKeyed::len).sum::<usize>()
+            + self.days.values().map(IdKeyed::len).sum::<usize>()
     }
 }
 
@@ -269,10 +277,4 @@ fn sort_partials(
     viewers.sort_by(|a, b| (&a.stream_id, a.window_start).cmp(&(&b.stream_id, b.window_start)));
     daily.sort_by(|a, b| (a.day, &a.stream_id).cmp(&(b.day, &b.stream_id)));
     (viewers, daily)
-}
-
-fn sorted_clone(set: &HashSet<String>) -> Vec<String> {
-    let mut v: Vec<String> = set.iter().cloned().collect();
-    v.sort_unstable();
-    v
 }

@@ -12,15 +12,14 @@
 //! "Latest" is a maximum, which is idempotent and commutative: replayed or duplicate
 //! candidates change nothing, so no dedup and no watermark are needed, and events are
 //! never late here. The merge state holds one small entry per `(user_id, stream_id)`
-//! ever seen, like the compacted topic itself.
+//! ever seen, like the compacted topic itself. Both tables find a key by its
+//! [`crate::keys::Id`], held in the index, never by comparing the key's strings.
 
-use std::hash::BuildHasher;
-
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::HashTable;
 use playlake_schemas::{PlaybackEvent, ResumePoint, TimestampMs};
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{Pair, PairRef};
+use crate::keys::{pair_id, EventIds, Id, Pair};
 
 /// The latest event of a `(user_id, stream_id)` as seen by one source partition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,27 +68,29 @@ impl ResumeCandidate {
 }
 
 /// Candidates indexed by `(user_id, stream_id)` without a second copy of the key:
-/// the hash table holds positions in `entries` and compares against the entry's own
-/// strings. Not serialized itself (see the `Serialize` impls below); the hasher's
-/// seed does not matter as the table is rebuilt on restore.
+/// the hash table holds the key's [`Id`] and the position in `entries`, so a lookup
+/// compares ids in the table and never reads an entry's strings. Not serialized
+/// itself (see the `Serialize` impls below); the table is rebuilt on restore.
 #[derive(Debug, Clone, Default)]
 struct CandidateTable {
     entries: Vec<ResumeCandidate>,
-    index: HashTable<u32>,
-    hasher: DefaultHashBuilder,
+    index: HashTable<(Id, u32)>,
+}
+
+/// The table hash of an id: its low bits, already uniform.
+fn table_hash(id: Id) -> u64 {
+    id as u64
 }
 
 impl CandidateTable {
     fn position(&self, user_id: &str, stream_id: &str) -> Option<usize> {
-        let hash = self.hasher.hash_one(PairRef(user_id, stream_id));
-        let entries = &self.entries;
+        self.position_of(pair_id(user_id, stream_id))
+    }
+
+    fn position_of(&self, id: Id) -> Option<usize> {
         self.index
-            .find(hash, |&i| {
-                entries
-                    .get(i as usize)
-                    .is_some_and(|e| e.user_id == user_id && e.stream_id == stream_id)
-            })
-            .map(|&i| i as usize)
+            .find(table_hash(id), |&(other, _)| other == id)
+            .map(|&(_, i)| i as usize)
     }
 
     fn get(&self, user_id: &str, stream_id: &str) -> Option<&ResumeCandidate> {
@@ -97,22 +98,16 @@ impl CandidateTable {
             .and_then(|i| self.entries.get(i))
     }
 
-    /// Adds a candidate whose key is not in the table; returns its position.
-    fn push_new(&mut self, candidate: ResumeCandidate) -> usize {
-        let hash = self
-            .hasher
-            .hash_one(PairRef(&candidate.user_id, &candidate.stream_id));
+    /// Adds a candidate whose key (with id `id`) is not in the table; returns its
+    /// position.
+    fn push_new(&mut self, id: Id, candidate: ResumeCandidate) -> usize {
         let position = self.entries.len();
         self.entries.push(candidate);
         // Positions beyond u32 would need 4 billion keys in memory; saturating keeps
         // this total.
         let slot = u32::try_from(position).unwrap_or(u32::MAX);
-        let (entries, hasher) = (&self.entries, &self.hasher);
-        self.index.insert_unique(hash, slot, |&i| {
-            entries
-                .get(i as usize)
-                .map_or(0, |e| hasher.hash_one(PairRef(&e.user_id, &e.stream_id)))
-        });
+        self.index
+            .insert_unique(table_hash(id), (id, slot), |&(other, _)| table_hash(other));
         position
     }
 
@@ -126,14 +121,15 @@ impl CandidateTable {
     fn from_candidates(candidates: impl IntoIterator<Item = ResumeCandidate>) -> Self {
         let mut table = Self::default();
         for c in candidates {
-            match table.position(&c.user_id, &c.stream_id) {
+            let id = pair_id(&c.user_id, &c.stream_id);
+            match table.position_of(id) {
                 Some(i) => {
                     if let Some(e) = table.entries.get_mut(i) {
                         *e = c;
                     }
                 }
                 None => {
-                    table.push_new(c);
+                    table.push_new(id, c);
                 }
             }
         }
@@ -205,11 +201,16 @@ impl PartialEq for ResumeCandidates {
 impl ResumeCandidates {
     /// Considers a deduplicated event (events without user_id are ignored).
     pub fn apply(&mut self, event: &PlaybackEvent) {
-        let Some(user_id) = &event.user_id else {
+        self.apply_with(event, &EventIds::of(event));
+    }
+
+    /// [`Self::apply`] with the event's ids already computed.
+    pub(crate) fn apply_with(&mut self, event: &PlaybackEvent, ids: &EventIds) {
+        let Some(id) = ids.resume() else {
             return;
         };
         let order = (event.event_time_ms(), event.event_id.as_str());
-        match self.pending.position(user_id, &event.stream_id) {
+        match self.pending.position_of(id) {
             Some(i) => {
                 let Some(current) = self.pending.entries.get_mut(i) else {
                     return;
@@ -225,7 +226,7 @@ impl ResumeCandidates {
             }
             None => {
                 if let Some(candidate) = ResumeCandidate::of(event) {
-                    self.pending.push_new(candidate);
+                    self.pending.push_new(id, candidate);
                 }
             }
         }
@@ -323,10 +324,8 @@ impl ResumeMerge {
 
     /// Applies a candidate; returns whether it changed the key's resume point.
     pub fn apply(&mut self, candidate: ResumeCandidate) -> bool {
-        let position = match self
-            .latest
-            .position(&candidate.user_id, &candidate.stream_id)
-        {
+        let id = pair_id(&candidate.user_id, &candidate.stream_id);
+        let position = match self.latest.position_of(id) {
             Some(i) => {
                 let Some(current) = self.latest.entries.get_mut(i) else {
                     return false;
@@ -334,10 +333,16 @@ impl ResumeMerge {
                 if current.order() >= candidate.order() {
                     return false;
                 }
-                *current = candidate;
+                // Same key: only the event's fields move in. The candidate's own copies
+                // of the key are dropped instead of the held ones (freeing a string
+                // touches its memory, and the candidate's is in cache).
+                current.event_time = candidate.event_time;
+                current.event_id = candidate.event_id;
+                current.position_end = candidate.position_end;
+                current.uuid = candidate.uuid;
                 i
             }
-            None => self.latest.push_new(candidate),
+            None => self.latest.push_new(id, candidate),
         };
         self.mark_changed(position);
         true

@@ -22,7 +22,8 @@
 //!   still land inside or right after it (see [`SessionOperator::is_late`]).
 //!
 //! So a key holds at most the events of the last `session_gap + max_out_of_orderness`
-//! of event time plus one fixed-size summary, however long the session lasts.
+//! of event time (plus half a gap: freezing is batched, see [`freeze_quantum`]) plus
+//! one fixed-size summary, however long the session lasts.
 //!
 //! ## Lateness
 //! An event is late for sessions when `event_time + session_gap < W` (SPEC), or when
@@ -35,6 +36,9 @@
 //! when that time changes, and an entry whose time no longer matches the key's
 //! `wake_at` is skipped when popped. Keys live in a slab, so a wake-up costs neither
 //! a key copy nor a hash lookup (per event, this index used to be most of the cost).
+//! The slab is indexed by the key's [`crate::keys::Id`], so a lookup compares ids in
+//! the table rather than the key strings on the heap, and
+//! [`crate::source::PartitionProcessor`] judges and applies an event with one lookup.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
@@ -43,7 +47,7 @@ use playlake_schemas::{EndedBy, EventType, PlaybackEvent, Session, TimestampMs};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
-use crate::keys::{HashMap, Pair, PairRef};
+use crate::keys::{pair_id, Id, IdMap, Pair};
 use crate::time::{WatchedSum, Watermark};
 
 /// `(uuid, stream_id)`.
@@ -153,15 +157,16 @@ struct Guard {
 struct Recent(VecDeque<((i64, String), Pending)>);
 
 impl Recent {
-    /// Inserts, or replaces the value of an equal key (as a map would).
-    fn insert(&mut self, key: (i64, String), value: Pending) {
+    /// Inserts, or replaces the value of an equal key (as a map would); returns
+    /// whether the key came after every key held (a push at the back).
+    fn insert(&mut self, key: (i64, String), value: Pending) -> bool {
         let after_last = self
             .0
             .back()
             .is_none_or(|(last, _)| (last.0, last.1.as_str()) < (key.0, key.1.as_str()));
         if after_last {
             self.0.push_back((key, value));
-            return;
+            return true;
         }
         match self
             .0
@@ -174,6 +179,7 @@ impl Recent {
             }
             Err(i) => self.0.insert(i, (key, value)),
         }
+        false
     }
 
     fn first(&self) -> Option<&((i64, String), Pending)> {
@@ -228,6 +234,8 @@ struct KeyState {
 #[derive(Debug, Clone, Default)]
 struct Slot {
     key: Key,
+    /// `pair_id(key)`: the slot's entry in the index.
+    id: Id,
     state: KeyState,
     /// Whether the slot holds a key (freed slots wait in `free` for reuse).
     live: bool,
@@ -244,7 +252,7 @@ struct Slot {
 #[derive(Debug, Clone)]
 pub struct SessionOperator {
     gap_ms: i64,
-    index: HashMap<Key, u32>,
+    index: IdMap<u32>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     /// Min-heap of `(watermark at which the key needs work, slot)`, stale entries
@@ -303,7 +311,7 @@ impl<'de> Deserialize<'de> for SessionOperator {
         let repr = SessionReprOwned::deserialize(deserializer)?;
         let mut op = SessionOperator {
             gap_ms: repr.gap_ms,
-            index: HashMap::with_capacity(repr.keys.len()),
+            index: IdMap::with_capacity_and_hasher(repr.keys.len(), Default::default()),
             slots: Vec::with_capacity(repr.keys.len()),
             free: Vec::new(),
             wake: BinaryHeap::new(),
@@ -315,9 +323,11 @@ impl<'de> Deserialize<'de> for SessionOperator {
             if let Some(at) = state.wake_at {
                 op.wake.push(Reverse((at, slot)));
             }
-            op.index.insert(key.clone(), slot);
+            let id = pair_id(&key.0, &key.1);
+            op.index.insert(id, slot);
             op.slots.push(Slot {
                 key,
+                id,
                 state,
                 live: true,
             });
@@ -336,7 +346,7 @@ impl PartialEq for SessionOperator {
             && self.slots.iter().filter(|s| s.live).all(|s| {
                 other
                     .index
-                    .get(&s.key)
+                    .get(&s.id)
                     .and_then(|&o| other.slots.get(o as usize))
                     .is_some_and(|o| o.state == s.state)
             })
@@ -348,7 +358,7 @@ impl SessionOperator {
     pub fn new(settings: &Settings) -> Self {
         Self {
             gap_ms: settings.session_gap_ms(),
-            index: HashMap::new(),
+            index: IdMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
             wake: BinaryHeap::new(),
@@ -356,14 +366,10 @@ impl SessionOperator {
         }
     }
 
-    fn state(&self, key: PairRef<'_>) -> Option<&KeyState> {
-        let &slot = self.index.get(&key)?;
-        self.slots.get(slot as usize).map(|s| &s.state)
-    }
-
-    /// The slot of `key`, allocated if it has none.
-    fn slot_of(&mut self, key: PairRef<'_>) -> u32 {
-        if let Some(&slot) = self.index.get(&key) {
+    /// The slot of the key whose id is `id`, allocated (for `event`'s key) if it has
+    /// none.
+    fn slot_of(&mut self, found: Option<u32>, id: Id, event: &PlaybackEvent) -> u32 {
+        if let Some(slot) = found {
             return slot;
         }
         let slot = match self.free.pop() {
@@ -379,24 +385,45 @@ impl SessionOperator {
         };
         if let Some(s) = self.slots.get_mut(slot as usize) {
             // Reuses the freed slot's buffers.
-            key.0.clone_into(&mut s.key.0);
-            key.1.clone_into(&mut s.key.1);
+            event.uuid.clone_into(&mut s.key.0);
+            event.stream_id.clone_into(&mut s.key.1);
+            s.id = id;
             s.state = KeyState::default();
             s.live = true;
         }
-        self.index.insert(key.to_owned_pair(), slot);
+        self.index.insert(id, slot);
         slot
     }
 
     /// Whether `event` is late for sessions at watermark `w` (see the module docs).
     pub fn is_late(&self, event: &PlaybackEvent, w: Watermark) -> bool {
+        let found = self
+            .index
+            .get(&pair_id(&event.uuid, &event.stream_id))
+            .copied();
+        self.is_late_in(found, event, w)
+    }
+
+    /// Judges `event` (whose `(uuid, stream_id)` id is `id`) at watermark `w` and
+    /// applies it unless late, with one index lookup; returns whether it was late.
+    pub(crate) fn offer(&mut self, event: &PlaybackEvent, id: Id, w: Watermark) -> bool {
+        let found = self.index.get(&id).copied();
+        if self.is_late_in(found, event, w) {
+            return true;
+        }
+        self.apply_in(found, id, event);
+        false
+    }
+
+    /// [`Self::is_late`] for the key's slot `found` (if it has one).
+    fn is_late_in(&self, found: Option<u32>, event: &PlaybackEvent, w: Watermark) -> bool {
         let t = event.event_time_ms();
         if t.saturating_add(self.gap_ms) < w.millis() {
             return true;
         }
-        let Some(guard) = self
-            .state(PairRef(&event.uuid, &event.stream_id))
-            .and_then(|k| k.guard.as_ref())
+        let Some(guard) = found
+            .and_then(|slot| self.slots.get(slot as usize))
+            .and_then(|s| s.state.guard.as_ref())
         else {
             return false;
         };
@@ -411,11 +438,19 @@ impl SessionOperator {
 
     /// Applies an on-time, deduplicated event. The caller checked [`Self::is_late`].
     pub fn apply(&mut self, event: &PlaybackEvent) {
-        let slot = self.slot_of(PairRef(&event.uuid, &event.stream_id));
+        let id = pair_id(&event.uuid, &event.stream_id);
+        let found = self.index.get(&id).copied();
+        self.apply_in(found, id, event);
+    }
+
+    /// [`Self::apply`] for the key whose id is `id` and slot `found` (if any).
+    fn apply_in(&mut self, found: Option<u32>, id: Id, event: &PlaybackEvent) {
+        let slot = self.slot_of(found, id, event);
         let Some(s) = self.slots.get_mut(slot as usize) else {
             return;
         };
-        s.state.recent.insert(
+        let had_events = !s.state.recent.is_empty();
+        let at_back = s.state.recent.insert(
             (event.event_time_ms(), event.event_id.clone()),
             Pending {
                 event_type: event.event_type,
@@ -424,6 +459,15 @@ impl SessionOperator {
                 position_end: event.position_end,
             },
         );
+        // The common case, a non-`stop` event after the key's others, can only delay
+        // the key's next wake-up: the first event (its freeze time) and the guard are
+        // unchanged, and the first run either ends later or not at all. An early
+        // wake-up is harmless (it settles nothing and reschedules), so the wake time
+        // is left as it is rather than recomputed by a scan of `recent`.
+        if at_back && had_events && event.event_type != EventType::Stop && s.state.wake_at.is_some()
+        {
+            return;
+        }
         self.reschedule_after(slot, i64::MIN);
     }
 
@@ -487,7 +531,7 @@ impl SessionOperator {
             Some(at) => self.wake.push(Reverse((at, slot))),
             None => {
                 if state.open.is_none() && state.recent.is_empty() && state.guard.is_none() {
-                    self.index.remove(&PairRef(&s.key.0, &s.key.1));
+                    self.index.remove(&s.id);
                     s.live = false;
                     self.free.push(slot);
                 }
@@ -496,24 +540,40 @@ impl SessionOperator {
     }
 }
 
-/// The smallest watermark at which [`settle`] would change something for this key:
-/// freezing its first event, emitting its first run, or forgetting its guard.
+/// The watermark at which [`settle`] must next run for this key: the smallest at which
+/// it emits the first run or forgets the guard, or (on a coarser grid, see
+/// [`freeze_quantum`]) freezes the first event.
 fn next_wake(state: &KeyState, gap: i64) -> Option<i64> {
+    // Each is the largest watermark at which nothing happens yet, plus one.
     let freeze = state
         .recent
         .first()
-        .map(|((t, _), _)| t.saturating_add(gap));
-    let emit = first_run_final_after(state, gap);
+        .map(|((t, _), _)| round_up(t.saturating_add(gap).saturating_add(1), freeze_quantum(gap)));
+    let emit = first_run_final_after(state, gap).map(|at| at.saturating_add(1));
     let forget = state
         .guard
         .as_ref()
-        .map(|g| guard_reach(g, gap).saturating_add(gap));
-    // Each is the largest watermark at which nothing happens yet.
-    [freeze, emit, forget]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|at| at.saturating_add(1))
+        .map(|g| guard_reach(g, gap).saturating_add(gap).saturating_add(1));
+    [freeze, emit, forget].into_iter().flatten().min()
+}
+
+/// The grid of freeze wake-ups: half the session gap (at least 1 ms).
+///
+/// Freezing an event later than it could be changes no result (a frozen event and an
+/// unfrozen one make the same session; emission and the guard keep exact wake-ups),
+/// it only keeps it in `recent` a little longer. Waking on a grid freezes several
+/// events per wake-up instead of one, which divides the timer work (a heap push and
+/// pop per wake-up) by the number of events per half gap.
+fn freeze_quantum(gap: i64) -> i64 {
+    (gap / 2).max(1)
+}
+
+/// `x` rounded up to a multiple of `q > 0` (saturating).
+fn round_up(x: i64, q: i64) -> i64 {
+    match x.rem_euclid(q) {
+        0 => x,
+        r => x.saturating_add(q - r),
+    }
 }
 
 /// The last instant an event could extend or fall inside an emitted session.

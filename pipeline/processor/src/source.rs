@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
 use crate::dedup::Dedup;
+use crate::keys::EventIds;
 use crate::late::{EventOutcome, Late, Operator};
 use crate::partials::{DailyPartial, PartialAggregator, ViewerPartial};
 use crate::resume::{ResumeCandidate, ResumeCandidates};
@@ -125,19 +126,23 @@ impl PartitionProcessor {
                 }
                 !is_late
             };
-            if verdict(Operator::Sessions, self.sessions.is_late(event, w)) {
-                self.sessions.apply(event);
-            }
+            // The ids of the event's keys, hashed once for every operator.
+            let ids = EventIds::of(event);
+            // Judged and applied with one lookup of the key.
+            verdict(
+                Operator::Sessions,
+                self.sessions.offer(event, ids.session, w),
+            );
             if verdict(
                 Operator::Viewers,
                 self.partials.is_late_for_viewers(event, w),
             ) {
-                self.partials.apply_viewers(event);
+                self.partials.apply_viewers_with(event, &ids);
             }
             if verdict(Operator::Daily, self.partials.is_late_for_daily(event, w)) {
-                self.partials.apply_daily(event);
+                self.partials.apply_daily_with(event, &ids);
             }
-            self.resume.apply(event);
+            self.resume.apply_with(event, &ids);
             EventOutcome::Processed { late }
         };
         self.watermarks
