@@ -55,6 +55,36 @@ fn playlake(stack: &Stack, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `playlake produce` of the traffic [`common::produce_config`] describes (plus `extra`
+/// flags) to `<prefix>.events`.
+fn produce_to_kafka(
+    stack: &Stack,
+    prefix: &str,
+    events: u64,
+    viewers: u32,
+    seed: u64,
+    extra: &[&str],
+) -> (bool, String, String) {
+    let (events, viewers, seed) = (events.to_string(), viewers.to_string(), seed.to_string());
+    let mut args = vec![
+        "--brokers",
+        &stack.brokers,
+        "--topic-prefix",
+        prefix,
+        "produce",
+        "--events",
+        &events,
+        "--viewers",
+        &viewers,
+        "--seed",
+        &seed,
+        "--bad-record-fraction",
+        "0.002",
+    ];
+    args.extend_from_slice(extra);
+    playlake(stack, &args)
+}
+
 fn report(stdout: &str, stderr: &str) -> serde_json::Value {
     serde_json::from_str(stdout)
         .unwrap_or_else(|e| panic!("report is not JSON ({e}): {stdout}\n{stderr}"))
@@ -66,24 +96,7 @@ async fn kafka_gets_every_record_once_in_key_order() {
         return;
     };
     let prefix = unique_name("produce");
-    let (ok, stdout, stderr) = playlake(
-        &stack,
-        &[
-            "--brokers",
-            &stack.brokers,
-            "--topic-prefix",
-            &prefix,
-            "produce",
-            "--events",
-            "30000",
-            "--viewers",
-            "300",
-            "--seed",
-            "5",
-            "--bad-record-fraction",
-            "0.002",
-        ],
-    );
+    let (ok, stdout, stderr) = produce_to_kafka(&stack, &prefix, 30_000, 300, 5, &[]);
     assert!(ok, "produce failed:\n{stderr}");
     let report = report(&stdout, &stderr);
     let want = common::traffic(30_000, 300, 5);
@@ -132,22 +145,13 @@ async fn stream_heartbeat_and_start_time_flags_shape_the_traffic() {
         return;
     };
     let prefix = unique_name("produce-shape");
-    let (ok, stdout, stderr) = playlake(
+    let (ok, stdout, stderr) = produce_to_kafka(
         &stack,
+        &prefix,
+        3_000,
+        40,
+        9,
         &[
-            "--brokers",
-            &stack.brokers,
-            "--topic-prefix",
-            &prefix,
-            "produce",
-            "--events",
-            "3000",
-            "--viewers",
-            "40",
-            "--seed",
-            "9",
-            "--bad-record-fraction",
-            "0.002",
             "--live-streams",
             "1",
             "--vod-streams",
