@@ -4,8 +4,8 @@ Usage: report.py SECTION FILE...   (the JSON files the section wrote)
 
 For the processor section it also checks that playlake and DuckDB computed the same
 results (integer checksums equal, sums of seconds equal to 1e-9 relative) and exits 1
-when they differ: a fast wrong answer is not a benchmark result. The e2e section does
-the same with the two lakes (bench/lake_compare.py's verdict).
+when they differ: a fast wrong answer is not a benchmark result. The e2e and sink-local
+sections do the same with the two lakes (bench/lake_compare.py's verdict).
 """
 
 import json
@@ -165,9 +165,72 @@ def e2e(ours_path, peer_path, compare_path, read_path):
           "seconds)")
 
 
+def sink_local(ours_path, peer_path, compare_path):
+    ours, peer, cmp = load(ours_path), load(peer_path), load(compare_path)
+    rows = [("sink (no broker: records pre-fetched)", "rows", "seconds", "rows/s", "input MB/s",
+             "CPU s", "rows/CPU s", "peak RSS", "files", "largest file", "playlake / peer")]
+    ratio = ours["rows_per_second"] / peer["rows_per_second"]
+    rows.append(("playlake sink (in-process log, drain)", ours["rows"], f"{ours['seconds']:.2f}",
+                 rate(ours["rows_per_second"]), f"{ours['mb_per_second']:.1f}",
+                 f"{ours['cpu_seconds']:.2f}", rate(ours["rows_per_cpu_second"]),
+                 mib(ours["sink_peak_bytes"]), len(ours["files"]),
+                 mib(max((f["bytes"] for f in ours["files"]), default=0)), f"{ratio:.2f}x"))
+    rows.append(("Python (pyarrow, same file, same batches)", peer["rows"],
+                 f"{peer['seconds']:.2f}", rate(peer["rows_per_second"]),
+                 f"{peer['mb_per_second']:.1f}", f"{peer['cpu_seconds']:.2f}",
+                 rate(peer["rows_per_cpu_second"]), mib(peer["peak_rss_bytes"]), peer["files"],
+                 mib(peer["largest_file_bytes"]), "1.00x"))
+    table(rows)
+    cpu_ratio = ours["rows_per_cpu_second"] / peer["rows_per_cpu_second"]
+    print(f"\n{ours['records']} records ({ours['input_bytes'] / 1e6:.0f} MB of JSON) on "
+          f"{ours['partitions']} input partition(s); per CPU second playlake / Python = "
+          f"{cpu_ratio:.2f}x; goal 10x: {'met' if ratio >= 10 else 'NOT met'} (wall), "
+          f"{'met' if cpu_ratio >= 10 else 'NOT met'} (CPU)")
+    print(f"playlake's peak RSS is above the loaded log ({mib(ours['rss_after_load_bytes'])} "
+          f"before the sink started; {mib(ours['peak_rss_bytes'])} in all); Python's is the "
+          "whole process (it streams its input from the file)")
+    target = ours["target_file_bytes"]
+    reasons = ours["report"]["files_by_reason"]
+    busiest = {}
+    for f in ours["files"]:
+        busiest.setdefault(f["dir"], []).append(f)
+    print(f"\nfiles per partition directory (target {mib(target)}):")
+    r = [("sink", "directory", "files", "rows", "sizes")]
+    for d, files in sorted(busiest.items()):
+        r.append(("playlake", d, len(files), sum(f["rows"] for f in files),
+                  ", ".join(f"{f['bytes'] / 2**20:.1f}" for f in files) + " MiB"))
+    theirs = {}
+    for f in peer["file_list"]:
+        theirs.setdefault(f["dir"], []).append(f)
+    for d, files in sorted(theirs.items()):
+        sizes = [f["bytes"] / 2**20 for f in files]
+        shown = ", ".join(f"{x:.1f}" for x in sizes[:6]) + (", ..." if len(sizes) > 6 else "")
+        r.append(("Python", d, len(files), sum(f["rows"] for f in files), shown + " MiB"))
+    table(r)
+    size_rolled = reasons.get("size", 0)
+    largest = max((f["bytes"] for f in ours["files"]), default=0)
+    # The roll is decided on the writer's estimate (bytes written plus the open row
+    # group before compression), so a size-rolled file ends a little under the target.
+    near = largest >= 0.95 * target
+    print(f"\nplaylake rolled {dict(reasons)}: {size_rolled} file(s) on size, the largest "
+          f"{largest / 2**20:.1f} MiB = {100 * largest / target:.1f}% of the target; target "
+          f"size {'reached (size-based roll)' if size_rolled and near else 'NOT reached'}")
+    r = [("table", "playlake rows", "Python rows", "playlake files", "Python files")]
+    a, b = cmp["ours"]["events"], cmp["peer"]["events"]
+    r.append(("events", a["rows"], b["rows"], a["files"], b["files"]))
+    print()
+    table(r)
+    if cmp["mismatches"]:
+        print("\nLAKES DIFFER:\n  " + "\n  ".join(cmp["mismatches"]))
+        sys.exit(1)
+    print("\nlakes: same rows, same checksums (lake_compare.py: counts, sum(position_end), "
+          "count(event_type=stop))")
+
+
 def main():
     section, files = sys.argv[1], sys.argv[2:]
-    {"processor": processor, "volume": volume, "sink": sink, "e2e": e2e}[section](*files)
+    {"processor": processor, "volume": volume, "sink": sink, "e2e": e2e,
+     "sink-local": sink_local}[section](*files)
 
 
 if __name__ == "__main__":

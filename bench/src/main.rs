@@ -44,6 +44,8 @@ use serde::Serialize;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod sink;
+
 #[derive(Parser)]
 #[command(
     name = "playlake-bench",
@@ -76,6 +78,9 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// The sink without a broker: a busy hour through the in-process log (`sink gen`,
+    /// `sink run`).
+    Sink(sink::SinkArgs),
     /// Seed 003's volume: generate and merge N events in-process (no file).
     Volume {
         #[arg(long, default_value_t = 95_700_000)]
@@ -96,6 +101,7 @@ fn main() -> Result<()> {
             out,
         } => gen(events, viewers, seed, &out),
         Command::Processor { dir } => processor(&dir),
+        Command::Sink(args) => sink::main(args),
         Command::Volume {
             events,
             viewers,
