@@ -4,9 +4,21 @@ under load stays fast"), next to the same process idle.
     python bench/scrape.py PLAYLAKE_BIN BROKERS WORKDIR [options] > scrape.json
 
 1. Creates the pipeline's topics with --partitions partitions each (`playlake
-   topics`; default 8). With 32 partitions and 2,000 records/s the processor fell
-   behind on Tansu (live mode read ~340 records/s, mostly waiting), so its viewer
-   windows never completed; the defaults are a load it keeps up with.
+   topics`; default 8), the repartition topic included. Before 2026-12-02, with 32
+   partitions and 2,000 records/s (--players 10000), the live processor fell
+   behind on Tansu (one session saw it read ~340 records/s, mostly waiting), so its
+   viewer windows stopped completing. The cause was ours: every poll sent one
+   watermark announcement per (source partition, repartition partition), 1,024
+   records a poll at 32 x 32 (~1,500 records/s, 40% of the repartition topic), and
+   the loop handled at most 2,000 records a poll while each poll waited for about
+   three acknowledged sends whose cost on Tansu grows with the partitions they
+   touch (Tansu, which also serves the sink's fetches of 5 topics x 32 partitions,
+   was near one full core). The merge side's lag grew without bound (44-55k
+   records after 40-60 s) and the source side kept up only while a poll took under
+   a second. Announcements are now one record per repartition partition a round,
+   at most once a second, and a poll takes up to 20,000 records: at 32 partitions
+   both sides keep up (lag ~0; DESIGN.md section 8). The defaults stay the 600
+   records/s load of the README's figures.
 2. Starts `playlake run` (processor + sink, file:// lake under WORKDIR) with
    `metrics_top_streams` at its maximum (1000), waits for /readyz 200.
 3. Idle baseline: --idle-scrapes sequential GETs of /metrics, nothing flowing.

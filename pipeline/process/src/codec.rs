@@ -103,8 +103,16 @@ pub enum RepartitionRecord {
     Viewers(ViewerPartial),
     /// Daily aggregates from one source partition (key: stream_id).
     Daily(DailyPartial),
-    /// A source partition's watermark, sent to every repartition partition.
+    /// A source partition's watermark, sent to every repartition partition. Written
+    /// by earlier versions (one record per source partition and repartition
+    /// partition) and by drain mode; still read.
     Watermark(SourceWatermark),
+    /// The changed watermarks of every source partition one instance owns, in one
+    /// record per repartition partition: an announcement round costs
+    /// `repartition_partitions` records, not `source partitions x
+    /// repartition_partitions` (1,024 records a round at 32 x 32, which the merge
+    /// side then had to read back).
+    Watermarks(Vec<SourceWatermark>),
     /// The latest event of a `(user_id, stream_id)` seen by one source partition.
     Resume(ResumeCandidate),
     /// Drain mode: source partition `partition` has read up to `next_offset`, drained
@@ -276,6 +284,18 @@ mod tests {
                 watermark: Watermark::MIN,
                 idle: true,
             }),
+            RepartitionRecord::Watermarks(vec![
+                SourceWatermark {
+                    partition: 0,
+                    watermark: Watermark(1_748_736_000_000),
+                    idle: false,
+                },
+                SourceWatermark {
+                    partition: 5,
+                    watermark: Watermark::MIN,
+                    idle: true,
+                },
+            ]),
             RepartitionRecord::Resume(ResumeCandidate {
                 user_id: "alice".into(),
                 stream_id: "s".into(),

@@ -13,7 +13,8 @@
 //!     | late events -> <prefix>.late (operator + watermark headers)
 //!     | final sessions -> <prefix>.sessions (JSON, key = natural key)
 //!     | partials (key stream_id), resume candidates (key user_id/stream_id)
-//!     |   then watermark announcements to every repartition partition
+//!     |   then watermark announcements to every repartition partition (one
+//!     |   record per repartition partition a round, at most once a second)
 //!     v
 //!  <prefix>.internal.partials  (consumer group <group_id>.merge)
 //!     v
@@ -102,7 +103,10 @@ pub struct ProcessConfig {
     pub topic_partitions: i32,
     /// Longest wait of one consumer poll, in milliseconds (also the shutdown latency).
     pub poll_timeout_ms: u64,
-    /// Most records handled per poll.
+    /// Most records handled per poll. Large, so that the loop's fixed cost per poll
+    /// (acknowledged sends, about three a poll) is shared by everything queued: at
+    /// 2,000 a poll the loop kept up with 2,000 live records/s on Tansu only while a
+    /// poll took under a second.
     pub max_poll_records: usize,
 }
 
@@ -117,7 +121,7 @@ impl Default for ProcessConfig {
             repartition_partitions: 8,
             topic_partitions: 8,
             poll_timeout_ms: 100,
-            max_poll_records: 2_000,
+            max_poll_records: 20_000,
         }
     }
 }

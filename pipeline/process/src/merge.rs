@@ -134,6 +134,11 @@ impl MergeSide {
             RepartitionRecord::Viewers(p) => apply(ctx, owned, PartialRecord::Viewers(p)),
             RepartitionRecord::Daily(p) => apply(ctx, owned, PartialRecord::Daily(p)),
             RepartitionRecord::Watermark(w) => apply(ctx, owned, PartialRecord::Watermark(w)),
+            RepartitionRecord::Watermarks(ws) => {
+                for w in ws {
+                    apply(ctx, owned, PartialRecord::Watermark(w));
+                }
+            }
             RepartitionRecord::Resume(candidate) => {
                 owned.state.resume.apply(candidate);
             }

@@ -7,8 +7,19 @@
 //! by stream, resume candidates keyed by user/stream), and once those are
 //! acknowledged the changed watermark announcements go to every repartition
 //! partition. Positions and state are checkpointed every interval, after the sends.
+//!
+//! Announcements cost the repartition topic `repartition_partitions` records a
+//! round, whatever the number of source partitions: one
+//! [`RepartitionRecord::Watermarks`] per repartition partition carries every owned
+//! partition whose watermark changed, and a round goes out at most every
+//! `ANNOUNCE_INTERVAL` (a forced keep-alive round at once). Live input moves every
+//! partition's watermark at every poll; one record per (source, repartition)
+//! partition at every poll was 1,024 records a poll at 32 x 32 partitions, about
+//! 1,500 records/s with 2,000 live heartbeats/s through `playlake run` on Tansu,
+//! which the merge side fell further behind on every second (DESIGN.md section 8).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use playlake_checkpoint::{CheckpointStore, Position as CkPosition};
@@ -19,11 +30,17 @@ use playlake_schemas::{parse_playback_event, resume_key};
 use playlake_transport::{
     Consumer, ConsumerEvent, OutgoingRecord, Position, Record, TopicPartition,
 };
+use tokio::time::Instant;
 
 use crate::codec::{self, now_ms, RepartitionRecord};
 use crate::metrics::StateSummary;
 use crate::runner::{load_checkpoint, save_checkpoint, Saved, Shared};
 use crate::ProcessError;
+
+/// Changed watermarks are announced at most this often. It delays the merge side's
+/// results by at most this much (windows are tens of seconds) and bounds the
+/// announcement traffic and the awaited sends it costs the loop.
+const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
 
 struct Owned {
     processor: PartitionProcessor,
@@ -45,6 +62,8 @@ pub(crate) struct SourceSide {
     /// Whether the group ever assigned this member a partition (drain mode must not
     /// finish before the first assignment, which Kafka delivers asynchronously).
     pub(crate) ever_assigned: bool,
+    /// When the last announcement round went out.
+    last_round: Option<Instant>,
 }
 
 fn scope(partition: i32) -> String {
@@ -57,6 +76,7 @@ impl SourceSide {
             consumer,
             owned: BTreeMap::new(),
             ever_assigned: false,
+            last_round: None,
         }
     }
 
@@ -216,13 +236,23 @@ impl SourceSide {
         Ok(())
     }
 
-    /// Sends each owned partition's watermark announcement to every repartition
-    /// partition when it changed (or always, when `force`).
+    /// Announces the owned partitions' watermarks that changed (every one, when
+    /// `force`) to every repartition partition, in one
+    /// [`RepartitionRecord::Watermarks`] per repartition partition; unforced rounds
+    /// at most every `ANNOUNCE_INTERVAL`.
     pub(crate) async fn announce(
         &mut self,
         ctx: &mut Shared,
         force: bool,
     ) -> Result<(), ProcessError> {
+        if !force
+            && self
+                .last_round
+                .is_some_and(|at| at.elapsed() < ANNOUNCE_INTERVAL)
+        {
+            return Ok(());
+        }
+        self.last_round = Some(Instant::now());
         let now = now_ms();
         // An idle partition's open partials go out before its idle announcement:
         // the merge stops waiting for it, so it must hold what it has seen.
@@ -243,18 +273,22 @@ impl SourceSide {
         }
         ctx.send(provisional, "publish an idle partition's open partials")
             .await?;
-        let mut out = Vec::new();
+        let mut changed = Vec::new();
         for owned in self.owned.values_mut() {
             let announcement = owned.processor.announcement(now);
             if !force && owned.last_announced == Some(announcement) {
                 continue;
             }
             owned.last_announced = Some(announcement);
-            let record = RepartitionRecord::Watermark(announcement);
-            for r in 0..ctx.repartition_partitions {
-                out.push(codec::repartition_to(&ctx.topics.partials, r, &record)?);
-            }
+            changed.push(announcement);
         }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let record = RepartitionRecord::Watermarks(changed);
+        let out = (0..ctx.repartition_partitions)
+            .map(|r| codec::repartition_to(&ctx.topics.partials, r, &record))
+            .collect::<Result<Vec<_>, _>>()?;
         ctx.send(out, "announce watermarks").await
     }
 

@@ -3,19 +3,20 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::future::pending;
 use std::time::Duration;
 
 use common::*;
 use playlake_checkpoint::CheckpointStore;
-use playlake_process::codec::Topics;
-use playlake_process::{run, CHECKPOINT_STAGE};
+use playlake_process::codec::{RepartitionRecord, Topics};
+use playlake_process::{run, ProcessConfig, CHECKPOINT_STAGE};
 use playlake_processor::{PartitionProcessor, Watermark};
 use playlake_schemas::{
     EventType, ERROR_HEADER, LATE_OPERATOR_HEADER, LATE_WATERMARK_HEADER, SOURCE_OFFSET_HEADER,
     SOURCE_PARTITION_HEADER, SOURCE_TOPIC_HEADER,
 };
-use playlake_transport::{CleanupPolicy, TopicPartition, Transport};
+use playlake_transport::{CleanupPolicy, TopicPartition, TopicSpec, Transport};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -415,6 +416,101 @@ async fn instances_share_partitions_and_survive_a_dead_member() {
         .unwrap();
     assert!(report_a.records_in > 0 && report_a.records_in < events.len() as u64 * 2);
     // A final drain finalizes what is still open.
+    drain_run(&t, lake(&dir)).await;
+    assert_results(&results(&t).await, &expected(&events));
+}
+
+/// The watermark announcements on repartition partition `r`: the source partitions
+/// announced, the announcement records and the watermarks they carry.
+async fn announcements(
+    t: &playlake_transport::memory::MemoryTransport,
+    r: i32,
+) -> (BTreeSet<i32>, usize, usize) {
+    let topic = Topics::new(PREFIX).partials;
+    if !t.topic_names().contains(&topic) {
+        return (BTreeSet::new(), 0, 0);
+    }
+    let mut partitions = BTreeSet::new();
+    let (mut records, mut watermarks) = (0, 0);
+    for record in read_all(t, &topic).await {
+        if record.partition != r {
+            continue;
+        }
+        let decoded: RepartitionRecord =
+            serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+        let announced = match decoded {
+            RepartitionRecord::Watermarks(ws) => ws,
+            RepartitionRecord::Watermark(w) => vec![w],
+            _ => continue,
+        };
+        records += 1;
+        watermarks += announced.len();
+        partitions.extend(announced.iter().map(|w| w.partition));
+    }
+    (partitions, records, watermarks)
+}
+
+/// Live input moves every source partition's watermark at every poll. An
+/// announcement round must cost the repartition topic one record per repartition
+/// partition, however many source partitions the instance owns: one record per
+/// (source, repartition) partition was 1,024 records a poll at 32 x 32, which the
+/// merge side of `playlake run` could not read back as fast as Tansu took them, so
+/// with 32 partitions its viewer windows fell ever further behind (bench/scrape.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_announcement_record_per_repartition_partition_a_round() {
+    const WIDE: i32 = 32;
+    let t = transport();
+    t.ensure_topic(&TopicSpec::new(Topics::new(PREFIX).events, WIDE))
+        .await
+        .unwrap();
+    let events = events();
+    produce(&t, &events).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ProcessConfig {
+        repartition_partitions: WIDE,
+        topic_partitions: WIDE,
+        ..config(false)
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run(arc(&t), lake(&dir), config, async {
+        let _ = stopped.await;
+    }));
+    // Progress condition only: every source partition announced everywhere.
+    wait_until(
+        "every source partition announced on every partition",
+        || {
+            let t = t.clone();
+            async move {
+                for r in 0..WIDE {
+                    if announcements(&t, r).await.0.len() < WIDE as usize {
+                        return false;
+                    }
+                }
+                true
+            }
+        },
+    )
+    .await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(RUN_TIMEOUT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let (_, rounds, _) = announcements(&t, 0).await;
+    for r in 0..WIDE {
+        let (partitions, records, watermarks) = announcements(&t, r).await;
+        assert_eq!(partitions.len(), WIDE as usize, "partition {r}");
+        // Every round reaches every repartition partition with one record.
+        assert_eq!(records, rounds, "partition {r}");
+        // The first round alone announced all 32 new partitions in one record, so
+        // there are fewer records than watermarks (one each, before).
+        assert!(
+            records + (WIDE as usize - 1) <= watermarks,
+            "partition {r}: {records} records for {watermarks} watermarks"
+        );
+    }
+    // The batched announcements give the reference results.
     drain_run(&t, lake(&dir)).await;
     assert_results(&results(&t).await, &expected(&events));
 }
