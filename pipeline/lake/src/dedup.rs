@@ -29,8 +29,8 @@ pub fn digest(natural_key: &[u8]) -> KeyDigest {
 }
 
 /// Per input partition: the first offset (and its record time) of every recent key.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "Vec<(u64, u64, i64, i64)>", into = "Vec<(u64, u64, i64, i64)>")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "Vec<(u64, u64, i64, i64)>")]
 pub struct KeyIndex {
     first: HashMap<KeyDigest, (i64, i64)>,
 }
@@ -77,13 +77,30 @@ impl From<Vec<(u64, u64, i64, i64)>> for KeyIndex {
 
 impl From<KeyIndex> for Vec<(u64, u64, i64, i64)> {
     fn from(index: KeyIndex) -> Self {
-        let mut out: Vec<_> = index
+        index.sorted_entries()
+    }
+}
+
+impl KeyIndex {
+    /// Every key as (high 64 bits, low 64 bits, first offset, its record time), sorted,
+    /// so the same keys always encode to the same bytes.
+    fn sorted_entries(&self) -> Vec<(u64, u64, i64, i64)> {
+        let mut out: Vec<_> = self
             .first
-            .into_iter()
-            .map(|(k, (offset, ts))| ((k >> 64) as u64, k as u64, offset, ts))
+            .iter()
+            .map(|(k, &(offset, ts))| ((k >> 64) as u64, *k as u64, offset, ts))
             .collect();
         out.sort_unstable();
         out
+    }
+}
+
+/// Serialized as the sorted entries, built from a borrow: a checkpoint save of a
+/// partition with millions of keys does not clone the whole map first (what
+/// `#[serde(into)]` does). Same bytes as before.
+impl Serialize for KeyIndex {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.sorted_entries().serialize(serializer)
     }
 }
 
@@ -152,5 +169,12 @@ mod tests {
         let json = serde_json::to_string(&index).unwrap();
         let back: KeyIndex = serde_json::from_str(&json).unwrap();
         assert_eq!(back, index);
+        // The checkpoint format: the sorted (hi, lo, offset, time) entries.
+        let entries: Vec<(u64, u64, i64, i64)> = index.into();
+        assert_eq!(json, serde_json::to_string(&entries).unwrap());
+        assert_eq!(
+            json,
+            "[[0,5,4,10],[18446744073709551615,18446744073709551608,3,9]]"
+        );
     }
 }

@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use chrono::{NaiveDate, TimeZone, Timelike};
+use chrono::{Datelike, NaiveDate, TimeZone, Timelike};
 use chrono_tz::Tz;
 use playlake_schemas::{Table, TimestampMs};
 
@@ -160,8 +160,15 @@ impl fmt::Display for PartitionPath {
     }
 }
 
+/// `YYYY-MM-DD`, as chrono's `%Y-%m-%d` writes it (without parsing a format string
+/// per row: this runs for every row the sink writes).
 fn day_text(day: NaiveDate) -> String {
-    day.format("%Y-%m-%d").to_string()
+    let year = day.year();
+    if (0..=9999).contains(&year) {
+        format!("{year:04}-{:02}-{:02}", day.month(), day.day())
+    } else {
+        day.format("%Y-%m-%d").to_string()
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +196,21 @@ mod tests {
         assert_eq!(p.as_str(), "cdc/table=play%3Aback/dt=2025-06-01/hour=23");
         let p = PartitionPath::day_of(Table::Errors, &utc, JUNE_1_2330_UTC).unwrap();
         assert_eq!(p.as_str(), "errors/dt=2025-06-01");
+    }
+
+    #[test]
+    fn day_text_matches_chrono_in_every_year_range() {
+        for (y, m, d) in [
+            (2025, 6, 1),
+            (1, 1, 1),
+            (999, 12, 31),
+            (9999, 12, 31),
+            (10000, 1, 1),
+            (-1, 3, 4),
+        ] {
+            let day = NaiveDate::from_ymd_opt(y, m, d).unwrap();
+            assert_eq!(day_text(day), day.format("%Y-%m-%d").to_string());
+        }
     }
 
     #[test]

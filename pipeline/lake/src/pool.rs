@@ -59,9 +59,24 @@ impl WriterPool {
         config: &PartitionConfig,
         now_ms: i64,
     ) -> Result<()> {
+        let rows = rows
+            .into_iter()
+            .map(|(meta, row)| Ok((row.partition(&meta, config)?, meta, row)))
+            .collect::<Result<Vec<_>>>()?;
+        self.write_partitioned_rows(source, rows, now_ms)
+    }
+
+    /// [`WriterPool::write_rows`] for rows whose directories the caller already
+    /// computed (the sink needs them before writing, for deduplication), so the
+    /// path is not derived twice per row.
+    pub fn write_partitioned_rows<R: LakeRow>(
+        &mut self,
+        source: &SourcePartition,
+        rows: Vec<(PartitionPath, RecordMeta, R)>,
+        now_ms: i64,
+    ) -> Result<()> {
         let mut groups: BTreeMap<PartitionPath, (Vec<R>, i64, i64)> = BTreeMap::new();
-        for (meta, row) in rows {
-            let path = row.partition(&meta, config)?;
+        for (path, meta, row) in rows {
             let group = groups
                 .entry(path)
                 .or_insert_with(|| (Vec::new(), meta.offset, meta.offset));

@@ -9,7 +9,7 @@
 //! ```text
 //! <prefix>.sessions/.viewers/.daily/.events/.dlq/.cdc.<t>
 //!    | Consumer (group), Assigned -> restore manifest, seek replay_from   [run, partition]
-//!    | DecodeRow -> SinkManifest::admit -> WriterPool::write_rows          [partition]
+//!    | DecodeRow -> SinkManifest::admit -> WriterPool::write_partitioned_rows [partition]
 //!    | WriterPool::poll (size, rows, interval, memory) / drain / revoke    [run]
 //!    | record_cuts -> checkpoint (intent) -> LakeStore::publish (retried)  [partition, retry]
 //!    | commit -> checkpoint (position) -> group offsets (advisory)

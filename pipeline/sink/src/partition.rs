@@ -213,7 +213,7 @@ impl Writer {
         st: &mut PartitionState,
         records: &[Record],
     ) -> Result<Vec<FinishedFile>> {
-        let mut rows: Vec<(RecordMeta, R)> = Vec::new();
+        let mut rows: Vec<(PartitionPath, RecordMeta, R)> = Vec::new();
         let mut remade = Vec::new();
         for record in records {
             let offset = record.offset;
@@ -229,7 +229,7 @@ impl Writer {
                 let key = digest(&row.natural_key(&meta));
                 let ms = meta.timestamp.as_millis();
                 match st.manifest.admit(path.as_str(), key, offset, ms) {
-                    Admit::Write => rows.push((meta, row)),
+                    Admit::Write => rows.push((path, meta, row)),
                     Admit::Duplicate => self.report.duplicates_skipped += 1,
                     Admit::Durable => self.report.durable_skipped += 1,
                 }
@@ -310,12 +310,16 @@ impl Writer {
         );
     }
 
-    fn write<R: LakeRow>(&mut self, st: &PartitionState, rows: Vec<(RecordMeta, R)>) -> Result<()> {
+    fn write<R: LakeRow>(
+        &mut self,
+        st: &PartitionState,
+        rows: Vec<(PartitionPath, RecordMeta, R)>,
+    ) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
         self.pool
-            .write_rows(&st.source, rows, &self.partition_config, now_ms())
+            .write_partitioned_rows(&st.source, rows, now_ms())
             .map_err(|e| SinkError::lake("write rows", e))
     }
 
@@ -324,7 +328,7 @@ impl Writer {
         &mut self,
         st: &mut PartitionState,
         through: i64,
-        rows: &mut Vec<(RecordMeta, R)>,
+        rows: &mut Vec<(PartitionPath, RecordMeta, R)>,
         remade: &mut Vec<FinishedFile>,
     ) -> Result<()> {
         let due = st.manifest.due_cuts(through);
