@@ -34,6 +34,8 @@ use playlake_transport::memory::MemoryTransport;
 use playlake_transport::{OutgoingRecord, TopicSpec, Transport};
 use serde::{Deserialize, Serialize};
 
+use crate::rss_bytes;
+
 /// Records handed to the in-process log per append.
 const LOAD_BATCH: usize = 10_000;
 const RECORDS_FILE: &str = "sink-records.bin";
@@ -351,19 +353,4 @@ fn reset_peak_rss() {
     if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
         eprintln!("cannot reset the peak RSS ({e}); peak_rss_bytes includes the loading");
     }
-}
-
-/// A `/proc/self/status` memory figure (`VmRSS`, `VmHWM`) in bytes; 0 where unknown.
-fn rss_bytes(field: &str) -> u64 {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return 0;
-    };
-    status
-        .lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-            let kb: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
-            Some(kb * 1024)
-        })
-        .unwrap_or(0)
 }
