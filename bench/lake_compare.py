@@ -1,6 +1,8 @@
 """Reads two lakes (SPEC section 5 layout) with pyarrow, independently of our Rust code,
 and checks that they hold the same results: per table the row count, and checksums of
-the columns (integer sums exactly, sums of seconds to 1e-9 relative).
+the columns (integer sums exactly, sums of seconds to 1e-9 relative), plus, for the
+tables with string identities, an order-independent fingerprint of them (DuckDB's sum
+of hash(...) over every row), so rows with the right counts and the wrong ids differ.
 
 Usage: lake_compare.py OURS_LAKE PEER_LAKE
 Prints one JSON object {"ours": {...}, "peer": {...}, "mismatches": [...]} and exits 1
@@ -12,6 +14,7 @@ import math
 import os
 import sys
 
+import duckdb
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -23,6 +26,31 @@ TABLES = {
     "events": ([], ["position_end"], ("event_type", "stop")),
     "errors": ([], [], None),
 }
+
+
+# table: the identity of a row as one string expression (columns stored in the files).
+IDENTITIES = {
+    "events": "uuid || chr(0) || event_id",
+    "sessions": "uuid || chr(0) || stream_id || chr(0) || CAST(session_start AS VARCHAR)",
+}
+
+
+def parquet_files(root, table):
+    files = []
+    for d, dirs, names in os.walk(os.path.join(root, table)):
+        dirs[:] = [x for x in dirs if not x.startswith(("_", "."))]
+        files += [os.path.join(d, n) for n in names if n.endswith(".parquet")]
+    return sorted(files)
+
+
+def fingerprint(root, table, expr):
+    files = parquet_files(root, table)
+    if not files:
+        return "0"
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    value = duckdb.connect().execute(
+        f"SELECT coalesce(sum(hash({expr})), 0) FROM read_parquet([{listed}])").fetchone()[0]
+    return str(value)
 
 
 def stats(root):
@@ -49,6 +77,8 @@ def stats(root):
                 if counted:
                     hits = pc.sum(pc.equal(t[counted[0]], counted[1])).as_py() or 0
                     s[f"count({counted[0]}={counted[1]})"] += hits
+        if table in IDENTITIES:
+            s[f"fingerprint({IDENTITIES[table]})"] = fingerprint(root, table, IDENTITIES[table])
         out[table] = s
     return out
 
