@@ -31,7 +31,7 @@ TABLES = {
 # table: the identity of a row as one string expression (columns stored in the files).
 IDENTITIES = {
     "events": "uuid || chr(0) || event_id",
-    "sessions": "uuid || chr(0) || stream_id || chr(0) || CAST(session_start AS VARCHAR)",
+    "sessions": "uuid || chr(0) || stream_id || chr(0) || CAST(epoch_ms(session_start) AS VARCHAR)",
 }
 
 
