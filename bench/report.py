@@ -107,6 +107,21 @@ def mib(n):
     return f"{n / 2**20:.0f} MiB"
 
 
+def lakes(cmp, tables, verdict):
+    """Rows and files per table of both lakes (bench/lake_compare.py's output); exits 1
+    when the lakes differ, else prints `verdict`."""
+    r = [("table", "playlake rows", "Python rows", "playlake files", "Python files")]
+    for t in tables:
+        a, b = cmp["ours"][t], cmp["peer"][t]
+        r.append((t, a["rows"], b["rows"], a["files"], b["files"]))
+    print()
+    table(r)
+    if cmp["mismatches"]:
+        print("\nLAKES DIFFER:\n  " + "\n  ".join(cmp["mismatches"]))
+        sys.exit(1)
+    print(f"\nlakes: {verdict}")
+
+
 def e2e(ours_path, peer_path, compare_path, read_path):
     ours, peer, cmp, read = load(ours_path), load(peer_path), load(compare_path), load(read_path)
     records = ours["records"]
@@ -152,17 +167,8 @@ def e2e(ours_path, peer_path, compare_path, read_path):
           f"checkpoints {p['seconds']:.2f} s): {rate(processed)} records/s; Tansu's own "
           f"produce + bare consume ({produce_s:.2f} s + {read['seconds']:.2f} s): "
           f"{rate(ceiling)} records/s; ratio {processed / ceiling:.2f}")
-    r = [("table", "playlake rows", "Python rows", "playlake files", "Python files")]
-    for t in cmp["ours"]:
-        a, b = cmp["ours"][t], cmp["peer"][t]
-        r.append((t, a["rows"], b["rows"], a["files"], b["files"]))
-    print()
-    table(r)
-    if cmp["mismatches"]:
-        print("\nLAKES DIFFER:\n  " + "\n  ".join(cmp["mismatches"]))
-        sys.exit(1)
-    print("\nlakes: same rows in every table, same checksums (counts, sums of counts and "
-          "seconds)")
+    lakes(cmp, list(cmp["ours"]), "same rows in every table, same checksums (counts, sums "
+          "of counts and seconds)")
 
 
 def sink_local(ours_path, peer_path, compare_path):
@@ -215,16 +221,8 @@ def sink_local(ours_path, peer_path, compare_path):
     print(f"\nplaylake rolled {dict(reasons)}: {size_rolled} file(s) on size, the largest "
           f"{largest / 2**20:.1f} MiB = {100 * largest / target:.1f}% of the target; target "
           f"size {'reached (size-based roll)' if size_rolled and near else 'NOT reached'}")
-    r = [("table", "playlake rows", "Python rows", "playlake files", "Python files")]
-    a, b = cmp["ours"]["events"], cmp["peer"]["events"]
-    r.append(("events", a["rows"], b["rows"], a["files"], b["files"]))
-    print()
-    table(r)
-    if cmp["mismatches"]:
-        print("\nLAKES DIFFER:\n  " + "\n  ".join(cmp["mismatches"]))
-        sys.exit(1)
-    print("\nlakes: same rows, same checksums (lake_compare.py: counts, sum(position_end), "
-          "count(event_type=stop))")
+    lakes(cmp, ["events"], "same rows, same checksums (lake_compare.py: counts, "
+          "sum(position_end), count(event_type=stop))")
 
 
 def main():
