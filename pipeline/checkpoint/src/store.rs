@@ -22,6 +22,8 @@ use crate::{Checkpoint, Position, Sequence};
 pub const DEFAULT_RETAINED: usize = 3;
 
 const SUFFIX: &str = ".ckpt";
+/// Subdirectory of a scope holding its attachments.
+const ATTACHMENTS: &str = "attachments";
 /// Zero padding of the sequence in object names, enough for any `u64`, so that
 /// lexical order (what object stores list in) equals numeric order.
 const SEQUENCE_WIDTH: usize = 20;
@@ -97,6 +99,74 @@ impl CheckpointStore {
             sequence.get(),
             width = SEQUENCE_WIDTH
         ))
+    }
+
+    /// The sequence the next [`save`](Self::save) will write.
+    pub fn next_sequence(&self) -> Sequence {
+        self.base.next()
+    }
+
+    /// Path of the attachment `name`: `<scope dir>/attachments/<name>`.
+    pub fn attachment_path(&self, name: &str) -> Path {
+        self.dir.clone().join(ATTACHMENTS).join(name)
+    }
+
+    /// Writes an attachment: an immutable object that a stage's state refers to by
+    /// name (the sink's dedup key segments), so a save need not carry everything
+    /// the state remembers. Write it before the checkpoint that refers to it; names
+    /// are the caller's (make them unique per save, for example with
+    /// [`next_sequence`](Self::next_sequence) and [`writer_id`](Self::writer_id)).
+    pub async fn put_attachment(&self, name: &str, bytes: Bytes) -> Result<()> {
+        validate_name("attachment", name)?;
+        let path = self.attachment_path(name);
+        self.store
+            .put(&path, PutPayload::from_bytes(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| CheckpointError::storage("write", &path, e))
+    }
+
+    /// Reads an attachment; `None` when it does not exist (deleted by a newer
+    /// writer after the checkpoint that listed it was superseded: load again).
+    pub async fn get_attachment(&self, name: &str) -> Result<Option<Bytes>> {
+        validate_name("attachment", name)?;
+        let path = self.attachment_path(name);
+        let bytes = match self.store.get(&path).await {
+            Ok(result) => result.bytes().await,
+            Err(e) => Err(e),
+        };
+        match bytes {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(CheckpointError::storage("read", &path, e)),
+        }
+    }
+
+    /// Names of the scope's attachments, sorted.
+    pub async fn list_attachments(&self) -> Result<Vec<String>> {
+        let dir = self.dir.clone().join(ATTACHMENTS);
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| CheckpointError::storage("list", &dir, e))?;
+        let mut names: Vec<String> = objects
+            .iter()
+            .filter_map(|meta| meta.location.filename().map(str::to_owned))
+            .collect();
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    /// Deletes an attachment; a missing one is not an error.
+    pub async fn delete_attachment(&self, name: &str) -> Result<()> {
+        validate_name("attachment", name)?;
+        let path = self.attachment_path(name);
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(CheckpointError::storage("delete", &path, e)),
+        }
     }
 
     /// Sequences present in storage, oldest first. Objects that are not named like

@@ -26,6 +26,41 @@ pub async fn all_cases(lake: &Lake, scope_prefix: &str) {
     garbage_collection_keeps_latest(lake, &format!("{scope_prefix}-gc")).await;
     writer_behind_collected_history_is_fenced(lake, &format!("{scope_prefix}-gcfence")).await;
     corrupt_latest_is_reported(lake, &format!("{scope_prefix}-corrupt")).await;
+    attachments_round_trip(lake, &format!("{scope_prefix}-attach")).await;
+}
+
+/// Attachments are written, listed, read back and deleted beside the checkpoints,
+/// without being mistaken for one.
+pub async fn attachments_round_trip(lake: &Lake, scope: &str) {
+    let mut store = CheckpointStore::new(lake, STAGE, scope).unwrap();
+    assert!(store.list_attachments().await.unwrap().is_empty());
+    assert_eq!(store.get_attachment("a.keys").await.unwrap(), None);
+    let name = format!(
+        "{:020}-{}.keys",
+        store.next_sequence().get(),
+        store.writer_id()
+    );
+    let body = Bytes::from((0..=255u8).collect::<Vec<_>>());
+    store.put_attachment(&name, body.clone()).await.unwrap();
+    store.put_attachment("b.keys", Bytes::new()).await.unwrap();
+    store
+        .save(vec![Position::new("t", 0, 1)], Bytes::from_static(b"s"))
+        .await
+        .unwrap();
+    let mut names = vec![name.clone(), "b.keys".to_owned()];
+    names.sort();
+    assert_eq!(store.list_attachments().await.unwrap(), names);
+    assert_eq!(store.get_attachment(&name).await.unwrap(), Some(body));
+    assert_eq!(
+        store.list_sequences().await.unwrap(),
+        vec![Sequence::new(1)]
+    );
+    let loaded = store.load_latest().await.unwrap().unwrap();
+    assert_eq!(loaded.sequence, Sequence::new(1));
+    store.delete_attachment("b.keys").await.unwrap();
+    store.delete_attachment("b.keys").await.unwrap();
+    assert_eq!(store.list_attachments().await.unwrap(), vec![name]);
+    assert!(store.put_attachment("../x", Bytes::new()).await.is_err());
 }
 
 /// What is saved loads back unchanged, including binary state and positions.

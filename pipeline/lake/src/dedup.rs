@@ -8,14 +8,23 @@
 //! *smaller* offset; a record that finds its own offset is a replay of itself and is
 //! kept. So the answer for every record is the same in the first run and in any
 //! replay after a crash, whichever checkpoint the index was restored from. The index
-//! is saved with the sink's manifest and forgets keys whose record is older than
-//! the retention (by record timestamp), which bounds its size: the processor re-emits
-//! results only for the time between its last checkpoint and its crash.
+//! forgets keys whose record is older than the retention (by record timestamp),
+//! which bounds its size: the processor re-emits results only for the time between
+//! its last checkpoint and its crash.
+//!
+//! Persistence is incremental: the index remembers which entries changed since it
+//! was last persisted, and [`KeyIndex::take_fresh`] hands them out to be written as
+//! one immutable *key segment* ([`encode_segment`], 32 bytes a key) next to the
+//! checkpoint. A save therefore costs the keys learnt since the previous save, not
+//! every key of the retention (the raw `events` table remembers millions); the
+//! manifest compacts the segments now and then (`crate::manifest`).
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::error::{LakeError, Result};
 
 /// 128 bits of SHA-256 of a natural key: collisions are negligible at any volume.
 pub type KeyDigest = u128;
@@ -29,22 +38,72 @@ pub fn digest(natural_key: &[u8]) -> KeyDigest {
 }
 
 /// Per input partition: the first offset (and its record time) of every recent key.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(from = "Vec<(u64, u64, i64, i64)>")]
 pub struct KeyIndex {
     first: HashMap<KeyDigest, (i64, i64)>,
+    /// Entries inserted or changed since the last [`KeyIndex::take_fresh`] (not
+    /// compared, not serialized).
+    #[serde(skip)]
+    fresh: Vec<KeyEntry>,
 }
+
+/// One remembered key: (digest, first offset, record time of that offset).
+pub type KeyEntry = (KeyDigest, i64, i64);
+
+impl PartialEq for KeyIndex {
+    fn eq(&self, other: &Self) -> bool {
+        self.first == other.first
+    }
+}
+
+impl Eq for KeyIndex {}
 
 impl KeyIndex {
     /// True when the record at `offset` is the first with this key (or a replay of
     /// that first record): write it. False for a later copy: drop it.
     pub fn admit(&mut self, key: KeyDigest, offset: i64, record_ms: i64) -> bool {
+        use std::collections::hash_map::Entry;
+        match self.first.entry(key) {
+            Entry::Vacant(slot) => {
+                slot.insert((offset, record_ms));
+                self.fresh.push((key, offset, record_ms));
+                true
+            }
+            Entry::Occupied(mut slot) => {
+                let entry = slot.get_mut();
+                if offset < entry.0 {
+                    // Replaying from before the first sighting: this one is the first.
+                    *entry = (offset, record_ms);
+                    self.fresh.push((key, offset, record_ms));
+                }
+                entry.0 == offset
+            }
+        }
+    }
+
+    /// Merges an entry read back from a persisted segment: the smaller first offset
+    /// wins, whatever order the segments are read in. Not fresh: it is persisted.
+    pub fn restore(&mut self, key: KeyDigest, offset: i64, record_ms: i64) {
         let entry = self.first.entry(key).or_insert((offset, record_ms));
         if offset < entry.0 {
-            // Replaying from before the first sighting: this one is the first.
             *entry = (offset, record_ms);
         }
-        entry.0 == offset
+    }
+
+    /// The entries inserted or changed since the last call, to persist them.
+    pub fn take_fresh(&mut self) -> Vec<KeyEntry> {
+        std::mem::take(&mut self.fresh)
+    }
+
+    /// Marks every entry fresh (the next [`KeyIndex::take_fresh`] returns them all).
+    pub fn mark_all_fresh(&mut self) {
+        self.fresh = self.first.iter().map(|(k, &(o, t))| (*k, o, t)).collect();
+    }
+
+    /// Every entry, in no particular order (for a compacted segment).
+    pub fn entries(&self) -> Vec<KeyEntry> {
+        self.first.iter().map(|(k, &(o, t))| (*k, o, t)).collect()
     }
 
     /// Forgets keys whose first record is older than `cutoff_ms` and lies before
@@ -71,7 +130,10 @@ impl From<Vec<(u64, u64, i64, i64)>> for KeyIndex {
             .into_iter()
             .map(|(hi, lo, offset, ts)| ((u128::from(hi) << 64) | u128::from(lo), (offset, ts)))
             .collect();
-        Self { first }
+        Self {
+            first,
+            fresh: Vec::new(),
+        }
     }
 }
 
@@ -102,6 +164,64 @@ impl Serialize for KeyIndex {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.sorted_entries().serialize(serializer)
     }
+}
+
+const SEGMENT_MAGIC: &[u8; 8] = b"PLKKEYS1";
+const SEGMENT_ENTRY_BYTES: usize = 32;
+const SEGMENT_HASH_BYTES: usize = 32;
+
+/// A key segment's bytes: `PLKKEYS1`, the entries (digest u128, offset i64, record
+/// time i64, all big endian), then the SHA-256 of everything before it, so a
+/// truncated or altered segment is detected instead of silently forgetting keys.
+pub fn encode_segment(entries: &[KeyEntry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        SEGMENT_MAGIC.len() + entries.len() * SEGMENT_ENTRY_BYTES + SEGMENT_HASH_BYTES,
+    );
+    out.extend_from_slice(SEGMENT_MAGIC);
+    for (key, offset, ts) in entries {
+        out.extend_from_slice(&key.to_be_bytes());
+        out.extend_from_slice(&offset.to_be_bytes());
+        out.extend_from_slice(&ts.to_be_bytes());
+    }
+    let hash = Sha256::digest(&out);
+    out.extend_from_slice(&hash);
+    out
+}
+
+/// Reads a key segment back, calling `each` per entry; `name` is for the error.
+pub fn decode_segment(name: &str, bytes: &[u8], mut each: impl FnMut(KeyEntry)) -> Result<()> {
+    let corrupt = |reason: &str| LakeError::Manifest {
+        reason: format!("key segment {name} is damaged: {reason}"),
+    };
+    let body_len = bytes
+        .len()
+        .checked_sub(SEGMENT_HASH_BYTES)
+        .filter(|len| *len >= SEGMENT_MAGIC.len())
+        .ok_or_else(|| corrupt("too short"))?;
+    let (body, hash) = bytes.split_at(body_len);
+    if &body[..SEGMENT_MAGIC.len()] != SEGMENT_MAGIC {
+        return Err(corrupt("not a key segment"));
+    }
+    if Sha256::digest(body).as_slice() != hash {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let entries = &body[SEGMENT_MAGIC.len()..];
+    if entries.len() % SEGMENT_ENTRY_BYTES != 0 {
+        return Err(corrupt("length is not a whole number of entries"));
+    }
+    for chunk in entries.chunks_exact(SEGMENT_ENTRY_BYTES) {
+        let (key, rest) = chunk.split_at(16);
+        let (offset, ts) = rest.split_at(8);
+        let int = |b: &[u8]| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            i64::from_be_bytes(a)
+        };
+        let mut k = [0u8; 16];
+        k.copy_from_slice(key);
+        each((u128::from_be_bytes(k), int(offset), int(ts)));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -176,5 +296,58 @@ mod tests {
             json,
             "[[0,5,4,10],[18446744073709551615,18446744073709551608,3,9]]"
         );
+    }
+
+    #[test]
+    fn fresh_holds_inserts_and_moves_to_earlier_offsets_only() {
+        let mut index = KeyIndex::default();
+        index.admit(7, 10, 100);
+        index.admit(7, 12, 120); // a copy: nothing new to persist
+        index.admit(8, 11, 110);
+        assert_eq!(index.take_fresh(), vec![(7, 10, 100), (8, 11, 110)]);
+        assert!(index.take_fresh().is_empty());
+        index.admit(7, 10, 100); // a replay of itself
+        assert!(index.take_fresh().is_empty());
+        index.admit(7, 4, 40); // replayed from before the first sighting
+        assert_eq!(index.take_fresh(), vec![(7, 4, 40)]);
+        let mut restored = KeyIndex::default();
+        for (k, o, t) in [(7, 10, 100), (8, 11, 110), (7, 4, 40)] {
+            restored.restore(k, o, t);
+        }
+        assert_eq!(restored, index, "the smaller offset wins in any order");
+        assert!(
+            restored.take_fresh().is_empty(),
+            "restored keys are persisted"
+        );
+    }
+
+    #[test]
+    fn segment_round_trip_and_damage_is_detected() {
+        let entries = vec![
+            (u128::MAX, i64::MIN, -1),
+            (0, 0, 0),
+            (1 << 100, 42, 1_700_000_000_000),
+        ];
+        let bytes = encode_segment(&entries);
+        assert_eq!(bytes.len(), 8 + 3 * 32 + 32);
+        let mut back = Vec::new();
+        decode_segment("s", &bytes, |e| back.push(e)).unwrap();
+        assert_eq!(back, entries);
+        let mut none = Vec::new();
+        decode_segment("empty", &encode_segment(&[]), |e| none.push(e)).unwrap();
+        assert!(none.is_empty());
+        for damaged in [
+            bytes[..bytes.len() - 1].to_vec(),
+            bytes[..10].to_vec(),
+            {
+                let mut b = bytes.clone();
+                b[20] ^= 1;
+                b
+            },
+            b"PLKKEYS2".iter().chain(&bytes[8..]).copied().collect(),
+        ] {
+            let err = decode_segment("seg-1", &damaged, |_| {}).unwrap_err();
+            assert!(err.to_string().contains("seg-1"), "{err}");
+        }
     }
 }

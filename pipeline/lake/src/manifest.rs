@@ -20,19 +20,56 @@
 //! finishes each file when its last offset is reached ([`SinkManifest::due_cuts`]),
 //! checks it with [`SinkManifest::remade`] and publishes it again under the same name with the
 //! same bytes.
+//!
+//! The dedup index is not in the manifest's bytes: before each save the sink asks
+//! [`SinkManifest::seal_keys`] for the keys learnt since the previous save, writes
+//! them as an immutable key segment next to the checkpoint, and the manifest lists
+//! its segments. After a restore the sink reads them back with
+//! [`SinkManifest::load_key_segment`]. When the list grows past
+//! [`MAX_KEY_SEGMENTS`], one segment holding every remembered key replaces it;
+//! segments whose keys are all past the retention are dropped at a commit. Segments
+//! no longer listed are handed out by [`SinkManifest::take_retired`] for deletion.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dedup::{KeyDigest, KeyIndex};
+use crate::dedup::{decode_segment, encode_segment, KeyDigest, KeyEntry, KeyIndex};
 use crate::error::{LakeError, Result};
 use crate::file::{FinishedFile, SourcePartition};
 use crate::partition::PartitionPath;
 use crate::pool::FileKey;
 
-/// Version of the encoded manifest.
-pub const MANIFEST_VERSION: u32 = 1;
+/// Version of the encoded manifest. Version 1 held the dedup index inline; it is
+/// still read (its keys are written as a segment at the next save).
+pub const MANIFEST_VERSION: u32 = 2;
+
+/// Above this many key segments, the next save writes one compacted segment.
+pub const MAX_KEY_SEGMENTS: usize = 16;
+
+/// A persisted key segment of the dedup index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySegment {
+    /// Object name, relative to the checkpoint scope's key directory.
+    pub name: String,
+    /// Number of keys in it.
+    pub keys: u64,
+    /// Largest first offset among its keys.
+    pub max_offset: i64,
+    /// Latest record time among its keys.
+    pub max_record_ms: i64,
+}
+
+impl KeySegment {
+    fn of(name: &str, entries: &[KeyEntry]) -> Self {
+        Self {
+            name: name.to_owned(),
+            keys: entries.len() as u64,
+            max_offset: entries.iter().map(|e| e.1).max().unwrap_or(i64::MIN),
+            max_record_ms: entries.iter().map(|e| e.2).max().unwrap_or(i64::MIN),
+        }
+    }
+}
 
 /// A file whose cut is recorded: it will be (or was) published under `name`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,10 +119,33 @@ pub struct SinkManifest {
     /// Per directory, the last offset of its rows already in a durable file. Entries
     /// below `replay_from` are dropped: replay never reads those offsets again.
     done_through: BTreeMap<String, i64>,
+    /// The dedup index's persisted segments, oldest first.
+    #[serde(default)]
+    key_segments: Vec<KeySegment>,
+    /// The latest retention cutoff applied to the index: keys older than it (by
+    /// record time) and before `replay_from` are forgotten, also when segments are
+    /// read back, so a restored index equals the one that was saved.
+    #[serde(default = "no_cutoff")]
+    keys_pruned_before_ms: i64,
+    /// The dedup index (in memory; persisted as `key_segments`).
+    #[serde(skip)]
     seen: KeyIndex,
+    /// Version 1's inline index, only read.
+    #[serde(rename = "seen", default, skip_serializing)]
+    inline_seen: Option<KeyIndex>,
+    /// Listed segments not read back yet since the decode (not saved).
+    #[serde(skip)]
+    unloaded: BTreeSet<String>,
+    /// Segments no longer listed, to delete once a save stopped listing them.
+    #[serde(skip)]
+    retired: Vec<String>,
     /// Directories whose pending cut was re-made during this replay (not saved).
     #[serde(skip)]
     remade: BTreeSet<String>,
+}
+
+fn no_cutoff() -> i64 {
+    i64::MIN
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,7 +166,12 @@ impl SinkManifest {
             replay_from: start_offset,
             pending: Vec::new(),
             done_through: BTreeMap::new(),
+            key_segments: Vec::new(),
+            keys_pruned_before_ms: i64::MIN,
             seen: KeyIndex::default(),
+            inline_seen: None,
+            unloaded: BTreeSet::new(),
+            retired: Vec::new(),
             remade: BTreeSet::new(),
         }
     }
@@ -132,6 +197,61 @@ impl SinkManifest {
     /// Number of keys in the dedup index.
     pub fn remembered_keys(&self) -> usize {
         self.seen.len()
+    }
+
+    /// The dedup index's persisted segments. After [`SinkManifest::decode`], read
+    /// each back with [`SinkManifest::load_key_segment`] before admitting records.
+    pub fn key_segments(&self) -> &[KeySegment] {
+        &self.key_segments
+    }
+
+    /// True when every listed key segment was read back since the decode.
+    pub fn keys_loaded(&self) -> bool {
+        self.unloaded.is_empty()
+    }
+
+    /// Merges the bytes of the listed segment `name` into the dedup index, leaving
+    /// out keys the saved index had already forgotten.
+    pub fn load_key_segment(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        if !self.unloaded.remove(name) {
+            return Err(LakeError::Manifest {
+                reason: format!("key segment {name} is not listed, or was already read"),
+            });
+        }
+        let (cutoff, replay_from) = (self.keys_pruned_before_ms, self.replay_from);
+        let seen = &mut self.seen;
+        decode_segment(name, bytes, |(key, offset, ts)| {
+            if ts >= cutoff || offset >= replay_from {
+                seen.restore(key, offset, ts);
+            }
+        })
+    }
+
+    /// Before a save: the dedup keys learnt since the previous save as the bytes of a
+    /// new key segment named `name` (unique per save), which the sink must write
+    /// durably *before* saving the manifest that lists it. `None` when there is
+    /// nothing new. Past [`MAX_KEY_SEGMENTS`] the segment holds every remembered key
+    /// and replaces the others (retired, see [`SinkManifest::take_retired`]).
+    pub fn seal_keys(&mut self, name: &str) -> Option<Vec<u8>> {
+        let fresh = self.seen.take_fresh();
+        if fresh.is_empty() {
+            return None;
+        }
+        let entries = if self.key_segments.len() >= MAX_KEY_SEGMENTS {
+            self.retired
+                .extend(self.key_segments.drain(..).map(|segment| segment.name));
+            self.seen.entries()
+        } else {
+            fresh
+        };
+        self.key_segments.push(KeySegment::of(name, &entries));
+        Some(encode_segment(&entries))
+    }
+
+    /// Segments no longer listed; delete them after the next successful save (a
+    /// failed delete leaves an orphan that a later restore removes).
+    pub fn take_retired(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.retired)
     }
 
     /// Decides about the row of the record at `offset` (in directory `path`, natural
@@ -262,7 +382,17 @@ impl SinkManifest {
         self.replay_from = next_replay_from;
         self.done_through
             .retain(|_, last| *last >= next_replay_from);
-        self.seen.prune(dedup_cutoff_ms, next_replay_from);
+        // The cutoff never moves back (a wall clock may), so that every prune so far
+        // equals one prune with the latest (cutoff, replay_from): what a restore does.
+        let cutoff = dedup_cutoff_ms.max(self.keys_pruned_before_ms);
+        self.keys_pruned_before_ms = cutoff;
+        self.seen.prune(cutoff, next_replay_from);
+        let (expired, kept): (Vec<_>, Vec<_>) = self
+            .key_segments
+            .drain(..)
+            .partition(|s| s.max_record_ms < cutoff && s.max_offset < next_replay_from);
+        self.key_segments = kept;
+        self.retired.extend(expired.into_iter().map(|s| s.name));
         Ok(())
     }
 
@@ -276,19 +406,32 @@ impl SinkManifest {
 
     /// Reads checkpoint state bytes back.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let manifest: Self =
+        let mut manifest: Self =
             serde_json::from_slice(bytes).map_err(|source| LakeError::ManifestCodec {
                 operation: "decode",
                 source,
             })?;
-        if manifest.version != MANIFEST_VERSION {
-            return Err(LakeError::Manifest {
-                reason: format!(
-                    "manifest version {} is not {MANIFEST_VERSION}; upgrade playlake",
-                    manifest.version
-                ),
-            });
+        match (manifest.version, manifest.inline_seen.take()) {
+            (1, inline) => {
+                // Written by an older sink: its keys go into a segment at the next save.
+                manifest.seen = inline.unwrap_or_default();
+                manifest.seen.mark_all_fresh();
+                manifest.version = MANIFEST_VERSION;
+            }
+            (MANIFEST_VERSION, None) => {}
+            (version, _) => {
+                return Err(LakeError::Manifest {
+                    reason: format!(
+                        "manifest version {version} is not {MANIFEST_VERSION}; upgrade playlake"
+                    ),
+                })
+            }
         }
+        manifest.unloaded = manifest
+            .key_segments
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
         Ok(manifest)
     }
 

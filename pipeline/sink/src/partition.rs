@@ -14,7 +14,7 @@
 
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
-use playlake_checkpoint::{CheckpointStore, Lake, Position};
+use playlake_checkpoint::{CheckpointStore, Lake, Position, Sequence};
 use playlake_lake::{
     digest, Admit, DecodeRow, FinishedFile, LakeError, LakeRow, LakeStore, PartitionConfig,
     PartitionPath, RecordMeta, RollReason, SinkManifest, SourcePartition, WriterPool,
@@ -86,6 +86,23 @@ pub(crate) struct Writer {
     pub to_commit: Vec<(TopicPartition, i64)>,
 }
 
+/// Loads of a manifest whose key segments vanished meanwhile, before giving up.
+const LOAD_ATTEMPTS: usize = 5;
+
+/// A writer id usable in an object name (ASCII letters, digits, `.`, `_`, `-`).
+fn segment_tag(writer_id: &str) -> String {
+    writer_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// The wall clock in epoch milliseconds (rolling by interval, dedup retention).
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -112,39 +129,25 @@ impl Writer {
                 source: Box::new(e),
             }
         })?;
-        let mut backoff = Backoff::new("load", &self.retry);
         let started = std::time::Instant::now();
-        let loaded = loop {
-            let outcome = tokio::select! {
-                biased;
-                outcome = checkpoint.load_latest() => outcome,
-                () = self.retry.interrupted() => return Err(backoff.interrupted()),
-            };
-            match outcome {
-                Ok(loaded) => break loaded,
-                Err(e) => {
-                    backoff.checkpoint_failed(&scope, e).await?;
-                    self.metrics.stage.retries("checkpoint_load").inc();
-                }
-            }
-        };
-        let stage = &self.metrics.stage;
-        stage
-            .checkpoint_restore_seconds
-            .observe(started.elapsed().as_secs_f64());
-        if let Some(found) = &loaded {
-            stage
-                .checkpoint_size_bytes
-                .observe(found.state.len() as f64);
-        }
         let source = SourcePartition {
             topic: tp.topic.clone(),
             partition: tp.partition,
         };
+        let (loaded, restored_bytes) = self.load_manifest(&mut checkpoint, &scope).await?;
+        let stage = &self.metrics.stage;
+        stage
+            .checkpoint_restore_seconds
+            .observe(started.elapsed().as_secs_f64());
         let restored = loaded.is_some();
+        if restored {
+            stage.checkpoint_size_bytes.observe(restored_bytes as f64);
+        }
         let manifest = match loaded {
-            Some(found) => SinkManifest::decode(&found.state)
-                .map_err(|e| SinkError::lake("decode the restored manifest", e))?,
+            Some((sequence, manifest)) => {
+                Self::delete_orphan_segments(&checkpoint, sequence, &manifest).await;
+                manifest
+            }
             None => SinkManifest::new(&source, 0),
         };
         if manifest.source() != source {
@@ -169,6 +172,10 @@ impl Writer {
             partition = %tp,
             replay_from = manifest.replay_from(),
             pending_cuts = manifest.pending().len(),
+            dedup_keys = manifest.remembered_keys(),
+            key_segments = manifest.key_segments().len(),
+            restored_bytes,
+            restore_ms = started.elapsed().as_millis() as u64,
             restored,
             "sink partition restored"
         );
@@ -183,6 +190,112 @@ impl Writer {
             caught_up: false,
             restored,
         })
+    }
+
+    /// Loads the latest manifest of a scope and the key segments of its dedup index
+    /// (with the bytes read). A segment missing means a newer writer superseded that
+    /// checkpoint meanwhile: load again.
+    async fn load_manifest(
+        &mut self,
+        checkpoint: &mut CheckpointStore,
+        scope: &str,
+    ) -> Result<(Option<(Sequence, SinkManifest)>, usize)> {
+        let mut backoff = Backoff::new("load", &self.retry);
+        for _ in 0..LOAD_ATTEMPTS {
+            let loaded = loop {
+                let outcome = tokio::select! {
+                    biased;
+                    outcome = checkpoint.load_latest() => outcome,
+                    () = self.retry.interrupted() => return Err(backoff.interrupted()),
+                };
+                match outcome {
+                    Ok(loaded) => break loaded,
+                    Err(e) => {
+                        backoff.checkpoint_failed(scope, e).await?;
+                        self.metrics.stage.retries("checkpoint_load").inc();
+                    }
+                }
+            };
+            let Some(found) = loaded else {
+                return Ok((None, 0));
+            };
+            let mut bytes_read = found.state.len();
+            let mut manifest = SinkManifest::decode(&found.state)
+                .map_err(|e| SinkError::lake("decode the restored manifest", e))?;
+            let mut complete = true;
+            for segment in manifest.key_segments().to_vec() {
+                let read = loop {
+                    let outcome = tokio::select! {
+                        biased;
+                        outcome = checkpoint.get_attachment(&segment.name) => outcome,
+                        () = self.retry.interrupted() => return Err(backoff.interrupted()),
+                    };
+                    match outcome {
+                        Ok(read) => break read,
+                        Err(e) => {
+                            backoff.checkpoint_failed(scope, e).await?;
+                            self.metrics.stage.retries("checkpoint_load").inc();
+                        }
+                    }
+                };
+                let Some(bytes) = read else {
+                    tracing::warn!(scope, segment = %segment.name,
+                        "key segment gone (a newer writer replaced the checkpoint); loading again");
+                    complete = false;
+                    break;
+                };
+                bytes_read += bytes.len();
+                manifest
+                    .load_key_segment(&segment.name, &bytes)
+                    .map_err(|e| SinkError::lake("read a key segment of the dedup index", e))?;
+            }
+            if complete && manifest.keys_loaded() {
+                return Ok((Some((found.sequence, manifest)), bytes_read));
+            }
+        }
+        Err(SinkError::lake(
+            "restore the manifest",
+            LakeError::Manifest {
+                reason: format!(
+                    "the key segments of checkpoint {scope} kept disappearing during \
+                     {LOAD_ATTEMPTS} attempts (another sink instance keeps replacing it?)"
+                ),
+            },
+        ))
+    }
+
+    /// Deletes key segments that no checkpoint will list again: not in the restored
+    /// manifest and written for a sequence up to the restored one (orphans of saves
+    /// that crashed, retirements whose delete failed). Failures only log.
+    async fn delete_orphan_segments(
+        checkpoint: &CheckpointStore,
+        sequence: Sequence,
+        manifest: &SinkManifest,
+    ) {
+        let names = match checkpoint.list_attachments().await {
+            Ok(names) => names,
+            Err(error) => {
+                tracing::warn!(error = %error, "could not list key segments to clean up");
+                return;
+            }
+        };
+        let listed: std::collections::HashSet<&str> = manifest
+            .key_segments()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        for name in names {
+            let written_for = name
+                .split('-')
+                .next()
+                .and_then(|digits| digits.parse::<u64>().ok());
+            if listed.contains(name.as_str()) || written_for.is_none_or(|n| n > sequence.get()) {
+                continue;
+            }
+            if let Err(error) = checkpoint.delete_attachment(&name).await {
+                tracing::warn!(segment = %name, error = %error, "could not delete an orphan key segment");
+            }
+        }
     }
 
     /// Feeds records of one partition (in offset order) to the pool; re-makes and
@@ -417,13 +530,39 @@ impl Writer {
         operation: &'static str,
         next: i64,
     ) -> Result<()> {
+        let mut backoff = Backoff::new(operation, &self.retry);
+        // The keys learnt since the last save go first, into their own segment: the
+        // manifest saved next lists it, so it must be durable before.
+        let name = format!(
+            "{:020}-{}.keys",
+            st.checkpoint.next_sequence().get(),
+            segment_tag(st.checkpoint.writer_id())
+        );
+        let mut segment_bytes = 0;
+        if let Some(segment) = st.manifest.seal_keys(&name) {
+            let segment = Bytes::from(segment);
+            segment_bytes = segment.len();
+            loop {
+                let outcome = tokio::select! {
+                    biased;
+                    outcome = st.checkpoint.put_attachment(&name, segment.clone()) => outcome,
+                    () = self.retry.interrupted() => return Err(backoff.interrupted()),
+                };
+                match outcome {
+                    Ok(()) => break,
+                    Err(e) => {
+                        backoff.checkpoint_failed(&st.scope, e).await?;
+                        self.metrics.stage.retries("checkpoint_save").inc();
+                    }
+                }
+            }
+        }
         let state = Bytes::from(
             st.manifest
                 .encode()
                 .map_err(|e| SinkError::lake("encode the manifest", e))?,
         );
         let positions = st.position(next);
-        let mut backoff = Backoff::new(operation, &self.retry);
         loop {
             let started = std::time::Instant::now();
             let outcome = tokio::select! {
@@ -437,7 +576,17 @@ impl Writer {
                     stage
                         .checkpoint_write_seconds
                         .observe(started.elapsed().as_secs_f64());
-                    stage.checkpoint_size_bytes.observe(state.len() as f64);
+                    stage
+                        .checkpoint_size_bytes
+                        .observe((state.len() + segment_bytes) as f64);
+                    for retired in st.manifest.take_retired() {
+                        // Not listed any more; a failed delete leaves an orphan that
+                        // the next restore of this scope removes.
+                        if let Err(error) = st.checkpoint.delete_attachment(&retired).await {
+                            tracing::warn!(segment = %retired, error = %error,
+                                "could not delete a retired key segment");
+                        }
+                    }
                     return Ok(());
                 }
                 Err(e) => {

@@ -121,6 +121,62 @@ async fn crashes_at_random_points_then_drain_is_exactly_once() {
     assert_eq!(again.total_rows(), 0, "{again:?}");
 }
 
+/// The dedup index is saved as key segments beside the checkpoints, not inside
+/// them: re-emits arriving after a restart are still caught, the checkpoint stays
+/// small, and a restore deletes orphan segments older than its checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_keys_survive_restarts_in_segments_beside_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let transport = transport(1).await;
+    produce_sessions(&transport, 0..300).await;
+    drain(&transport, lake(dir.path())).await;
+    exactly_once(dir.path(), 300);
+
+    let scope = checkpoint_scope("playlake-sink", "playback.sessions", 0);
+    let mut store = CheckpointStore::new(&lake(dir.path()), CHECKPOINT_STAGE, &scope).unwrap();
+    let saved = store.load_latest().await.unwrap().expect("a checkpoint");
+    let segments = store.list_attachments().await.unwrap();
+    assert!(!segments.is_empty(), "no key segment written");
+    let manifest = SinkManifest::decode(&saved.state).unwrap();
+    let listed: Vec<_> = manifest
+        .key_segments()
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    assert_eq!(segments, listed, "every segment written is listed");
+    let keys: u64 = manifest.key_segments().iter().map(|s| s.keys).sum();
+    assert!(keys >= 300, "{keys} keys for 300 sessions");
+    assert!(
+        saved.state.len() < 2_000,
+        "the manifest carries the keys itself: {} bytes",
+        saved.state.len()
+    );
+
+    // An orphan of a save that crashed before its checkpoint, and a segment of a
+    // sequence beyond the checkpoint (a newer writer's): only the orphan goes.
+    store
+        .put_attachment(
+            "00000000000000000001-crashed.keys",
+            bytes::Bytes::from_static(b"x"),
+        )
+        .await
+        .unwrap();
+    let ahead = format!("{:020}-newer.keys", saved.sequence.get() + 5);
+    store
+        .put_attachment(&ahead, bytes::Bytes::from_static(b"y"))
+        .await
+        .unwrap();
+
+    // Every session again (the processor re-emitting after its own crash) and 20 new.
+    produce_sessions(&transport, 0..320).await;
+    let report = drain(&transport, lake(dir.path())).await;
+    exactly_once(dir.path(), 320);
+    assert!(report.duplicates_skipped >= 300, "{report:?}");
+    let left = store.list_attachments().await.unwrap();
+    assert!(!left.iter().any(|n| n.contains("crashed")), "{left:?}");
+    assert!(left.contains(&ahead), "{left:?}");
+}
+
 /// Partitions (of `playback.sessions`) whose latest checkpoint holds recorded cuts.
 async fn pending_cuts(dir: &std::path::Path, partitions: i32) -> usize {
     let mut count = 0;

@@ -47,10 +47,60 @@ fn input() -> Vec<(i64, Session)> {
 
 struct Crash;
 
+/// The checkpoint store of the reference loop: the latest manifest and every key
+/// segment written (orphans of crashed saves included).
+#[derive(Default)]
+struct Saved {
+    manifest: Vec<u8>,
+    segments: BTreeMap<String, Vec<u8>>,
+    saves: u64,
+}
+
+impl Saved {
+    fn fresh() -> Self {
+        Self {
+            manifest: SinkManifest::new(&source(), 0).encode().unwrap(),
+            ..Self::default()
+        }
+    }
+
+    /// Writes the new key segment, then (unless `step` crashes in between) the
+    /// manifest, then deletes retired segments.
+    fn save(
+        &mut self,
+        manifest: &mut SinkManifest,
+        step: &mut impl FnMut() -> std::result::Result<(), Crash>,
+    ) -> std::result::Result<(), Crash> {
+        self.saves += 1;
+        let name = format!("{:05}.keys", self.saves);
+        if let Some(bytes) = manifest.seal_keys(&name) {
+            self.segments.insert(name, bytes);
+            step()?;
+        }
+        self.manifest = manifest.encode().expect("encode");
+        for name in manifest.take_retired() {
+            self.segments.remove(&name);
+        }
+        Ok(())
+    }
+
+    fn restore(&self) -> SinkManifest {
+        let mut manifest = SinkManifest::decode(&self.manifest).expect("manifest");
+        for segment in manifest.key_segments().to_vec() {
+            let bytes = &self.segments[&segment.name];
+            manifest
+                .load_key_segment(&segment.name, bytes)
+                .expect("segment");
+        }
+        assert!(manifest.keys_loaded());
+        manifest
+    }
+}
+
 /// The reference loop. Returns `Err(Crash)` when step `crash_at` is reached.
 async fn run(
     store: &LakeStore,
-    checkpoint: &mut Vec<u8>,
+    checkpoint: &mut Saved,
     crash_at: Option<u32>,
     ms_per_record: i64,
 ) -> std::result::Result<u32, Crash> {
@@ -70,7 +120,7 @@ async fn run(
         ..RollPolicy::default()
     };
     let mut pool = WriterPool::new(&ParquetOptions::default(), policy).expect("pool");
-    let mut manifest = SinkManifest::decode(checkpoint).expect("manifest");
+    let mut manifest = checkpoint.restore();
     for key in manifest.pending_file_keys().expect("pending keys") {
         pool.pin(key);
     }
@@ -96,7 +146,7 @@ async fn run(
             if manifest.replay_complete() {
                 let next = pool.first_open_offset(&source()).unwrap_or(offset + 1);
                 manifest.commit(next, i64::MIN).expect("commit");
-                *checkpoint = manifest.encode().expect("encode");
+                checkpoint.save(&mut manifest, &mut step)?;
                 step()?;
             }
             continue;
@@ -148,7 +198,7 @@ async fn remake_due(
 
 async fn flush(
     store: &LakeStore,
-    checkpoint: &mut Vec<u8>,
+    checkpoint: &mut Saved,
     manifest: &mut SinkManifest,
     files: Vec<FinishedFile>,
     next_replay_from: i64,
@@ -159,14 +209,14 @@ async fn flush(
     }
     manifest.record_cuts(&files).expect("record cuts");
     step()?;
-    *checkpoint = manifest.encode().expect("encode"); // the write-ahead intent
+    checkpoint.save(manifest, step)?; // the write-ahead intent
     step()?;
     for file in &files {
         store.publish(file).await.expect("publish");
         step()?;
     }
     manifest.commit(next_replay_from, i64::MIN).expect("commit");
-    *checkpoint = manifest.encode().expect("encode"); // positions advance
+    checkpoint.save(manifest, step)?; // positions advance
     step()
 }
 
@@ -221,7 +271,7 @@ fn expected() -> BTreeMap<(String, i64), usize> {
 async fn steps_of_clean_run() -> u32 {
     let memory = Arc::new(InMemory::new());
     let store = LakeStore::new(memory, Path::default(), PublishMode::Direct);
-    let mut checkpoint = SinkManifest::new(&source(), 0).encode().unwrap();
+    let mut checkpoint = Saved::fresh();
     run(&store, &mut checkpoint, None, 1_000).await.unwrap_or(0)
 }
 
@@ -229,10 +279,11 @@ async fn steps_of_clean_run() -> u32 {
 async fn clean_run_writes_every_session_once() {
     let memory = Arc::new(InMemory::new());
     let store = LakeStore::new(memory.clone(), Path::default(), PublishMode::Direct);
-    let mut checkpoint = SinkManifest::new(&source(), 0).encode().unwrap();
+    let mut checkpoint = Saved::fresh();
     assert!(run(&store, &mut checkpoint, None, 1_000).await.is_ok());
     assert_eq!(lake_rows(&memory).await, expected());
-    let manifest = SinkManifest::decode(&checkpoint).unwrap();
+    let manifest = checkpoint.restore();
+    assert_eq!(manifest.remembered_keys(), 35, "40 records, 5 re-emits");
     assert_eq!(manifest.replay_from(), 40);
     assert!(manifest.pending().is_empty());
 }
@@ -245,15 +296,11 @@ async fn crash_at_every_step_then_restart_is_exactly_once() {
     for crash_at in 1..total {
         let memory = Arc::new(InMemory::new());
         let store = LakeStore::new(memory.clone(), Path::default(), PublishMode::Direct);
-        let mut checkpoint = SinkManifest::new(&source(), 0).encode().unwrap();
+        let mut checkpoint = Saved::fresh();
         assert!(run(&store, &mut checkpoint, Some(crash_at), 1_000)
             .await
             .is_err());
-        if !SinkManifest::decode(&checkpoint)
-            .unwrap()
-            .pending()
-            .is_empty()
-        {
+        if !checkpoint.restore().pending().is_empty() {
             restarts_with_pending_cuts += 1;
         }
         // Restart with a different clock: without the recorded cuts, files would be
@@ -280,7 +327,101 @@ fn conflicting_cuts_and_foreign_files_are_rejected() {
     assert_eq!(manifest.admit("p", 1, 1, 0), Admit::Duplicate);
     assert!(SinkManifest::decode(b"{}").is_err());
     assert!(manifest.commit(-1, 0).is_err(), "position never goes back");
+    assert!(
+        manifest.load_key_segment("x.keys", &[]).is_err(),
+        "not listed"
+    );
     let bytes = manifest.encode().unwrap();
-    assert_eq!(SinkManifest::decode(&bytes).unwrap(), manifest);
+    let mut back = SinkManifest::decode(&bytes).unwrap();
+    assert_eq!(back.remembered_keys(), 0, "keys live in segments");
+    let segment = manifest.seal_keys("1.keys").unwrap();
+    let bytes = manifest.encode().unwrap();
+    back = SinkManifest::decode(&bytes).unwrap();
+    assert!(!back.keys_loaded());
+    back.load_key_segment("1.keys", &segment).unwrap();
+    assert!(back.keys_loaded());
+    assert_eq!(back, manifest);
+    assert!(
+        back.load_key_segment("1.keys", &segment).is_err(),
+        "read twice"
+    );
     assert_eq!(manifest.next_cut_end(0), None);
+}
+
+/// Saves with pruning and compaction, restoring after every save: the restored
+/// index always equals the live one, segments stay few, and expired or compacted
+/// segments are retired.
+#[test]
+fn restored_index_equals_the_saved_one_through_prunes_and_compactions() {
+    let mut live = SinkManifest::new(&source(), 0);
+    let mut segments: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut offset = 0i64;
+    let mut most_segments = 0;
+    let mut compactions = 0;
+    for save in 0..60i64 {
+        // 50 records a save, a tenth of them copies of a key 30 records earlier; the
+        // record time is 10 ms an offset.
+        for _ in 0..50 {
+            let id = if offset % 10 == 9 {
+                offset - 30
+            } else {
+                offset
+            };
+            live.admit("p", digest(&id.to_be_bytes()), offset, offset * 10);
+            offset += 1;
+        }
+        if save % 3 == 2 {
+            // Retention of 1,200 records' time (24 saves); a clock that sometimes goes back.
+            let clock_back = if save % 9 == 8 { 2_000 } else { 0 };
+            live.commit(offset - 20, offset * 10 - 12_000 - clock_back)
+                .unwrap();
+        }
+        let name = format!("{save:03}.keys");
+        let before = live.key_segments().len();
+        if let Some(bytes) = live.seal_keys(&name) {
+            segments.insert(name, bytes);
+        }
+        if live.key_segments().len() < before {
+            compactions += 1;
+        }
+        let bytes = live.encode().unwrap();
+        for gone in live.take_retired() {
+            assert!(segments.remove(&gone).is_some(), "{gone}");
+        }
+        most_segments = most_segments.max(live.key_segments().len());
+        let mut restored = SinkManifest::decode(&bytes).unwrap();
+        for segment in restored.key_segments().to_vec() {
+            restored
+                .load_key_segment(&segment.name, &segments[&segment.name])
+                .unwrap();
+        }
+        assert_eq!(restored.seen, live.seen, "after save {save}");
+        assert_eq!(segments.len(), live.key_segments().len());
+    }
+    assert!(live.remembered_keys() < 1_500, "{}", live.remembered_keys());
+    assert!(most_segments <= MAX_KEY_SEGMENTS + 1, "{most_segments}");
+    assert!(compactions >= 1, "{compactions}");
+}
+
+#[test]
+fn version_1_manifests_with_an_inline_index_are_read() {
+    let mut old = SinkManifest::new(&source(), 0);
+    old.admit("p", 7, 3, 30);
+    old.admit("p", 9, 4, 40);
+    let mut json: serde_json::Value = serde_json::from_slice(&old.encode().unwrap()).unwrap();
+    json["version"] = 1.into();
+    json["seen"] = serde_json::json!([[0, 7, 3, 30], [0, 9, 4, 40]]);
+    json.as_object_mut().unwrap().remove("key_segments");
+    json.as_object_mut()
+        .unwrap()
+        .remove("keys_pruned_before_ms");
+    let mut read = SinkManifest::decode(&serde_json::to_vec(&json).unwrap()).unwrap();
+    assert_eq!(read.remembered_keys(), 2);
+    assert_eq!(read.admit("p", 7, 5, 50), Admit::Duplicate);
+    let segment = read.seal_keys("1.keys").expect("its keys get a segment");
+    let mut again = SinkManifest::decode(&read.encode().unwrap()).unwrap();
+    again.load_key_segment("1.keys", &segment).unwrap();
+    assert_eq!(again.seen, read.seen);
+    json["version"] = 3.into();
+    assert!(SinkManifest::decode(&serde_json::to_vec(&json).unwrap()).is_err());
 }
