@@ -201,19 +201,12 @@ impl Writer {
         scope: &str,
     ) -> Result<(Option<(Sequence, SinkManifest)>, usize)> {
         let mut backoff = Backoff::new("load", &self.retry);
+        let retries = self.metrics.stage.retries("checkpoint_load");
         for _ in 0..LOAD_ATTEMPTS {
             let loaded = loop {
-                let outcome = tokio::select! {
-                    biased;
-                    outcome = checkpoint.load_latest() => outcome,
-                    () = self.retry.interrupted() => return Err(backoff.interrupted()),
-                };
-                match outcome {
-                    Ok(loaded) => break loaded,
-                    Err(e) => {
-                        backoff.checkpoint_failed(scope, e).await?;
-                        self.metrics.stage.retries("checkpoint_load").inc();
-                    }
+                let call = checkpoint.load_latest();
+                if let Some(loaded) = backoff.attempt(scope, &retries, call).await? {
+                    break loaded;
                 }
             };
             let Some(found) = loaded else {
@@ -225,17 +218,9 @@ impl Writer {
             let mut complete = true;
             for segment in manifest.key_segments().to_vec() {
                 let read = loop {
-                    let outcome = tokio::select! {
-                        biased;
-                        outcome = checkpoint.get_attachment(&segment.name) => outcome,
-                        () = self.retry.interrupted() => return Err(backoff.interrupted()),
-                    };
-                    match outcome {
-                        Ok(read) => break read,
-                        Err(e) => {
-                            backoff.checkpoint_failed(scope, e).await?;
-                            self.metrics.stage.retries("checkpoint_load").inc();
-                        }
+                    let call = checkpoint.get_attachment(&segment.name);
+                    if let Some(read) = backoff.attempt(scope, &retries, call).await? {
+                        break read;
                     }
                 };
                 let Some(bytes) = read else {
@@ -531,6 +516,7 @@ impl Writer {
         next: i64,
     ) -> Result<()> {
         let mut backoff = Backoff::new(operation, &self.retry);
+        let retries = self.metrics.stage.retries("checkpoint_save");
         // The keys learnt since the last save go first, into their own segment: the
         // manifest saved next lists it, so it must be durable before.
         let name = format!(
@@ -543,17 +529,9 @@ impl Writer {
             let segment = Bytes::from(segment);
             segment_bytes = segment.len();
             loop {
-                let outcome = tokio::select! {
-                    biased;
-                    outcome = st.checkpoint.put_attachment(&name, segment.clone()) => outcome,
-                    () = self.retry.interrupted() => return Err(backoff.interrupted()),
-                };
-                match outcome {
-                    Ok(()) => break,
-                    Err(e) => {
-                        backoff.checkpoint_failed(&st.scope, e).await?;
-                        self.metrics.stage.retries("checkpoint_save").inc();
-                    }
+                let call = st.checkpoint.put_attachment(&name, segment.clone());
+                if backoff.attempt(&st.scope, &retries, call).await?.is_some() {
+                    break;
                 }
             }
         }
@@ -563,38 +541,29 @@ impl Writer {
                 .map_err(|e| SinkError::lake("encode the manifest", e))?,
         );
         let positions = st.position(next);
-        loop {
+        let started = loop {
             let started = std::time::Instant::now();
-            let outcome = tokio::select! {
-                biased;
-                outcome = st.checkpoint.save(positions.clone(), state.clone()) => outcome,
-                () = self.retry.interrupted() => return Err(backoff.interrupted()),
-            };
-            match outcome {
-                Ok(_) => {
-                    let stage = &self.metrics.stage;
-                    stage
-                        .checkpoint_write_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                    stage
-                        .checkpoint_size_bytes
-                        .observe((state.len() + segment_bytes) as f64);
-                    for retired in st.manifest.take_retired() {
-                        // Not listed any more; a failed delete leaves an orphan that
-                        // the next restore of this scope removes.
-                        if let Err(error) = st.checkpoint.delete_attachment(&retired).await {
-                            tracing::warn!(segment = %retired, error = %error,
-                                "could not delete a retired key segment");
-                        }
-                    }
-                    return Ok(());
-                }
-                Err(e) => {
-                    backoff.checkpoint_failed(&st.scope, e).await?;
-                    self.metrics.stage.retries("checkpoint_save").inc();
-                }
+            let call = st.checkpoint.save(positions.clone(), state.clone());
+            if backoff.attempt(&st.scope, &retries, call).await?.is_some() {
+                break started;
+            }
+        };
+        let stage = &self.metrics.stage;
+        stage
+            .checkpoint_write_seconds
+            .observe(started.elapsed().as_secs_f64());
+        stage
+            .checkpoint_size_bytes
+            .observe((state.len() + segment_bytes) as f64);
+        for retired in st.manifest.take_retired() {
+            // Not listed any more; a failed delete leaves an orphan that the next
+            // restore of this scope removes.
+            if let Err(error) = st.checkpoint.delete_attachment(&retired).await {
+                tracing::warn!(segment = %retired, error = %error,
+                    "could not delete a retired key segment");
             }
         }
+        Ok(())
     }
 
     async fn publish(&mut self, file: &FinishedFile, reason: RollReason) -> Result<()> {

@@ -237,6 +237,31 @@ impl Backoff {
         })
     }
 
+    /// One attempt of a checkpoint-store call: `Some` with its value, or `None`
+    /// after a transient storage error (counted in `retries`, paused): try again.
+    /// A shutdown abandons the call; other errors are returned to stop with.
+    pub(crate) async fn attempt<T>(
+        &mut self,
+        scope: &str,
+        retries: &playlake_metrics::prometheus::IntCounter,
+        call: impl std::future::Future<Output = playlake_checkpoint::Result<T>>,
+    ) -> Result<Option<T>, SinkError> {
+        let budget = self.budget.clone();
+        let outcome = tokio::select! {
+            biased;
+            outcome = call => outcome,
+            () = budget.interrupted() => return Err(self.interrupted()),
+        };
+        match outcome {
+            Ok(value) => Ok(Some(value)),
+            Err(e) => {
+                self.checkpoint_failed(scope, e).await?;
+                retries.inc();
+                Ok(None)
+            }
+        }
+    }
+
     /// The error of a call abandoned because shutdown was requested.
     pub(crate) fn interrupted(&self) -> SinkError {
         SinkError::Interrupted {
