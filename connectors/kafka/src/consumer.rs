@@ -49,8 +49,10 @@ use crate::config::KafkaConfig;
 use crate::metrics::LagReporter;
 
 mod end_of_partition;
+mod stall;
 use crate::error::KafkaError;
 use end_of_partition::{cached_watermarks, end_of_partition};
+use stall::{idle_timeout, join_stall_timeout, stall, Stall};
 
 /// What the consumer knows about its partitions; shared between the rebalance
 /// callback (on librdkafka's polling thread) and the stage's calls.
@@ -80,6 +82,9 @@ struct State {
     /// Since when the member has been waiting for the group to assign it
     /// partitions (subscribed, or revoked in a rebalance, and no assignment since).
     joining_since: Option<Instant>,
+    /// Since when the member has held an empty assignment (see the `stall` module:
+    /// on Tansu a group can settle with nobody holding anything).
+    idle_since: Option<Instant>,
     /// Rebalance events not yet returned by `poll`, in order.
     events: Vec<ConsumerEvent>,
 }
@@ -206,6 +211,10 @@ impl ConsumerContext for PipelineContext {
                 }
                 let mut state = self.state.lock();
                 state.joining_since = None;
+                // A completed join is not progress when it brought nothing: keep
+                // watching, so that a group left with nobody holding the
+                // partitions is joined again (see `rejoin_if_stalled`).
+                state.idle_since = partitions.is_empty().then(Instant::now);
                 for partition in &partitions {
                     state.forget(partition);
                     state.assigned.insert(partition.clone());
@@ -220,6 +229,7 @@ impl ConsumerContext for PipelineContext {
                 }
                 let mut state = self.state.lock();
                 state.joining_since = Some(Instant::now());
+                state.idle_since = None;
                 for partition in &partitions {
                     state.forget(partition);
                 }
@@ -256,8 +266,13 @@ pub struct KafkaConsumer {
     lag: Option<LagReporter>,
     /// The subscription, to rejoin the group with when a join stalls.
     topics: Vec<String>,
-    /// How long a join may wait for an assignment before the member rejoins.
+    /// How long a join may wait for an assignment before the member rejoins (and
+    /// the first wait with an empty assignment; see the `stall` module).
     join_stall_timeout: Duration,
+    /// Rejoins after an empty assignment so far: each doubles the next wait.
+    idle_rejoins: u32,
+    /// Rejoins so far, for any reason.
+    rejoins: u32,
     /// The librdkafka configuration, to create a new member with.
     client: ClientConfig,
 }
@@ -284,6 +299,8 @@ impl KafkaConsumer {
             lag: None,
             topics: Vec::new(),
             join_stall_timeout: join_stall_timeout(config),
+            idle_rejoins: 0,
+            rejoins: 0,
             client,
         })
     }
@@ -336,33 +353,64 @@ impl KafkaConsumer {
                 source,
             })?;
         self.topics = topics.to_vec();
-        self.state.lock().joining_since = Some(Instant::now());
+        let mut state = self.state.lock();
+        state.joining_since = Some(Instant::now());
+        state.idle_since = None;
         Ok(())
     }
 
-    /// Rejoins the group as a new member (a new client, so a new member id) when a
-    /// join has waited too long. Tansu 0.6.0's coordinator can stay forming forever
-    /// when the leader it picked dies (SIGKILL) mid-rebalance: the survivors never
-    /// get an assignment, and only a new member joining restarts the rebalance
-    /// (seen in the chaos run: every stage of the pipeline stuck for minutes; a
-    /// re-subscription of the same client did not help). The stalled member holds
-    /// no partitions, so nothing is handed over; its queued events move to the new
-    /// member's state, and its callbacks while closing go to its own state.
+    /// How many times this consumer left its group and joined again as a new
+    /// member because it was stuck (see `rejoin_if_stalled`).
+    pub fn rejoins(&self) -> u32 {
+        self.rejoins
+    }
+
+    /// Rejoins the group as a new member (a new client, so a new member id) when
+    /// the member is stuck (see the `stall` module): a join has waited too long for
+    /// an assignment, or the join brought an empty assignment that was held too
+    /// long. Tansu 0.6.0's coordinator can stay forming forever when the leader it
+    /// picked dies (SIGKILL) mid-rebalance, and can settle a group with no
+    /// assignment at all when its leader expires during a join; in both cases a new
+    /// member joining restarts the rebalance (seen in the chaos runs: every stage
+    /// stuck for minutes; `process --drain` idle for 4.5 minutes; a re-subscription
+    /// of the same client did not help). The stuck member holds no partitions (it
+    /// waits for an assignment, or its assignment is empty), so nothing is handed
+    /// over; its queued events move to the new member's state, and its callbacks
+    /// while closing go to its own state.
     fn rejoin_if_stalled(&mut self) -> Result<(), KafkaError> {
-        let stalled = {
-            let state = self.state.lock();
-            state
-                .joining_since
-                .is_some_and(|since| since.elapsed() >= self.join_stall_timeout)
-        };
-        if !stalled || self.topics.is_empty() {
+        if self.topics.is_empty() {
             return Ok(());
         }
-        warn!(
-            topics = ?self.topics,
-            waited_seconds = self.join_stall_timeout.as_secs(),
-            "no partition assignment from the consumer group: leaving and joining again as a new member"
-        );
+        let stalled = {
+            let state = self.state.lock();
+            stall(
+                state.joining_since,
+                state.idle_since,
+                Instant::now(),
+                self.join_stall_timeout,
+                self.idle_rejoins,
+            )
+        };
+        match stalled {
+            None => return Ok(()),
+            Some(Stall::Joining { waited }) => warn!(
+                topics = ?self.topics,
+                waited_seconds = waited.as_secs(),
+                "no partition assignment from the consumer group: leaving and joining again as a new member"
+            ),
+            Some(Stall::Idle { waited }) => {
+                self.idle_rejoins += 1;
+                warn!(
+                    topics = ?self.topics,
+                    waited_seconds = waited.as_secs(),
+                    next_wait_seconds = idle_timeout(self.join_stall_timeout, self.idle_rejoins).as_secs(),
+                    "the consumer group assigned this member no partition: leaving and joining again as a new member, \
+                     in case the group settled with nobody holding them (Tansu does when a leader expires during a join); \
+                     expected now and then when the group has more members than partitions (the wait doubles with each such rejoin)"
+                );
+            }
+        }
+        self.rejoins += 1;
         let state = SharedState::default();
         let fresh = create_client(&self.client, &state)?;
         state.lock().events = std::mem::take(&mut self.state.lock().events);
@@ -607,20 +655,6 @@ fn close_in_background(consumer: Arc<InnerConsumer>) {
     if let Err(e) = spawned {
         warn!(error = %e, "could not close the Kafka consumer in the background");
     }
-}
-
-/// How long a member waits for an assignment before rejoining (see
-/// `KafkaConsumer::rejoin_if_stalled`): twice the session timeout (librdkafka's
-/// default 45 s unless set), so that a dead member's expiry fits, and at least 30 s.
-fn join_stall_timeout(config: &KafkaConfig) -> Duration {
-    let session_ms = config
-        .options
-        .iter()
-        .rev()
-        .find(|o| o.key == "session.timeout.ms")
-        .and_then(|o| o.value.parse::<u64>().ok())
-        .unwrap_or(45_000);
-    Duration::from_millis(session_ms.saturating_mul(2)).max(Duration::from_secs(30))
 }
 
 /// librdkafka's assignment changes asynchronously; one given while the previous one
