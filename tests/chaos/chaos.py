@@ -95,9 +95,6 @@ def fast_group(session_timeout_ms):
             "--kafka-option", f"heartbeat.interval.ms={max(100, session_timeout_ms // 10)}"]
 
 
-# Session timeout of the drain phase (see Chaos.finish).
-DRAIN_SESSION_TIMEOUT_MS = 30_000
-
 DDB_PREFIX = "ddb-"
 # playlake_generator::DEFAULT_START_TIME_MS: the first event time of `playlake produce`.
 GENERATOR_START_MS = 1_748_736_000_000  # uuids (and Kafka keys) of the events the source maps
@@ -695,13 +692,8 @@ class Run:
                                     "deletes": self.writer.deletes}
         self.event(f"DynamoDB writer done: {self.figures['dynamodb']}")
         # Batch mode, stage by stage, so each reads an input that no longer grows.
-        # Each drains alone, so no member needs to be noticed dying quickly; a longer
-        # session timeout (the later --kafka-option wins) keeps a broker that answers
-        # heartbeats late while it serves the backlog from taking the partitions away
-        # again and again (seen at 25,000 records/s: a drain never finished).
-        calm = fast_group(max(p["session_timeout_ms"], DRAIN_SESSION_TIMEOUT_MS))
-        for name, extra in (("source", ["--until-caught-up"]), ("process", ["--drain"] + calm),
-                            ("sink", ["--drain"] + calm)):
+        for name, extra in (("source", ["--until-caught-up"]), ("process", ["--drain"]),
+                            ("sink", ["--drain"])):
             stage = self.stages[name]
             stage.stopped = True
             if not stage.stop(60):
