@@ -18,6 +18,7 @@
 //! * [`arrow`]: the lake tables' Arrow schemas and partition columns.
 //! * [`time`]: epoch-millisecond timestamps that serialize as RFC 3339.
 //! * [`json_schema`]: the JSON Schema files of `schemas/json/`, embedded.
+//! * [`id_hash`]: the hasher of tables keyed by 128-bit digests.
 //!
 //! Every row type serializes to JSON with the lake's column names and timestamps as
 //! RFC 3339 strings (`2025-06-01T00:00:00.000Z`) and deserializes back.
@@ -28,6 +29,7 @@ pub mod dlq;
 pub mod error;
 pub mod event;
 pub mod event_id;
+pub mod id_hash;
 pub mod json_schema;
 pub mod results;
 pub mod time;

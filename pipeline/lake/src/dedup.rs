@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 
+use playlake_schemas::id_hash::IdBuild;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -41,7 +42,7 @@ pub fn digest(natural_key: &[u8]) -> KeyDigest {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(from = "Vec<(u64, u64, i64, i64)>")]
 pub struct KeyIndex {
-    first: HashMap<KeyDigest, (i64, i64)>,
+    first: HashMap<KeyDigest, (i64, i64), IdBuild>,
     /// Entries inserted or changed since the last [`KeyIndex::take_fresh`] (not
     /// compared, not serialized).
     #[serde(skip)]

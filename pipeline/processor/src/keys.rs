@@ -15,8 +15,6 @@
 //! bound [`crate::dedup`] already relies on. Ids are never serialized: checkpoints hold
 //! the strings, and a restore recomputes the ids.
 
-use std::hash::Hasher;
-
 pub use hashbrown::{HashMap, HashSet};
 
 /// An owned two-part key.
@@ -76,30 +74,9 @@ impl EventIds {
     }
 }
 
-/// Hashes an [`Id`] for a hash table: its low 64 bits, as they are already a
-/// uniformly distributed hash (no second hashing per lookup).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only reached for keys other than `u128`; fold them in so it stays a hash.
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-
-    fn write_u128(&mut self, i: u128) {
-        self.0 ^= i as u64;
-    }
-}
-
-/// The [`std::hash::BuildHasher`] of id-keyed tables.
-pub type IdBuild = std::hash::BuildHasherDefault<IdHasher>;
+/// Id-keyed tables hash an [`Id`] as its low 64 bits: it is already a uniformly
+/// distributed hash (no second hashing per lookup).
+pub use playlake_schemas::id_hash::IdBuild;
 
 /// A map keyed by [`Id`].
 pub type IdMap<V> = HashMap<Id, V, IdBuild>;
