@@ -91,6 +91,11 @@ def day(t):
 # ------------------------------------------------------------------ Kafka
 
 
+# Reading a topic may take READ_BASE_S plus one second per READ_MIN_RECORDS_PER_S records.
+READ_BASE_S = 300
+READ_MIN_RECORDS_PER_S = 1_000
+
+
 def read_topic(brokers, topic):
     """Every record of every partition of `topic`, beginning to end (partition EOF)."""
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"checker-{os.getpid()}",
@@ -101,12 +106,24 @@ def read_topic(brokers, topic):
         consumer.close()
         return []
     partitions = sorted(meta.topics[topic].partitions)
+    total = sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                for p in partitions)
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
     remaining, out = set(partitions), []
-    deadline = time.monotonic() + 300
+    # A deadline that grows with the topic: a million records from Tansu's sqlite
+    # storage on 2 cores took more than a fixed 5 minutes (the 25k-events/s run).
+    limit_s = READ_BASE_S + total / READ_MIN_RECORDS_PER_S
+    started = time.monotonic()
+    next_report = started + 60
     while remaining:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"reading {topic}: partitions {sorted(remaining)} not at their end")
+        now = time.monotonic()
+        if now - started > limit_s:
+            raise RuntimeError(f"reading {topic}: partitions {sorted(remaining)} not at their end "
+                               f"after {limit_s:.0f} s ({len(out)} of {total} records read)")
+        if now > next_report:
+            print(f"[checker] reading {topic}: {len(out)} of {total} records", file=sys.stderr,
+                  flush=True)
+            next_report = now + 60
         for msg in consumer.consume(num_messages=10000, timeout=1.0):
             err = msg.error()
             if err is not None:
