@@ -27,6 +27,17 @@
 //!   position_start`, and 0 for both when both are absent;
 //! * `position_end >= position_start` unless the event is a `seek` (where
 //!   `position_start` is where the seek left from and `position_end` where it landed).
+//!
+//! Two parsers implement these rules. The reference path (serde_json over the object
+//! with raw values, chrono for RFC 3339) decides every record and words every
+//! rejection. In front of it, a single-pass scanner for the flat shape of nearly every
+//! record (`event_scan.rs`: no serde, strings borrowed between their quotes, integer
+//! arithmetic for timestamps and short decimals) returns the event when it is sure the
+//! reference would return exactly that event, and otherwise hands the record to the
+//! reference: any rejection, an escape in a key or a known field, a duplicate known
+//! field, a leap second, an unusual timestamp or number form. Results are therefore
+//! the reference's; `event_diff_tests.rs` compares the two on the unit-test inputs,
+//! the sample files, the `tests/bad-input/` corpus and generated records.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -173,10 +184,34 @@ impl PlaybackEvent {
 ///
 /// `now_ms` is the processor's wall clock in epoch milliseconds: events more than 24 h
 /// after it are rejected. Never panics, whatever the bytes.
+///
+/// The fast scanner (`event_scan.rs`) decides the records it is sure are valid; every
+/// other record (all invalid ones among them) goes through the reference path, so
+/// results and error messages are the reference's (see the module docs).
 pub fn parse_playback_event(bytes: &[u8], now_ms: i64) -> Result<PlaybackEvent, InvalidEvent> {
-    let text = std::str::from_utf8(bytes).map_err(|e| InvalidEvent::InvalidUtf8 {
+    let text = utf8(bytes)?;
+    match scan::parse_fast(text, now_ms) {
+        Some(event) => Ok(event),
+        None => parse_reference_str(text, now_ms),
+    }
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, InvalidEvent> {
+    std::str::from_utf8(bytes).map_err(|e| InvalidEvent::InvalidUtf8 {
         valid_up_to: e.valid_up_to(),
-    })?;
+    })
+}
+
+/// The reference parser: [`parse_playback_event`] without the fast path (serde_json
+/// with raw values, chrono for RFC 3339). The differential tests compare the two.
+#[cfg(test)]
+fn parse_reference(bytes: &[u8], now_ms: i64) -> Result<PlaybackEvent, InvalidEvent> {
+    parse_reference_str(utf8(bytes)?, now_ms)
+}
+
+/// The reference path after the UTF-8 check: decides every record the fast path does
+/// not, and words every rejection.
+fn parse_reference_str(text: &str, now_ms: i64) -> Result<PlaybackEvent, InvalidEvent> {
     // An object is parsed (and fully validated) in one pass; anything else is parsed
     // as a raw value only to name what it is.
     if !text.trim_start().starts_with('{') {
@@ -491,6 +526,21 @@ impl<'de> Deserialize<'de> for FieldName {
         deserializer.deserialize_str(NameVisitor)
     }
 }
+
+#[path = "event_scan.rs"]
+mod scan;
+
+#[cfg(test)]
+#[path = "event_corpus.rs"]
+mod corpus;
+
+#[cfg(test)]
+#[path = "event_diff_tests.rs"]
+mod diff_tests;
+
+#[cfg(test)]
+#[path = "event_speed_tests.rs"]
+mod speed_tests;
 
 #[cfg(test)]
 #[path = "event_tests.rs"]

@@ -1,13 +1,16 @@
 //! Unit tests of [`super::parse_playback_event`]; the sample-based drift test against
-//! the JSON Schema lives in `schemas/tests/json_schema.rs`.
+//! the JSON Schema lives in `schemas/tests/json_schema.rs`. Every input goes through
+//! [`super::diff_tests::check`], which also runs the reference path and requires the
+//! very same result.
 
+use super::diff_tests::check;
 use super::*;
 
 /// 2025-06-01T00:00:00Z.
 const NOW: i64 = 1_748_736_000_000;
 
 fn parse(json: &str) -> Result<PlaybackEvent, InvalidEvent> {
-    parse_playback_event(json.as_bytes(), NOW)
+    check(json.as_bytes(), NOW)
 }
 
 fn reason(json: &str) -> &'static str {
@@ -182,7 +185,7 @@ fn rejections() {
     for (json, want) in cases {
         assert_eq!(reason(json), *want, "for {json}");
     }
-    let err = parse_playback_event(b"{\"uuid\":\"\xff\"}", NOW).unwrap_err();
+    let err = check(b"{\"uuid\":\"\xff\"}", NOW).unwrap_err();
     assert_eq!(err.reason_code(), "invalid_utf8");
 }
 
@@ -208,7 +211,7 @@ fn boundaries() {
     assert!(parse(&base("u", NOW + 86_400_000)).is_ok());
     assert_eq!(reason(&base("u", NOW + 86_400_001)), "event_time_in_future");
     // A clock near i64::MAX must not overflow.
-    assert!(parse_playback_event(base("u", NOW).as_bytes(), i64::MAX).is_ok());
+    assert!(check(base("u", NOW).as_bytes(), i64::MAX).is_ok());
 }
 
 #[test]
@@ -265,20 +268,18 @@ fn arbitrary_bytes_never_panic() {
     // A cheap deterministic fuzz: every prefix of a valid record, and byte flips.
     let valid = br#"{"uuid":"u","stream_id":"s","event_time":"2025-05-31T12:00:00Z","position_start":1,"position_end":2.5,"user_id":"x"}"#;
     for cut in 0..valid.len() {
-        let _ = parse_playback_event(&valid[..cut], NOW);
+        let _ = check(&valid[..cut], NOW);
     }
     for i in 0..valid.len() {
         for b in [0u8, b'"', b'-', b'9', b'{', 0xff] {
             let mut v = valid.to_vec();
             v[i] = b;
-            let _ = parse_playback_event(&v, NOW);
+            let _ = check(&v, NOW);
         }
     }
     let deep = "[".repeat(10_000);
     assert_eq!(
-        parse_playback_event(deep.as_bytes(), NOW)
-            .unwrap_err()
-            .reason_code(),
+        check(deep.as_bytes(), NOW).unwrap_err().reason_code(),
         "not_json"
     );
 }
