@@ -339,14 +339,20 @@ fn format_number_general(x: f64) -> String {
 mod tests {
     use super::*;
 
+    /// One step of a fixed xorshift sequence: reproducible inputs without a crate.
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
     #[test]
     fn fast_paths_agree_with_the_general_algorithm() {
         // A fixed xorshift sequence over many magnitudes, positive and negative.
         let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
         for _ in 0..200_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            xorshift(&mut state);
             let mantissa = (state >> 11) as f64 / (1u64 << 53) as f64;
             let exponent = (state % 40) as i32 - 10;
             let mut x = mantissa * 10f64.powi(exponent);
@@ -406,12 +412,7 @@ mod tests {
     #[test]
     fn derivation_agrees_with_the_reference() {
         let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = || xorshift(&mut state);
         let specials = [
             0.0,
             -0.0,
@@ -469,9 +470,7 @@ mod tests {
         // neighbours one ulp away, which must not take the short path wrongly.
         let mut state: u64 = 0x2545_F491_4F6C_DD1D;
         for _ in 0..300_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            xorshift(&mut state);
             let decimals = (state % 6 + 1) as i32;
             let scale = 10f64.powi(decimals);
             let m = (state >> 20) % 1_000_000_000_000_000;
