@@ -10,7 +10,10 @@
 //! published again, then the manifest commits. Files that the rolling policy, a
 //! drain or a revocation finishes go through [`Writer::flush`]: record the cuts and
 //! save the intent checkpoint, publish every file, commit and save again. Positions
-//! advance only in that last save, after the files they cover are durable.
+//! advance only in that last save, after the files they cover are durable. Every
+//! save first writes the dedup keys learnt since the previous one as a key segment
+//! (a checkpoint attachment) that the manifest then lists; a restore reads them back
+//! and deletes orphan segments (DESIGN.md section 9).
 
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
