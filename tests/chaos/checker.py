@@ -94,13 +94,26 @@ def day(t):
 # Reading a topic may take READ_BASE_S plus one second per READ_MIN_RECORDS_PER_S records.
 READ_BASE_S = 300
 READ_MIN_RECORDS_PER_S = 1_000
+# Tansu's sqlite fetch (tansu-storage 0.6.0, record_fetch.sql) computes a running byte
+# sum over *every* record from the fetch offset to the high watermark before cutting
+# at the requested size, so one fetch costs what is left of the partition, whatever
+# it returns. Read from the beginning in librdkafka's default 1 MiB per partition,
+# a million-record topic took hundreds of fetches over all partitions at once, some
+# longer than the 60 s socket timeout (retried, so never finishing). Large fetches of
+# one partition at a time need a handful of scans per partition.
+READ_FETCH_BYTES = 16 * 1024 * 1024
 
 
 def read_topic(brokers, topic):
-    """Every record of every partition of `topic`, beginning to end (partition EOF)."""
+    """Every record of every partition of `topic`, beginning to end (partition EOF),
+    one partition at a time (see READ_FETCH_BYTES)."""
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"checker-{os.getpid()}",
                          "enable.auto.commit": False, "enable.partition.eof": True,
-                         "auto.offset.reset": "earliest"})
+                         "auto.offset.reset": "earliest",
+                         "max.partition.fetch.bytes": READ_FETCH_BYTES,
+                         "fetch.max.bytes": READ_FETCH_BYTES,
+                         "receive.message.max.bytes": 4 * READ_FETCH_BYTES,
+                         "socket.timeout.ms": 300_000})
     meta = consumer.list_topics(topic, timeout=30)
     if topic not in meta.topics or meta.topics[topic].error is not None:
         consumer.close()
@@ -108,30 +121,33 @@ def read_topic(brokers, topic):
     partitions = sorted(meta.topics[topic].partitions)
     total = sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
                 for p in partitions)
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    remaining, out = set(partitions), []
+    out = []
     # A deadline that grows with the topic: a million records from Tansu's sqlite
     # storage on 2 cores took more than a fixed 5 minutes (the 25k-events/s run).
     limit_s = READ_BASE_S + total / READ_MIN_RECORDS_PER_S
     started = time.monotonic()
     next_report = started + 60
-    while remaining:
-        now = time.monotonic()
-        if now - started > limit_s:
-            raise RuntimeError(f"reading {topic}: partitions {sorted(remaining)} not at their end "
-                               f"after {limit_s:.0f} s ({len(out)} of {total} records read)")
-        if now > next_report:
-            print(f"[checker] reading {topic}: {len(out)} of {total} records", file=sys.stderr,
-                  flush=True)
-            next_report = now + 60
-        for msg in consumer.consume(num_messages=10000, timeout=1.0):
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    remaining.discard(msg.partition())
-                    continue
-                raise RuntimeError(f"reading {topic}: {err}")
-            out.append(msg)
+    for partition in partitions:
+        consumer.assign([TopicPartition(topic, partition, 0)])
+        at_end = False
+        while not at_end:
+            now = time.monotonic()
+            if now - started > limit_s:
+                raise RuntimeError(f"reading {topic}: partition {partition} not at its end "
+                                   f"after {limit_s:.0f} s ({len(out)} of {total} records read)")
+            if now > next_report:
+                print(f"[checker] reading {topic}: {len(out)} of {total} records", file=sys.stderr,
+                      flush=True)
+                next_report = now + 60
+            for msg in consumer.consume(num_messages=10000, timeout=1.0):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        at_end = at_end or msg.partition() == partition
+                        continue
+                    raise RuntimeError(f"reading {topic}: {err}")
+                out.append(msg)
+        consumer.unassign()
     consumer.close()
     return out
 
