@@ -60,12 +60,15 @@ pub const MAX_STREAM_ID_BYTES: usize = 256;
 pub const MAX_EVENT_ID_BYTES: usize = 256;
 
 /// What happened on the player.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EventType {
     /// Playback began (the first event of a session, usually).
     Start,
     /// Periodic progress report while playing (the default).
+    #[default]
     Heartbeat,
     /// The viewer paused.
     Pause,
@@ -121,7 +124,10 @@ impl FromStr for EventType {
 /// Serializes to the lake's `events` row (`event_time` as an RFC 3339 string, ms, UTC),
 /// which is itself a valid input record. `Deserialize` reads that form back without
 /// re-validating: use [`parse_playback_event`] for untrusted input.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `Default` is a blank event to parse into ([`parse_playback_event_into`]), not a
+/// valid one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PlaybackEvent {
     /// Dedup key within `uuid`: given by the producer or derived from the content.
     pub event_id: String,
@@ -194,6 +200,21 @@ pub fn parse_playback_event(bytes: &[u8], now_ms: i64) -> Result<PlaybackEvent, 
         Some(event) => Ok(event),
         None => parse_reference_str(text, now_ms),
     }
+}
+
+/// [`parse_playback_event`] into `out`, reusing the buffers of its strings: a loop
+/// parsing one record after another with the same `out` allocates nothing for the
+/// common record shape. On `Err`, `out` holds an unspecified valid event.
+pub fn parse_playback_event_into(
+    bytes: &[u8],
+    now_ms: i64,
+    out: &mut PlaybackEvent,
+) -> Result<(), InvalidEvent> {
+    let text = utf8(bytes)?;
+    if !scan::parse_fast_into(text, now_ms, out) {
+        *out = parse_reference_str(text, now_ms)?;
+    }
+    Ok(())
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, InvalidEvent> {

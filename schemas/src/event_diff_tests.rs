@@ -23,11 +23,30 @@ fn same_event(a: &PlaybackEvent, b: &PlaybackEvent) -> bool {
         && a.position_end.to_bits() == b.position_end.to_bits()
 }
 
+thread_local! {
+    /// The event [`check`] parses into, reused from one check to the next.
+    static SCRATCH: std::cell::RefCell<PlaybackEvent> = std::cell::RefCell::default();
+}
+
 /// Parses `bytes` with both paths, panics if they differ, returns the result.
 pub(super) fn check(bytes: &[u8], now_ms: i64) -> Result<PlaybackEvent, InvalidEvent> {
     let fast = parse_playback_event(bytes, now_ms);
     let reference = parse_reference(bytes, now_ms);
     let show = || String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
+    // Parsing into a reused event (holding whatever the previous check left in it)
+    // gives the same event or the same error.
+    SCRATCH.with_borrow_mut(|scratch| {
+        let into = parse_playback_event_into(bytes, now_ms, scratch);
+        match (&into, &fast) {
+            (Ok(()), Ok(event)) => assert!(
+                same_event(scratch, event),
+                "parsing into a reused event differs for {}:\n into {scratch:?}\n  new {event:?}",
+                show()
+            ),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "for {}", show()),
+            _ => panic!("into {into:?} but new {fast:?} for {}", show()),
+        }
+    });
     match (&fast, &reference) {
         (Ok(a), Ok(b)) => assert!(
             same_event(a, b),

@@ -40,41 +40,58 @@ pub fn derive_event_id(
     position_start: f64,
     position_end: f64,
 ) -> String {
-    // This runs for every event that arrives without an id: the text is written into
-    // a buffer on the stack, numbers without `fmt`.
-    let mut text = StackText::default();
-    let written = write_text(
-        &mut text,
+    let mut id = String::with_capacity(32);
+    derive_event_id_into(
+        &mut id,
         uuid,
         event_time_ms,
         event_type,
         position_start,
         position_end,
     );
-    let digest = if written.is_ok() {
-        Sha256::digest(text.as_bytes())
+    id
+}
+
+/// [`derive_event_id`] written into `out` (cleared first), reusing its buffer.
+pub fn derive_event_id_into(
+    out: &mut String,
+    uuid: &str,
+    event_time_ms: i64,
+    event_type: EventType,
+    position_start: f64,
+    position_end: f64,
+) {
+    // This runs for every event that arrives without an id: the text is written into
+    // a buffer on the stack, numbers without `fmt`; only a uuid of 180 bytes or more
+    // (longer than the buffer) takes a heap string.
+    let mut stack = StackText::default();
+    let digest = if write_text(
+        &mut stack,
+        uuid,
+        event_time_ms,
+        event_type,
+        position_start,
+        position_end,
+    )
+    .is_ok()
+    {
+        Sha256::digest(stack.as_bytes())
     } else {
-        // Longer than the buffer (a uuid of 180 bytes or more): a heap string.
-        let mut text = String::new();
+        let mut heap = String::new();
         let _ = write_text(
-            &mut text,
+            &mut heap,
             uuid,
             event_time_ms,
             event_type,
             position_start,
             position_end,
         );
-        Sha256::digest(text.as_bytes())
+        Sha256::digest(heap.as_bytes())
     };
-    let mut hex = [0u8; 32];
-    for (pair, byte) in hex.chunks_exact_mut(2).zip(digest.iter()) {
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0x0f)];
-    }
-    // Only ASCII was written: the error arm is never taken.
-    match String::from_utf8(hex.to_vec()) {
-        Ok(id) => id,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    out.clear();
+    for byte in digest.iter().take(16) {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
 }
 

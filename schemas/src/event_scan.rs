@@ -28,7 +28,7 @@
 //!   rounds correctly); other numbers go through `str::parse::<f64>` as in the
 //!   reference.
 
-use crate::event_id::derive_event_id;
+use crate::event_id::{derive_event_id, derive_event_id_into};
 use crate::time::{TimestampMs, MAX_FUTURE_SKEW_MS, MIN_EVENT_TIME_MS};
 
 use super::{EventType, PlaybackEvent, MAX_EVENT_ID_BYTES, MAX_STREAM_ID_BYTES, MAX_UUID_BYTES};
@@ -36,9 +36,82 @@ use super::{EventType, PlaybackEvent, MAX_EVENT_ID_BYTES, MAX_STREAM_ID_BYTES, M
 /// Deepest nesting of an ignored field's value the scanner follows (deeper: reference).
 const MAX_DEPTH: u32 = 127;
 
+/// An event the scanner accepted, its strings still borrowed from the record.
+struct Fast<'a> {
+    uuid: &'a str,
+    stream_id: &'a str,
+    /// `None`: derive it.
+    event_id: Option<&'a str>,
+    user_id: Option<&'a str>,
+    event_type: EventType,
+    event_time: i64,
+    position_start: f64,
+    position_end: f64,
+}
+
 /// The event `text` holds, when the scanner is sure of it (see the module docs); `None`
 /// means "ask the reference path".
 pub(super) fn parse_fast(text: &str, now_ms: i64) -> Option<PlaybackEvent> {
+    let fast = scan(text, now_ms)?;
+    let event_id = match fast.event_id {
+        Some(given) => given.to_owned(),
+        None => derive_event_id(
+            fast.uuid,
+            fast.event_time,
+            fast.event_type,
+            fast.position_start,
+            fast.position_end,
+        ),
+    };
+    Some(PlaybackEvent {
+        event_id,
+        uuid: fast.uuid.to_owned(),
+        stream_id: fast.stream_id.to_owned(),
+        user_id: fast.user_id.map(str::to_owned),
+        event_type: fast.event_type,
+        event_time: TimestampMs(fast.event_time),
+        position_start: fast.position_start,
+        position_end: fast.position_end,
+    })
+}
+
+/// [`parse_fast`] into `out`, reusing its strings' buffers; `false` (and `out`
+/// untouched) means "ask the reference path".
+pub(super) fn parse_fast_into(text: &str, now_ms: i64, out: &mut PlaybackEvent) -> bool {
+    let Some(fast) = scan(text, now_ms) else {
+        return false;
+    };
+    match fast.event_id {
+        Some(given) => assign(&mut out.event_id, given),
+        None => derive_event_id_into(
+            &mut out.event_id,
+            fast.uuid,
+            fast.event_time,
+            fast.event_type,
+            fast.position_start,
+            fast.position_end,
+        ),
+    }
+    assign(&mut out.uuid, fast.uuid);
+    assign(&mut out.stream_id, fast.stream_id);
+    match (fast.user_id, &mut out.user_id) {
+        (Some(given), Some(held)) => assign(held, given),
+        (given, held) => *held = given.map(str::to_owned),
+    }
+    out.event_type = fast.event_type;
+    out.event_time = TimestampMs(fast.event_time);
+    out.position_start = fast.position_start;
+    out.position_end = fast.position_end;
+    true
+}
+
+fn assign(held: &mut String, value: &str) {
+    held.clear();
+    held.push_str(value);
+}
+
+/// The scan and every check of the fast path, without copying a string.
+fn scan(text: &str, now_ms: i64) -> Option<Fast<'_>> {
     let fields = Scanner::new(text).object()?;
 
     let uuid = id(fields.uuid?, MAX_UUID_BYTES)?;
@@ -65,17 +138,13 @@ pub(super) fn parse_fast(text: &str, now_ms: i64) -> Option<PlaybackEvent> {
     if event_type != EventType::Seek && position_end < position_start {
         return None;
     }
-    let event_id = match event_id {
-        Some(given) => given.to_owned(),
-        None => derive_event_id(uuid, event_time, event_type, position_start, position_end),
-    };
-    Some(PlaybackEvent {
+    Some(Fast {
+        uuid,
+        stream_id,
         event_id,
-        uuid: uuid.to_owned(),
-        stream_id: stream_id.to_owned(),
-        user_id: fields.user_id.map(str::to_owned),
+        user_id: fields.user_id,
         event_type,
-        event_time: TimestampMs(event_time),
+        event_time,
         position_start,
         position_end,
     })

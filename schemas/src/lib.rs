@@ -41,7 +41,7 @@ pub use dlq::{
     SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER, SOURCE_TOPIC_HEADER,
 };
 pub use error::InvalidEvent;
-pub use event::{parse_playback_event, EventType, PlaybackEvent};
-pub use event_id::derive_event_id;
+pub use event::{parse_playback_event, parse_playback_event_into, EventType, PlaybackEvent};
+pub use event_id::{derive_event_id, derive_event_id_into};
 pub use results::{resume_key, DailyStat, EndedBy, ResumePoint, Session, SessionKey, ViewerWindow};
 pub use time::{TimestampMs, TimestampOutOfRange};

@@ -26,7 +26,7 @@ use playlake_checkpoint::{CheckpointStore, Position as CkPosition};
 use playlake_processor::{
     EventOutcome, PartitionProcessor, SourceOutput, SourceWatermark, Watermark,
 };
-use playlake_schemas::{parse_playback_event, resume_key};
+use playlake_schemas::{parse_playback_event_into, resume_key, PlaybackEvent};
 use playlake_transport::{
     Consumer, ConsumerEvent, OutgoingRecord, Position, Record, TopicPartition,
 };
@@ -64,6 +64,8 @@ pub(crate) struct SourceSide {
     pub(crate) ever_assigned: bool,
     /// When the last announcement round went out.
     last_round: Option<Instant>,
+    /// Every record is parsed into this one event, reusing its strings' buffers.
+    event: PlaybackEvent,
 }
 
 fn scope(partition: i32) -> String {
@@ -77,6 +79,7 @@ impl SourceSide {
             owned: BTreeMap::new(),
             ever_assigned: false,
             last_round: None,
+            event: PlaybackEvent::default(),
         }
     }
 
@@ -149,7 +152,7 @@ impl SourceSide {
         let now = now_ms();
         ctx.report.records_in += 1;
         let bytes = record.value.as_deref().unwrap_or_default();
-        match parse_playback_event(bytes, now) {
+        match parse_playback_event_into(bytes, now, &mut self.event) {
             Err(invalid) => {
                 *ctx.report
                     .dlq_by_reason
@@ -158,9 +161,9 @@ impl SourceSide {
                 out.push(codec::dlq_record(&ctx.topics.dlq, record, &invalid));
                 owned.processor.observe_invalid(now);
             }
-            Ok(event) => {
+            Ok(()) => {
                 ctx.report.valid += 1;
-                let outcome = owned.processor.process(&event, now);
+                let outcome = owned.processor.process(&self.event, now);
                 if outcome == EventOutcome::Duplicate {
                     ctx.report.duplicates += 1;
                 }
