@@ -92,6 +92,14 @@ impl Dedup {
             // Late for every operator: nothing will apply it, nothing to remember.
             return false;
         }
+        if !self.buckets.contains_key(&expire_at) {
+            // A new day: sized like the largest day held, so a busy partition's table
+            // is not rehashed through every doubling (each a copy of the table and a
+            // fault of fresh pages) as the day fills up.
+            let capacity = self.buckets.values().map(HashSet::len).max().unwrap_or(0);
+            self.buckets
+                .insert(expire_at, HashSet::with_capacity(capacity));
+        }
         let bucket = self.buckets.entry(expire_at).or_default();
         !bucket.insert(event_identity(&event.uuid, &event.event_id))
     }

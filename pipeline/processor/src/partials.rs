@@ -18,6 +18,16 @@
 //! 128-bit hash of the string) with each string stored once for output: the per-event
 //! membership test compares ids held in the table instead of following a pointer to
 //! a string. The checkpointed form is unchanged (strings).
+//!
+//! Most events of a `(uuid, stream_id)` fall in the window and the day of the one
+//! before, where their uuid (and usually their user) is already in the sets. The
+//! session operator, which looks the key up anyway, keeps [`Marks`] per key: the
+//! window and the day its uuid was last added to, and the user last added that day.
+//! The apply functions skip the inserts a mark shows are done; the day's watched
+//! seconds are added for every event. A missing mark only costs an insert. Windows and
+//! days leave only when final (later events for them are late and never applied), or
+//! in drain mode, which clears the marks
+//! ([`crate::source::PartitionProcessor::drain`]).
 
 use std::collections::BTreeMap;
 
@@ -28,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Settings;
 use crate::keys::{EventIds, IdKeyed, IdSet};
 use crate::serde_util::map_as_vec;
+use crate::session::Marks;
 use crate::time::{window_start, Calendar, DayCache, WatchedSum, Watermark};
 use crate::watermark::PartitionId;
 
@@ -134,16 +145,29 @@ impl PartialAggregator {
 
     /// Adds an on-time event to its viewer window (`stop` events count no viewer).
     pub fn apply_viewers(&mut self, event: &PlaybackEvent) {
-        self.apply_viewers_with(event, &EventIds::of(event));
+        self.apply_viewers_with(event, &EventIds::of(event), None);
     }
 
-    /// [`Self::apply_viewers`] with the event's ids already computed.
-    pub(crate) fn apply_viewers_with(&mut self, event: &PlaybackEvent, ids: &EventIds) {
+    /// [`Self::apply_viewers`] with the event's ids already computed and the marks of
+    /// its session key, if it has one ([`Marks`]: nothing to do when the uuid is
+    /// already in the window).
+    pub(crate) fn apply_viewers_with(
+        &mut self,
+        event: &PlaybackEvent,
+        ids: &EventIds,
+        marks: Option<&mut Marks>,
+    ) {
         if event.event_type == EventType::Stop {
             return;
         }
-        self.unshipped = true;
         let start = window_start(event.event_time_ms(), self.settings.viewer_window_ms());
+        if let Some(marks) = marks {
+            if marks.window == Some(start) {
+                return;
+            }
+            marks.window = Some(start);
+        }
+        self.unshipped = true;
         self.windows
             .entry(start)
             .or_default()
@@ -153,11 +177,18 @@ impl PartialAggregator {
 
     /// Adds an on-time event to its day.
     pub fn apply_daily(&mut self, event: &PlaybackEvent) {
-        self.apply_daily_with(event, &EventIds::of(event));
+        self.apply_daily_with(event, &EventIds::of(event), None);
     }
 
-    /// [`Self::apply_daily`] with the event's ids already computed.
-    pub(crate) fn apply_daily_with(&mut self, event: &PlaybackEvent, ids: &EventIds) {
+    /// [`Self::apply_daily`] with the event's ids already computed and the marks of its
+    /// session key, if it has one ([`Marks`]: the uuid and user already in the day's
+    /// sets are not inserted again).
+    pub(crate) fn apply_daily_with(
+        &mut self,
+        event: &PlaybackEvent,
+        ids: &EventIds,
+        marks: Option<&mut Marks>,
+    ) {
         self.unshipped = true;
         let cal = Calendar::of(&self.settings);
         let span = cal.locate(event.event_time_ms(), &self.day_cache);
@@ -166,11 +197,20 @@ impl PartialAggregator {
             .entry((span.end, span.day))
             .or_default()
             .get_or_default(ids.stream, &event.stream_id);
-        acc.uuids.insert_with(ids.uuid, &event.uuid);
-        if let (Some(user), Some(user_id)) = (&event.user_id, ids.user) {
-            acc.user_ids.insert_with(user_id, user);
-        }
         acc.watched += WatchedSum::of_seconds(event.watched_seconds());
+        let mut blank = Marks::default();
+        let marks = marks.unwrap_or(&mut blank);
+        if marks.day != Some(span.end) {
+            acc.uuids.insert_with(ids.uuid, &event.uuid);
+            marks.day = Some(span.end);
+            marks.day_user = None;
+        }
+        if let (Some(user), Some(user_id)) = (&event.user_id, ids.user) {
+            if marks.day_user != Some(user_id) {
+                acc.user_ids.insert_with(user_id, user);
+                marks.day_user = Some(user_id);
+            }
+        }
     }
 
     /// Emits the partials of every window and day final at watermark `w`;

@@ -229,6 +229,22 @@ struct KeyState {
     wake_at: Option<i64>,
 }
 
+/// What the viewer and daily partials last recorded for a key's uuid
+/// ([`crate::partials`]), so that the next event of the key can skip set inserts that
+/// would change nothing: most events of a key fall in the window and the day of the
+/// one before. A mark only says "the set already holds it", so a blank mark (a new,
+/// reused or restored slot: marks are not checkpointed) costs an insert, never a
+/// result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Marks {
+    /// Start of the viewer window the key's uuid was last added to.
+    pub(crate) window: Option<i64>,
+    /// End of the day the key's uuid was last added to.
+    pub(crate) day: Option<i64>,
+    /// The user id (by id) last added to that day's users for this key.
+    pub(crate) day_user: Option<Id>,
+}
+
 /// A key's state in the slab, with the key itself (the wake index and the advance
 /// loop refer to keys by slot number: no key copy, no hash lookup per wake-up).
 #[derive(Debug, Clone, Default)]
@@ -239,6 +255,7 @@ struct Slot {
     state: KeyState,
     /// Whether the slot holds a key (freed slots wait in `free` for reuse).
     live: bool,
+    marks: Marks,
 }
 
 /// The session-merge operator of one input partition (see the module docs).
@@ -330,6 +347,7 @@ impl<'de> Deserialize<'de> for SessionOperator {
                 id,
                 state,
                 live: true,
+                marks: Marks::default(),
             });
         }
         Ok(op)
@@ -390,6 +408,7 @@ impl SessionOperator {
             s.id = id;
             s.state = KeyState::default();
             s.live = true;
+            s.marks = Marks::default();
         }
         self.index.insert(id, slot);
         slot
@@ -405,14 +424,31 @@ impl SessionOperator {
     }
 
     /// Judges `event` (whose `(uuid, stream_id)` id is `id`) at watermark `w` and
-    /// applies it unless late, with one index lookup; returns whether it was late.
-    pub(crate) fn offer(&mut self, event: &PlaybackEvent, id: Id, w: Watermark) -> bool {
+    /// applies it unless late, with one index lookup; returns the key's marks, or
+    /// `None` when the event was late.
+    pub(crate) fn offer(
+        &mut self,
+        event: &PlaybackEvent,
+        id: Id,
+        w: Watermark,
+    ) -> Option<&mut Marks> {
         let found = self.index.get(&id).copied();
         if self.is_late_in(found, event, w) {
-            return true;
+            return None;
         }
-        self.apply_in(found, id, event);
-        false
+        let slot = self.apply_in(found, id, event);
+        self.slots
+            .get_mut(slot as usize)
+            .filter(|s| s.live)
+            .map(|s| &mut s.marks)
+    }
+
+    /// Forgets every key's marks: for when the partials drop open windows and days
+    /// that on-time events can still reach (drain mode).
+    pub(crate) fn clear_marks(&mut self) {
+        for s in &mut self.slots {
+            s.marks = Marks::default();
+        }
     }
 
     /// [`Self::is_late`] for the key's slot `found` (if it has one).
@@ -443,11 +479,12 @@ impl SessionOperator {
         self.apply_in(found, id, event);
     }
 
-    /// [`Self::apply`] for the key whose id is `id` and slot `found` (if any).
-    fn apply_in(&mut self, found: Option<u32>, id: Id, event: &PlaybackEvent) {
+    /// [`Self::apply`] for the key whose id is `id` and slot `found` (if any);
+    /// returns the key's slot.
+    fn apply_in(&mut self, found: Option<u32>, id: Id, event: &PlaybackEvent) -> u32 {
         let slot = self.slot_of(found, id, event);
         let Some(s) = self.slots.get_mut(slot as usize) else {
-            return;
+            return slot;
         };
         let had_events = !s.state.recent.is_empty();
         let at_back = s.state.recent.insert(
@@ -466,9 +503,10 @@ impl SessionOperator {
         // is left as it is rather than recomputed by a scan of `recent`.
         if at_back && had_events && event.event_type != EventType::Stop && s.state.wake_at.is_some()
         {
-            return;
+            return slot;
         }
         self.reschedule_after(slot, i64::MIN);
+        slot
     }
 
     /// Finalizes, freezes and forgets what watermark `w` allows. Drain mode passes

@@ -128,19 +128,19 @@ impl PartitionProcessor {
             };
             // The ids of the event's keys, hashed once for every operator.
             let ids = EventIds::of(event);
-            // Judged and applied with one lookup of the key.
-            verdict(
-                Operator::Sessions,
-                self.sessions.offer(event, ids.session, w),
-            );
+            // Judged and applied with one lookup of the key, whose marks then spare
+            // the partials the set inserts that would change nothing.
+            let mut marks = self.sessions.offer(event, ids.session, w);
+            verdict(Operator::Sessions, marks.is_none());
             if verdict(
                 Operator::Viewers,
                 self.partials.is_late_for_viewers(event, w),
             ) {
-                self.partials.apply_viewers_with(event, &ids);
+                self.partials
+                    .apply_viewers_with(event, &ids, marks.as_deref_mut());
             }
             if verdict(Operator::Daily, self.partials.is_late_for_daily(event, w)) {
-                self.partials.apply_daily_with(event, &ids);
+                self.partials.apply_daily_with(event, &ids, marks);
             }
             self.resume.apply_with(event, &ids);
             EventOutcome::Processed { late }
@@ -172,6 +172,9 @@ impl PartitionProcessor {
         self.sessions.advance(Watermark::MAX);
         self.partials
             .advance(Watermark::MAX, self.watermarks.current());
+        // The partials just dropped windows and days that on-time events can still
+        // reach: a mark saying "already in the window" would now be wrong.
+        self.sessions.clear_marks();
     }
 
     /// Takes everything produced since the last take.
@@ -209,6 +212,70 @@ impl PartitionProcessor {
             session_events: self.sessions.buffered_events(),
             dedup_ids: self.dedup.len(),
             open_results: self.partials.open_results(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use playlake_schemas::{EventType, TimestampMs};
+
+    use super::*;
+
+    fn event(id: &str, event_type: EventType, t: i64) -> PlaybackEvent {
+        PlaybackEvent {
+            event_id: id.to_owned(),
+            uuid: "u".into(),
+            stream_id: "s".into(),
+            user_id: Some("user".into()),
+            event_type,
+            event_time: TimestampMs(t),
+            position_start: 0.0,
+            position_end: 5.0,
+        }
+    }
+
+    /// The partials skip set inserts a key's marks say are done; a drain drops the
+    /// open windows and days, so an on-time event after it must be inserted again.
+    #[test]
+    fn an_event_after_a_drain_is_counted_in_the_window_and_day_it_dropped() {
+        let settings = Settings::default();
+        let t0 = 1_748_736_000_000; // a window and day start
+        let now = t0 + 60_000;
+        let mut p = PartitionProcessor::new(&settings, 0, now);
+        assert_eq!(
+            p.process(&event("1", EventType::Heartbeat, t0), now),
+            EventOutcome::Processed { late: Vec::new() }
+        );
+        // A stop-ended session: the next event of the key starts a new one (on time).
+        p.process(&event("2", EventType::Stop, t0 + 1_000), now);
+        p.drain();
+        let first = p.take_output();
+        assert_eq!(
+            p.process(&event("3", EventType::Heartbeat, t0 + 2_000), now),
+            EventOutcome::Processed { late: Vec::new() },
+            "same window and day as before the drain, on time for every operator"
+        );
+        p.drain();
+        let second = p.take_output();
+        for (what, out) in [("before", &first), ("after", &second)] {
+            assert_eq!(out.sessions.len(), 1, "{what} the drain");
+            let viewers: Vec<_> = out
+                .viewer_partials
+                .iter()
+                .map(|v| (v.window_start, v.uuids.clone()))
+                .collect();
+            assert_eq!(viewers, vec![(t0, vec!["u".to_owned()])], "{what} the drain");
+            let daily: Vec<_> = out
+                .daily_partials
+                .iter()
+                .map(|d| (d.uuids.clone(), d.user_ids.clone()))
+                .collect();
+            assert_eq!(
+                daily,
+                vec![(vec!["u".to_owned()], vec!["user".to_owned()])],
+                "{what} the drain"
+            );
         }
     }
 }
