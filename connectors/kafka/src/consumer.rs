@@ -243,6 +243,10 @@ impl ConsumerContext for PipelineContext {
                     error!(error = %e, "unassigning after a failed rebalance failed");
                 }
                 let mut state = self.state.lock();
+                // librdkafka joins again from here: watched like any join, so a join
+                // that never completes is restarted (see `rejoin_if_stalled`).
+                state.joining_since = Some(Instant::now());
+                state.idle_since = None;
                 let revoked: Vec<_> = state.assigned.iter().cloned().collect();
                 for partition in &revoked {
                     state.forget(partition);
