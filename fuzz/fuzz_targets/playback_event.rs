@@ -4,20 +4,38 @@
 //! Invariants: never panics; a valid event obeys every rule of SPEC section 2, its
 //! JSON form (the lake's `events` row, also a valid input record) parses back to the
 //! same event; an invalid record has a DLQ reason whose code is one of
-//! `InvalidEvent::REASON_CODES`.
+//! `InvalidEvent::REASON_CODES`. `parse_playback_event_into`, parsing into an event
+//! that still holds the previous input's, gives the same event or the same error.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use playlake_schemas::event::{MAX_EVENT_ID_BYTES, MAX_STREAM_ID_BYTES, MAX_UUID_BYTES};
 use playlake_schemas::time::{MAX_FUTURE_SKEW_MS, MIN_EVENT_TIME_MS};
-use playlake_schemas::{parse_playback_event, EventType, InvalidEvent};
+use std::cell::RefCell;
+
+use playlake_schemas::{
+    parse_playback_event, parse_playback_event_into, EventType, InvalidEvent, PlaybackEvent,
+};
+
+thread_local! {
+    /// The event every input is also parsed into, reused across inputs.
+    static SCRATCH: RefCell<PlaybackEvent> = RefCell::default();
+}
 
 /// The processor's clock: 2026-12-01T00:00:00Z (after the example events).
 const NOW_MS: i64 = 1_796_083_200_000;
 
 fuzz_target!(|data: &[u8]| {
-    match parse_playback_event(data, NOW_MS) {
+    let parsed = parse_playback_event(data, NOW_MS);
+    SCRATCH.with_borrow_mut(|scratch| {
+        match (parse_playback_event_into(data, NOW_MS, scratch), &parsed) {
+            (Ok(()), Ok(event)) => assert_eq!(&*scratch, event),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            (into, new) => panic!("into {into:?}, new {new:?}"),
+        }
+    });
+    match parsed {
         Ok(event) => {
             assert!((1..=MAX_UUID_BYTES).contains(&event.uuid.len()));
             assert!((1..=MAX_STREAM_ID_BYTES).contains(&event.stream_id.len()));
