@@ -36,7 +36,8 @@ use playlake_processor::{
     Settings,
 };
 use playlake_schemas::{
-    parse_playback_event, parse_playback_event_into, DailyStat, EndedBy, PlaybackEvent, Session, ViewerWindow,
+    parse_playback_event, parse_playback_event_into, DailyStat, EndedBy, PlaybackEvent, Session,
+    ViewerWindow,
 };
 use serde::Serialize;
 

@@ -265,7 +265,11 @@ mod tests {
                 .iter()
                 .map(|v| (v.window_start, v.uuids.clone()))
                 .collect();
-            assert_eq!(viewers, vec![(t0, vec!["u".to_owned()])], "{what} the drain");
+            assert_eq!(
+                viewers,
+                vec![(t0, vec!["u".to_owned()])],
+                "{what} the drain"
+            );
             let daily: Vec<_> = out
                 .daily_partials
                 .iter()
