@@ -204,7 +204,7 @@ pub fn parse_playback_event(bytes: &[u8], now_ms: i64) -> Result<PlaybackEvent, 
 
 /// [`parse_playback_event`] into `out`, reusing the buffers of its strings: a loop
 /// parsing one record after another with the same `out` allocates nothing for the
-/// common record shape. On `Err`, `out` holds an unspecified valid event.
+/// common record shape. On `Err`, `out` is left as it was.
 pub fn parse_playback_event_into(
     bytes: &[u8],
     now_ms: i64,

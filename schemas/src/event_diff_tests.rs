@@ -36,6 +36,7 @@ pub(super) fn check(bytes: &[u8], now_ms: i64) -> Result<PlaybackEvent, InvalidE
     // Parsing into a reused event (holding whatever the previous check left in it)
     // gives the same event or the same error.
     SCRATCH.with_borrow_mut(|scratch| {
+        let before = scratch.clone();
         let into = parse_playback_event_into(bytes, now_ms, scratch);
         match (&into, &fast) {
             (Ok(()), Ok(event)) => assert!(
@@ -43,7 +44,10 @@ pub(super) fn check(bytes: &[u8], now_ms: i64) -> Result<PlaybackEvent, InvalidE
                 "parsing into a reused event differs for {}:\n into {scratch:?}\n  new {event:?}",
                 show()
             ),
-            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "for {}", show()),
+            (Err(a), Err(b)) => {
+                assert_eq!(a.to_string(), b.to_string(), "for {}", show());
+                assert!(same_event(scratch, &before), "an error changed the event");
+            }
             _ => panic!("into {into:?} but new {fast:?} for {}", show()),
         }
     });

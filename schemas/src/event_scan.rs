@@ -28,7 +28,7 @@
 //!   rounds correctly); other numbers go through `str::parse::<f64>` as in the
 //!   reference.
 
-use crate::event_id::{derive_event_id, derive_event_id_into};
+use crate::event_id::derive_event_id_into;
 use crate::time::{TimestampMs, MAX_FUTURE_SKEW_MS, MIN_EVENT_TIME_MS};
 
 use super::{EventType, PlaybackEvent, MAX_EVENT_ID_BYTES, MAX_STREAM_ID_BYTES, MAX_UUID_BYTES};
@@ -52,27 +52,8 @@ struct Fast<'a> {
 /// The event `text` holds, when the scanner is sure of it (see the module docs); `None`
 /// means "ask the reference path".
 pub(super) fn parse_fast(text: &str, now_ms: i64) -> Option<PlaybackEvent> {
-    let fast = scan(text, now_ms)?;
-    let event_id = match fast.event_id {
-        Some(given) => given.to_owned(),
-        None => derive_event_id(
-            fast.uuid,
-            fast.event_time,
-            fast.event_type,
-            fast.position_start,
-            fast.position_end,
-        ),
-    };
-    Some(PlaybackEvent {
-        event_id,
-        uuid: fast.uuid.to_owned(),
-        stream_id: fast.stream_id.to_owned(),
-        user_id: fast.user_id.map(str::to_owned),
-        event_type: fast.event_type,
-        event_time: TimestampMs(fast.event_time),
-        position_start: fast.position_start,
-        position_end: fast.position_end,
-    })
+    let mut event = PlaybackEvent::default();
+    parse_fast_into(text, now_ms, &mut event).then_some(event)
 }
 
 /// [`parse_fast`] into `out`, reusing its strings' buffers; `false` (and `out`
