@@ -74,8 +74,9 @@ impl EventIds {
     }
 }
 
-/// Id-keyed tables hash an [`Id`] as its low 64 bits: it is already a uniformly
-/// distributed hash (no second hashing per lookup).
+/// Id-keyed tables hash an [`Id`] with one keyed fold of its halves: it is already a
+/// uniformly distributed hash, and the per-table random keys keep ids crafted to
+/// collide from sharing buckets (see [`playlake_schemas::id_hash`]).
 pub use playlake_schemas::id_hash::IdBuild;
 
 /// A map keyed by [`Id`].

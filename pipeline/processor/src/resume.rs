@@ -15,11 +15,13 @@
 //! ever seen, like the compacted topic itself. Both tables find a key by its
 //! [`crate::keys::Id`], held in the index, never by comparing the key's strings.
 
+use std::hash::BuildHasher;
+
 use hashbrown::HashTable;
 use playlake_schemas::{PlaybackEvent, ResumePoint, TimestampMs};
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{pair_id, EventIds, Id, Pair};
+use crate::keys::{pair_id, EventIds, Id, IdBuild, Pair};
 
 /// The latest event of a `(user_id, stream_id)` as seen by one source partition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,11 +77,8 @@ impl ResumeCandidate {
 struct CandidateTable {
     entries: Vec<ResumeCandidate>,
     index: HashTable<(Id, u32)>,
-}
-
-/// The table hash of an id: its low bits, already uniform.
-fn table_hash(id: Id) -> u64 {
-    id as u64
+    /// The table's keyed hash of an id (see [`crate::keys::IdBuild`]).
+    hash: IdBuild,
 }
 
 impl CandidateTable {
@@ -89,7 +88,7 @@ impl CandidateTable {
 
     fn position_of(&self, id: Id) -> Option<usize> {
         self.index
-            .find(table_hash(id), |&(other, _)| other == id)
+            .find(self.hash.hash_one(id), |&(other, _)| other == id)
             .map(|&(_, i)| i as usize)
     }
 
@@ -107,7 +106,9 @@ impl CandidateTable {
         // this total.
         let slot = u32::try_from(position).unwrap_or(u32::MAX);
         self.index
-            .insert_unique(table_hash(id), (id, slot), |&(other, _)| table_hash(other));
+            .insert_unique(self.hash.hash_one(id), (id, slot), |&(other, _)| {
+                self.hash.hash_one(other)
+            });
         position
     }
 
