@@ -63,7 +63,7 @@ pub(super) fn parse_fast_into(text: &str, now_ms: i64, out: &mut PlaybackEvent) 
         return false;
     };
     match fast.event_id {
-        Some(given) => assign(&mut out.event_id, given),
+        Some(given) => given.clone_into(&mut out.event_id),
         None => derive_event_id_into(
             &mut out.event_id,
             fast.uuid,
@@ -73,10 +73,10 @@ pub(super) fn parse_fast_into(text: &str, now_ms: i64, out: &mut PlaybackEvent) 
             fast.position_end,
         ),
     }
-    assign(&mut out.uuid, fast.uuid);
-    assign(&mut out.stream_id, fast.stream_id);
+    fast.uuid.clone_into(&mut out.uuid);
+    fast.stream_id.clone_into(&mut out.stream_id);
     match (fast.user_id, &mut out.user_id) {
-        (Some(given), Some(held)) => assign(held, given),
+        (Some(given), Some(held)) => given.clone_into(held),
         (given, held) => *held = given.map(str::to_owned),
     }
     out.event_type = fast.event_type;
@@ -84,11 +84,6 @@ pub(super) fn parse_fast_into(text: &str, now_ms: i64, out: &mut PlaybackEvent) 
     out.position_start = fast.position_start;
     out.position_end = fast.position_end;
     true
-}
-
-fn assign(held: &mut String, value: &str) {
-    held.clear();
-    held.push_str(value);
 }
 
 /// The scan and every check of the fast path, without copying a string.
