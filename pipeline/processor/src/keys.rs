@@ -23,14 +23,15 @@ pub type Pair = (String, String);
 /// The 128-bit identity of a string key (see the module docs).
 pub type Id = u128;
 
-/// The [`Id`] of one string.
-pub fn id_of(s: &str) -> Id {
-    twox_hash::XxHash3_128::oneshot(s.as_bytes())
+/// The [`Id`] of one string (given as its UTF-8 bytes or anything that derefs to
+/// them).
+pub fn id_of(s: impl AsRef<[u8]>) -> Id {
+    twox_hash::XxHash3_128::oneshot(s.as_ref())
 }
 
 /// The [`Id`] of a pair of strings: the id of their two ids, so `(a, b)` and `(a', b')`
 /// with `a + b == a' + b'` but another split differ.
-pub fn pair_id(a: &str, b: &str) -> Id {
+pub fn pair_id(a: impl AsRef<[u8]>, b: impl AsRef<[u8]>) -> Id {
     combine(id_of(a), id_of(b))
 }
 

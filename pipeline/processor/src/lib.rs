@@ -22,6 +22,7 @@
 //! * [`source`]: all state of one input partition; [`merge`]: per-stream results from
 //!   every partition's partials; [`resume`]: resume points.
 //! * [`mod@reference`]: the batch definition everything is tested against.
+//! * [`inline_str`]: short ids held inline in per-event state.
 //!
 //! Every emitted batch is sorted by natural key, and every result is a deterministic
 //! function of the input sequence and the restored state, so a replay after a crash
@@ -29,6 +30,7 @@
 
 pub mod config;
 pub mod dedup;
+pub mod inline_str;
 mod keys;
 pub mod late;
 pub mod merge;
@@ -42,6 +44,7 @@ pub mod time;
 pub mod watermark;
 
 pub use config::{ConfigError, ProcessorConfig, Settings};
+pub use inline_str::InlineStr;
 pub use late::{EventOutcome, Late, Operator};
 pub use merge::{MergeOperator, PartialOutcome, PartialRecord};
 pub use partials::{DailyPartial, ViewerPartial};

@@ -21,50 +21,51 @@ use hashbrown::HashTable;
 use playlake_schemas::{PlaybackEvent, ResumePoint, TimestampMs};
 use serde::{Deserialize, Serialize};
 
+use crate::inline_str::InlineStr;
 use crate::keys::{pair_id, EventIds, Id, IdBuild, Pair};
 
 /// The latest event of a `(user_id, stream_id)` as seen by one source partition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResumeCandidate {
     /// The viewer.
-    pub user_id: String,
+    pub user_id: InlineStr,
     /// Stream watched.
-    pub stream_id: String,
+    pub stream_id: InlineStr,
     /// event_time of the event, epoch ms.
     pub event_time: i64,
     /// event_id of the event (breaks ties of event_time).
-    pub event_id: String,
+    pub event_id: InlineStr,
     /// position_end of the event.
     pub position_end: f64,
     /// uuid of the event.
-    pub uuid: String,
+    pub uuid: InlineStr,
 }
 
 impl ResumeCandidate {
-    fn order(&self) -> (i64, &str) {
-        (self.event_time, &self.event_id)
+    fn order(&self) -> (i64, &[u8]) {
+        (self.event_time, self.event_id.as_bytes())
     }
 
     /// The candidate `event` makes, if it has a user.
     pub fn of(event: &PlaybackEvent) -> Option<Self> {
         Some(Self {
-            user_id: event.user_id.clone()?,
-            stream_id: event.stream_id.clone(),
+            user_id: InlineStr::new(event.user_id.as_deref()?),
+            stream_id: InlineStr::new(&event.stream_id),
             event_time: event.event_time_ms(),
-            event_id: event.event_id.clone(),
+            event_id: InlineStr::new(&event.event_id),
             position_end: event.position_end,
-            uuid: event.uuid.clone(),
+            uuid: InlineStr::new(&event.uuid),
         })
     }
 
     /// The row published for this candidate.
     pub fn to_point(&self) -> ResumePoint {
         ResumePoint {
-            user_id: self.user_id.clone(),
-            stream_id: self.stream_id.clone(),
+            user_id: self.user_id.to_string(),
+            stream_id: self.stream_id.to_string(),
             position_end: self.position_end,
             event_time: TimestampMs(self.event_time),
-            uuid: self.uuid.clone(),
+            uuid: self.uuid.to_string(),
         }
     }
 }
@@ -210,7 +211,7 @@ impl ResumeCandidates {
         let Some(id) = ids.resume() else {
             return;
         };
-        let order = (event.event_time_ms(), event.event_id.as_str());
+        let order = (event.event_time_ms(), event.event_id.as_bytes());
         match self.pending.position_of(id) {
             Some(i) => {
                 let Some(current) = self.pending.entries.get_mut(i) else {
@@ -219,11 +220,10 @@ impl ResumeCandidates {
                 if current.order() >= order {
                     return;
                 }
-                // Updated in place: the strings reuse their buffers.
                 current.event_time = event.event_time_ms();
-                current.event_id.clone_from(&event.event_id);
+                current.event_id.set(&event.event_id);
                 current.position_end = event.position_end;
-                current.uuid.clone_from(&event.uuid);
+                current.uuid.set(&event.uuid);
             }
             None => {
                 if let Some(candidate) = ResumeCandidate::of(event) {
@@ -334,9 +334,7 @@ impl ResumeMerge {
                 if current.order() >= candidate.order() {
                     return false;
                 }
-                // Same key: only the event's fields move in. The candidate's own copies
-                // of the key are dropped instead of the held ones (freeing a string
-                // touches its memory, and the candidate's is in cache).
+                // Same key: only the event's fields move in.
                 current.event_time = candidate.event_time;
                 current.event_id = candidate.event_id;
                 current.position_end = candidate.position_end;

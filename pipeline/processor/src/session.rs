@@ -47,6 +47,7 @@ use playlake_schemas::{EndedBy, EventType, PlaybackEvent, Session, TimestampMs};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
+use crate::inline_str::InlineStr;
 use crate::keys::{pair_id, Id, IdMap, Pair};
 use crate::time::{WatchedSum, Watermark};
 
@@ -57,7 +58,7 @@ type Key = Pair;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Pending {
     event_type: EventType,
-    user_id: Option<String>,
+    user_id: Option<InlineStr>,
     position_start: f64,
     position_end: f64,
 }
@@ -68,7 +69,7 @@ struct Pending {
 struct RunSummary {
     start: i64,
     end: i64,
-    end_id: String,
+    end_id: InlineStr,
     ends_with_stop: bool,
     user_id: Option<String>,
     position_start: f64,
@@ -79,11 +80,11 @@ struct RunSummary {
 }
 
 impl RunSummary {
-    fn first(t: i64, id: &str, e: &Pending) -> Self {
+    fn first(t: i64, id: &InlineStr, e: &Pending) -> Self {
         let mut run = RunSummary {
             start: t,
             end: t,
-            end_id: String::new(),
+            end_id: InlineStr::EMPTY,
             ends_with_stop: false,
             user_id: None,
             position_start: e.position_start,
@@ -97,12 +98,12 @@ impl RunSummary {
     }
 
     /// Appends the next event in `(event_time, event_id)` order.
-    fn push(&mut self, t: i64, id: &str, e: &Pending) {
+    fn push(&mut self, t: i64, id: &InlineStr, e: &Pending) {
         self.end = t;
-        id.clone_into(&mut self.end_id);
+        self.end_id.clone_from(id);
         self.ends_with_stop = e.event_type == EventType::Stop;
         if self.user_id.is_none() {
-            self.user_id.clone_from(&e.user_id);
+            self.user_id = e.user_id.as_deref().map(str::to_owned);
         }
         self.position_end = e.position_end;
         if e.event_type == EventType::Seek {
@@ -143,7 +144,7 @@ impl RunSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Guard {
     end: i64,
-    end_id: String,
+    end_id: InlineStr,
     by_stop: bool,
 }
 
@@ -152,25 +153,27 @@ struct Guard {
 /// A deque rather than an ordered map: events arrive nearly in order, so an insert is
 /// almost always a push at the back, and freezing pops from the front (an ordered
 /// map's node shifts its whole array on each pop). Serialized like the ordered map it
-/// replaced: a sequence of `[key, value]` pairs in key order.
+/// replaced: a sequence of `[key, value]` pairs in key order. Event ids and user ids
+/// are [`InlineStr`]s: buffering an event allocates nothing (past the deque's own
+/// growth), and freezing it frees nothing.
 #[derive(Debug, Clone, Default, PartialEq)]
-struct Recent(VecDeque<((i64, String), Pending)>);
+struct Recent(VecDeque<((i64, InlineStr), Pending)>);
 
 impl Recent {
     /// Inserts, or replaces the value of an equal key (as a map would); returns
     /// whether the key came after every key held (a push at the back).
-    fn insert(&mut self, key: (i64, String), value: Pending) -> bool {
+    fn insert(&mut self, key: (i64, InlineStr), value: Pending) -> bool {
         let after_last = self
             .0
             .back()
-            .is_none_or(|(last, _)| (last.0, last.1.as_str()) < (key.0, key.1.as_str()));
+            .is_none_or(|(last, _)| (last.0, last.1.as_bytes()) < (key.0, key.1.as_bytes()));
         if after_last {
             self.0.push_back((key, value));
             return true;
         }
         match self
             .0
-            .binary_search_by(|(k, _)| (k.0, k.1.as_str()).cmp(&(key.0, key.1.as_str())))
+            .binary_search_by(|(k, _)| (k.0, k.1.as_bytes()).cmp(&(key.0, key.1.as_bytes())))
         {
             Ok(i) => {
                 if let Some(slot) = self.0.get_mut(i) {
@@ -182,15 +185,15 @@ impl Recent {
         false
     }
 
-    fn first(&self) -> Option<&((i64, String), Pending)> {
+    fn first(&self) -> Option<&((i64, InlineStr), Pending)> {
         self.0.front()
     }
 
-    fn pop_first(&mut self) -> Option<((i64, String), Pending)> {
+    fn pop_first(&mut self) -> Option<((i64, InlineStr), Pending)> {
         self.0.pop_front()
     }
 
-    fn iter(&self) -> impl Iterator<Item = &((i64, String), Pending)> {
+    fn iter(&self) -> impl Iterator<Item = &((i64, InlineStr), Pending)> {
         self.0.iter()
     }
 
@@ -211,7 +214,7 @@ impl Serialize for Recent {
 
 impl<'de> Deserialize<'de> for Recent {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let pairs = Vec::<((i64, String), Pending)>::deserialize(deserializer)?;
+        let pairs = Vec::<((i64, InlineStr), Pending)>::deserialize(deserializer)?;
         let mut recent = Recent::default();
         for (k, v) in pairs {
             recent.insert(k, v);
@@ -465,7 +468,7 @@ impl SessionOperator {
         };
         // Inside (or before) the emitted session: it would change it. (Before it, an
         // on-time event is within `session_gap` of its start, so it would join it.)
-        if (t, event.event_id.as_str()) <= (guard.end, guard.end_id.as_str()) {
+        if (t, event.event_id.as_bytes()) <= (guard.end, guard.end_id.as_bytes()) {
             return true;
         }
         // Right after a gap-ended session: it would extend it.
@@ -488,10 +491,10 @@ impl SessionOperator {
         };
         let had_events = !s.state.recent.is_empty();
         let at_back = s.state.recent.insert(
-            (event.event_time_ms(), event.event_id.clone()),
+            (event.event_time_ms(), InlineStr::new(&event.event_id)),
             Pending {
                 event_type: event.event_type,
-                user_id: event.user_id.clone(),
+                user_id: event.user_id.as_deref().map(InlineStr::new),
                 position_start: event.position_start,
                 position_end: event.position_end,
             },

@@ -1,0 +1,262 @@
+//! Short strings held inline: the ids the per-event state keeps (event ids, uuids,
+//! user and stream ids) without a heap allocation each.
+//!
+//! Per event the session buffer keeps the event's `event_id` and `user_id`, and the
+//! resume tables keep four ids per `(user_id, stream_id)`. As `String`s that is an
+//! allocation for every one of them, a free when the entry goes, and a pointer to
+//! follow (a cache miss on a large table) for every comparison. Ids are short (a UUID
+//! is 36 bytes), so they are held in the entry itself; a longer one (valid input
+//! allows it) goes to the heap, with the same behaviour.
+//!
+//! Ordering, equality and hashing are those of the string (bytewise comparison of
+//! UTF-8 is string order), and the serialized form is the plain string, so state
+//! checkpointed with `String` fields restores into `InlineStr` fields and back.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+
+use serde::{Deserialize, Serialize};
+
+/// Strings up to this many bytes are held inline (a UUID's 36 fit).
+const INLINE_CAPACITY: usize = 38;
+
+/// A string held inline when short (see the module docs).
+#[derive(Clone)]
+pub enum InlineStr {
+    /// `bytes[..len]` is the string's UTF-8 (always copied from a `&str`).
+    Inline {
+        /// Length in bytes.
+        len: u8,
+        /// The bytes (those after `len` are meaningless).
+        bytes: [u8; INLINE_CAPACITY],
+    },
+    /// A string longer than [`INLINE_CAPACITY`].
+    Heap(Box<str>),
+}
+
+impl InlineStr {
+    /// The empty string.
+    pub const EMPTY: InlineStr = InlineStr::Inline {
+        len: 0,
+        bytes: [0; INLINE_CAPACITY],
+    };
+
+    /// A copy of `s`.
+    pub fn new(s: &str) -> Self {
+        let mut out = Self::EMPTY;
+        out.set(s);
+        out
+    }
+
+    /// Replaces the value with a copy of `s`, without allocating when it fits inline.
+    pub fn set(&mut self, s: &str) {
+        let (Some(dest), Ok(new_len)) = (self.inline_buffer(s.len()), u8::try_from(s.len())) else {
+            *self = InlineStr::Heap(s.into());
+            return;
+        };
+        // In place: no temporary array, no drop check of the old value.
+        dest.copy_from_slice(s.as_bytes());
+        if let InlineStr::Inline { len, .. } = self {
+            *len = new_len;
+        }
+    }
+
+    /// The first `n` bytes of the inline buffer (switching a heap value to inline
+    /// first), or `None` when `n` does not fit inline.
+    fn inline_buffer(&mut self, n: usize) -> Option<&mut [u8]> {
+        if n > INLINE_CAPACITY {
+            return None;
+        }
+        if let InlineStr::Heap(_) = self {
+            *self = Self::EMPTY;
+        }
+        match self {
+            InlineStr::Inline { bytes, .. } => bytes.get_mut(..n),
+            InlineStr::Heap(_) => None,
+        }
+    }
+
+    /// The string's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            InlineStr::Inline { len, bytes } => bytes.get(..*len as usize).unwrap_or_default(),
+            InlineStr::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Inline bytes are only ever copied whole from a `&str`, so they are valid
+            // UTF-8 and the fallback is unreachable.
+            InlineStr::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            InlineStr::Heap(s) => s,
+        }
+    }
+}
+
+impl Default for InlineStr {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl Deref for InlineStr {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<[u8]> for InlineStr {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl From<&str> for InlineStr {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
+impl From<&String> for InlineStr {
+    fn from(s: &String) -> Self {
+        Self::new(s)
+    }
+}
+
+impl From<InlineStr> for String {
+    fn from(s: InlineStr) -> Self {
+        match s {
+            InlineStr::Heap(s) => s.into(),
+            inline => inline.as_str().to_owned(),
+        }
+    }
+}
+
+impl PartialEq for InlineStr {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for InlineStr {}
+
+impl PartialEq<str> for InlineStr {
+    fn eq(&self, other: &str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for InlineStr {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl PartialOrd for InlineStr {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for InlineStr {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl Hash for InlineStr {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for InlineStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for InlineStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for InlineStr {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for InlineStr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = InlineStr;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<InlineStr, E> {
+                Ok(InlineStr::new(v))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_long_strings_behave_like_strings() {
+        let uuid = "8f14e45f-ceea-467a-9a4b-0c2d5e1f3a77";
+        let long = "é".repeat(30); // 60 bytes: the heap form
+        let samples = ["", "a", "b", "ab", uuid, &long, "zz"];
+        for a in samples {
+            let ia = InlineStr::new(a);
+            assert_eq!(ia.as_str(), a);
+            assert_eq!(String::from(ia.clone()), a);
+            assert_eq!(format!("{ia:?}"), format!("{a:?}"));
+            for b in samples {
+                let ib = InlineStr::new(b);
+                assert_eq!(ia.cmp(&ib), a.cmp(b), "{a:?} vs {b:?}");
+                assert_eq!(ia == ib, a == b);
+            }
+        }
+        assert!(matches!(InlineStr::new(uuid), InlineStr::Inline { .. }));
+        assert!(matches!(InlineStr::new(&long), InlineStr::Heap(_)));
+        // Setting a short value over a long one (and back) keeps the value exact.
+        let mut s = InlineStr::new(&long);
+        s.set("x");
+        assert_eq!(s, "x");
+        s.set(&long);
+        assert_eq!(s.as_str(), long);
+        // A shorter inline value over a longer one leaves nothing of the old.
+        let mut s = InlineStr::new(uuid);
+        s.set("ab");
+        assert_eq!(s, "ab");
+        assert_eq!(s.cmp(&InlineStr::new("ab")), Ordering::Equal);
+    }
+
+    #[test]
+    fn serializes_as_the_plain_string() {
+        let long = "x".repeat(100);
+        for v in ["", "user-1", long.as_str()] {
+            let json = serde_json::to_string(&InlineStr::new(v)).unwrap_or_default();
+            assert_eq!(json, serde_json::to_string(v).unwrap_or_default());
+            let back: InlineStr = serde_json::from_str(&json).unwrap_or_default();
+            assert_eq!(back, v);
+            let as_string: String = serde_json::from_str(&json).unwrap_or_default();
+            assert_eq!(as_string, v);
+        }
+    }
+}
