@@ -92,16 +92,18 @@ impl Dedup {
             // Late for every operator: nothing will apply it, nothing to remember.
             return false;
         }
-        if !self.buckets.contains_key(&expire_at) {
-            // A new day: sized like the largest day held, so a busy partition's table
-            // is not rehashed through every doubling (each a copy of the table and a
-            // fault of fresh pages) as the day fills up.
-            let capacity = self.buckets.values().map(HashSet::len).max().unwrap_or(0);
-            self.buckets
-                .insert(expire_at, HashSet::with_capacity(capacity));
+        let id = event_identity(&event.uuid, &event.event_id);
+        if let Some(bucket) = self.buckets.get_mut(&expire_at) {
+            return !bucket.insert(id);
         }
-        let bucket = self.buckets.entry(expire_at).or_default();
-        !bucket.insert(event_identity(&event.uuid, &event.event_id))
+        // A new day: sized like the largest day held, so a busy partition's table is
+        // not rehashed through every doubling (each a copy of the table and a fault of
+        // fresh pages) as the day fills up.
+        let capacity = self.buckets.values().map(HashSet::len).max().unwrap_or(0);
+        let mut bucket = HashSet::with_capacity(capacity);
+        bucket.insert(id);
+        self.buckets.insert(expire_at, bucket);
+        false
     }
 
     /// Drops the buckets watermark `w` has made useless.

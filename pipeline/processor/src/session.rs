@@ -225,7 +225,9 @@ impl<'de> Deserialize<'de> for Recent {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct KeyState {
-    open: Option<RunSummary>,
+    /// Boxed: touched only when the key wakes, while the rest of the slot is read
+    /// for every event of the key, so it stays out of the slot's cache lines.
+    open: Option<Box<RunSummary>>,
     recent: Recent,
     guard: Option<Guard>,
     /// The entry of this key in the wake index, if any.
@@ -644,7 +646,7 @@ fn first_run_final_after(state: &KeyState, gap: i64) -> Option<i64> {
 /// The key's first run (the open summary plus the recent events that continue it) and
 /// how many recent events it takes.
 fn first_run(state: &KeyState, gap: i64) -> Option<(RunSummary, usize)> {
-    let mut run = state.open.clone();
+    let mut run = state.open.as_deref().cloned();
     let mut consumed = 0;
     for ((t, id), e) in state.recent.iter() {
         if let Some(r) = run.as_mut() {
@@ -680,9 +682,9 @@ fn settle(state: &mut KeyState, key: &Key, gap: i64, w: Watermark, out: &mut Vec
             }
         } else {
             if let Some(done) = state.open.take() {
-                emit(state, done, key, out);
+                emit(state, *done, key, out);
             }
-            state.open = Some(RunSummary::first(t, &id, &e));
+            state.open = Some(Box::new(RunSummary::first(t, &id, &e)));
         }
     }
     // 2. Emit the first run while it is final.
