@@ -8,13 +8,12 @@
 //! is 36 bytes), so they are held in the entry itself; a longer one (valid input
 //! allows it) goes to the heap, with the same behaviour.
 //!
-//! Ordering, equality and hashing are those of the string (bytewise comparison of
+//! Ordering and equality are those of the string (bytewise comparison of
 //! UTF-8 is string order), and the serialized form is the plain string, so state
 //! checkpointed with `String` fields restores into `InlineStr` fields and back.
 
 use std::cmp::Ordering;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
 use serde::{Deserialize, Serialize};
@@ -52,29 +51,19 @@ impl InlineStr {
 
     /// Replaces the value with a copy of `s`, without allocating when it fits inline.
     pub fn set(&mut self, s: &str) {
-        let (Some(dest), Ok(new_len)) = (self.inline_buffer(s.len()), u8::try_from(s.len())) else {
+        if s.len() > INLINE_CAPACITY {
             *self = InlineStr::Heap(s.into());
             return;
-        };
-        // In place: no temporary array, no drop check of the old value.
-        dest.copy_from_slice(s.as_bytes());
-        if let InlineStr::Inline { len, .. } = self {
-            *len = new_len;
-        }
-    }
-
-    /// The first `n` bytes of the inline buffer (switching a heap value to inline
-    /// first), or `None` when `n` does not fit inline.
-    fn inline_buffer(&mut self, n: usize) -> Option<&mut [u8]> {
-        if n > INLINE_CAPACITY {
-            return None;
         }
         if let InlineStr::Heap(_) = self {
             *self = Self::EMPTY;
         }
-        match self {
-            InlineStr::Inline { bytes, .. } => bytes.get_mut(..n),
-            InlineStr::Heap(_) => None,
+        // In place: no temporary array, no drop check of the old value.
+        if let InlineStr::Inline { len, bytes } = self {
+            if let (Some(dest), Ok(n)) = (bytes.get_mut(..s.len()), u8::try_from(s.len())) {
+                dest.copy_from_slice(s.as_bytes());
+                *len = n;
+            }
         }
     }
 
@@ -123,12 +112,6 @@ impl From<&str> for InlineStr {
     }
 }
 
-impl From<&String> for InlineStr {
-    fn from(s: &String) -> Self {
-        Self::new(s)
-    }
-}
-
 impl From<InlineStr> for String {
     fn from(s: InlineStr) -> Self {
         match s {
@@ -146,12 +129,6 @@ impl PartialEq for InlineStr {
 
 impl Eq for InlineStr {}
 
-impl PartialEq<str> for InlineStr {
-    fn eq(&self, other: &str) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
 impl PartialEq<&str> for InlineStr {
     fn eq(&self, other: &&str) -> bool {
         self.as_bytes() == other.as_bytes()
@@ -167,12 +144,6 @@ impl PartialOrd for InlineStr {
 impl Ord for InlineStr {
     fn cmp(&self, other: &Self) -> Ordering {
         self.as_bytes().cmp(other.as_bytes())
-    }
-}
-
-impl Hash for InlineStr {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
     }
 }
 

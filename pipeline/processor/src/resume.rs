@@ -61,11 +61,11 @@ impl ResumeCandidate {
     /// The row published for this candidate.
     pub fn to_point(&self) -> ResumePoint {
         ResumePoint {
-            user_id: self.user_id.to_string(),
-            stream_id: self.stream_id.to_string(),
+            user_id: self.user_id.as_str().to_owned(),
+            stream_id: self.stream_id.as_str().to_owned(),
             position_end: self.position_end,
             event_time: TimestampMs(self.event_time),
-            uuid: self.uuid.to_string(),
+            uuid: self.uuid.as_str().to_owned(),
         }
     }
 }
