@@ -38,7 +38,7 @@ pub trait DecodeRow: LakeRow {
 fn error(table: &'static str, meta: &RecordMeta, source: DecodeError) -> LakeError {
     LakeError::Decode {
         table,
-        topic: meta.topic.clone(),
+        topic: meta.topic.to_owned(),
         partition: meta.partition,
         offset: meta.offset,
         source,

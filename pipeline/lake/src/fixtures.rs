@@ -15,9 +15,9 @@ pub const T0: i64 = 1_748_736_000_000;
 /// Stream ids a hostile producer might send.
 pub const HOSTILE: [&str; 8] = ["s1", "../x", "a/b", "a=b", "%", "ünï cødé", "..", "x\u{1}y"];
 
-pub fn meta(topic: &str, offset: i64) -> RecordMeta {
+pub fn meta(topic: &str, offset: i64) -> RecordMeta<'_> {
     RecordMeta {
-        topic: topic.into(),
+        topic,
         partition: 0,
         offset,
         timestamp: TimestampMs(T0 + offset * 1000),

@@ -50,7 +50,7 @@ pub use file::{file_name, FinishedFile, PartitionFile, SourcePartition};
 pub use format::{Codec, ParquetOptions};
 pub use hive::HIVE_DEFAULT_PARTITION;
 pub use manifest::{Admit, FileCut, SinkManifest};
-pub use partition::{PartitionConfig, PartitionPath};
+pub use partition::{PartitionConfig, PartitionPath, PathMemo, PathParts};
 pub use policy::{EvictOrder, FileStats, RollPolicy, RollReason};
 pub use pool::{FileKey, WriterPool};
 pub use rows::{LakeRow, RecordMeta};

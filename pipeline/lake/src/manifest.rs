@@ -254,6 +254,12 @@ impl SinkManifest {
         std::mem::take(&mut self.retired)
     }
 
+    /// Prepares the dedup index for the [`SinkManifest::admit`] of these keys
+    /// ([`KeyIndex::warm`]).
+    pub fn warm<'a>(&self, keys: impl Iterator<Item = &'a KeyDigest>) {
+        self.seen.warm(keys);
+    }
+
     /// Decides about the row of the record at `offset` (in directory `path`, natural
     /// key digest `key`, record timestamp `record_ms`). Records must come in offset
     /// order from [`SinkManifest::replay_from`] on.

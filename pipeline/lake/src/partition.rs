@@ -10,6 +10,7 @@
 //! back into the original values.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate, TimeZone, Timelike};
 use chrono_tz::Tz;
@@ -50,8 +51,9 @@ impl PartitionConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartitionPath {
     table: Table,
-    /// `table/col=value/...`, escaped, no trailing slash.
-    rendered: String,
+    /// `table/col=value/...`, escaped, no trailing slash. Shared: the sink hands the
+    /// same directory to every row of it ([`PathMemo`]).
+    rendered: Arc<str>,
 }
 
 impl PartitionPath {
@@ -75,7 +77,10 @@ impl PartitionPath {
             rendered.push('=');
             rendered.push_str(&hive::escape(*value));
         }
-        Ok(Self { table, rendered })
+        Ok(Self {
+            table,
+            rendered: rendered.into(),
+        })
     }
 
     /// `sessions/dt=YYYY-MM-DD/stream_id=S` or `viewers/...`: day of `ts` and a stream.
@@ -85,19 +90,17 @@ impl PartitionPath {
         ts: TimestampMs,
         stream_id: &str,
     ) -> Result<Self> {
-        let (day, _) = config.day_hour(table, ts)?;
-        Self::new(table, &[Some(&day_text(day)), Some(stream_id)])
+        PathParts::day_stream(table, config, ts, stream_id)?.render()
     }
 
     /// `<table>/dt=YYYY-MM-DD` for a day already computed (daily stats).
     pub fn day(table: Table, day: NaiveDate) -> Result<Self> {
-        Self::new(table, &[Some(&day_text(day))])
+        PathParts::day(table, day).render()
     }
 
     /// `<table>/dt=YYYY-MM-DD` for the day of `ts` (errors).
     pub fn day_of(table: Table, config: &PartitionConfig, ts: TimestampMs) -> Result<Self> {
-        let (day, _) = config.day_hour(table, ts)?;
-        Self::day(table, day)
+        PathParts::day_of(table, config, ts)?.render()
     }
 
     /// `events/dt=YYYY-MM-DD/hour=HH`, or with `prefix` (the cdc source table)
@@ -108,13 +111,7 @@ impl PartitionPath {
         ts: TimestampMs,
         prefix: Option<&str>,
     ) -> Result<Self> {
-        let (day, hour) = config.day_hour(table, ts)?;
-        let day = day_text(day);
-        let hour = format!("{hour:02}");
-        match prefix {
-            Some(p) => Self::new(table, &[Some(p), Some(&day), Some(&hour)]),
-            None => Self::new(table, &[Some(&day), Some(&hour)]),
-        }
+        PathParts::day_hour(table, config, ts, prefix)?.render()
     }
 
     /// Reads a relative directory (`sessions/dt=.../stream_id=...`) back into its
@@ -140,7 +137,7 @@ impl PartitionPath {
         let (table, values) = Self::parse(relative)?;
         let values: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
         let path = Self::new(table, &values).ok()?;
-        (path.rendered == relative).then_some(path)
+        (&*path.rendered == relative).then_some(path)
     }
 
     /// The table this directory belongs to.
@@ -160,6 +157,148 @@ impl fmt::Display for PartitionPath {
     }
 }
 
+/// What a row's directory is made of, before it is rendered: computed per row
+/// without allocating, so that [`PathMemo`] can hand out the directory of the rows
+/// before it instead of escaping and formatting the same text again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathParts<'a> {
+    /// The table.
+    pub table: Table,
+    /// The `dt` value.
+    pub day: NaiveDate,
+    /// The `hour` value, for tables partitioned by hour.
+    pub hour: Option<u32>,
+    /// The table's text partition value: the stream id (sessions, viewers) or the
+    /// source table (cdc).
+    pub text: Option<&'a str>,
+}
+
+impl<'a> PathParts<'a> {
+    /// See [`PartitionPath::day_stream`].
+    pub fn day_stream(
+        table: Table,
+        config: &PartitionConfig,
+        ts: TimestampMs,
+        stream_id: &'a str,
+    ) -> Result<Self> {
+        let (day, _) = config.day_hour(table, ts)?;
+        Ok(Self {
+            table,
+            day,
+            hour: None,
+            text: Some(stream_id),
+        })
+    }
+
+    /// See [`PartitionPath::day`].
+    pub fn day(table: Table, day: NaiveDate) -> Self {
+        Self {
+            table,
+            day,
+            hour: None,
+            text: None,
+        }
+    }
+
+    /// See [`PartitionPath::day_of`].
+    pub fn day_of(table: Table, config: &PartitionConfig, ts: TimestampMs) -> Result<Self> {
+        let (day, _) = config.day_hour(table, ts)?;
+        Ok(Self::day(table, day))
+    }
+
+    /// See [`PartitionPath::day_hour`].
+    pub fn day_hour(
+        table: Table,
+        config: &PartitionConfig,
+        ts: TimestampMs,
+        prefix: Option<&'a str>,
+    ) -> Result<Self> {
+        let (day, hour) = config.day_hour(table, ts)?;
+        Ok(Self {
+            table,
+            day,
+            hour: Some(hour),
+            text: prefix,
+        })
+    }
+
+    /// The escaped directory, the values in the order of the table's partition
+    /// columns (`dt`, `hour`, and the text value for any other column).
+    pub fn render(&self) -> Result<PartitionPath> {
+        let day = day_text(self.day);
+        let hour = self.hour.map(|h| format!("{h:02}"));
+        let values: Vec<Option<&str>> = self
+            .table
+            .partition_columns()
+            .iter()
+            .map(|column| match *column {
+                "dt" => Some(day.as_str()),
+                "hour" => hour.as_deref(),
+                _ => self.text,
+            })
+            .collect();
+        PartitionPath::new(self.table, &values)
+    }
+}
+
+/// How many directories [`PathMemo`] remembers: a poll's rows mostly fall into a
+/// few (one hour of events, the streams of a few busy sessions).
+const MEMO_PATHS: usize = 16;
+
+/// [`PathParts`] kept by [`PathMemo`].
+#[derive(Debug)]
+struct OwnedParts {
+    table: Table,
+    day: NaiveDate,
+    hour: Option<u32>,
+    text: Option<Box<str>>,
+}
+
+impl OwnedParts {
+    fn is(&self, parts: &PathParts<'_>) -> bool {
+        self.table == parts.table
+            && self.day == parts.day
+            && self.hour == parts.hour
+            && self.text.as_deref() == parts.text
+    }
+}
+
+/// The directories of the last rows, so that a row whose [`PathParts`] equal a
+/// recent row's shares that row's [`PartitionPath`] (a reference count, not a
+/// rendered string per row).
+#[derive(Debug, Default)]
+pub struct PathMemo {
+    recent: Vec<(OwnedParts, PartitionPath)>,
+    /// The slot the next new directory replaces once `recent` is full.
+    next: usize,
+}
+
+impl PathMemo {
+    /// The directory of `parts`: a recent one when equal, else rendered now.
+    pub fn path(&mut self, parts: PathParts<'_>) -> Result<PartitionPath> {
+        if let Some((_, path)) = self.recent.iter().find(|(seen, _)| seen.is(&parts)) {
+            return Ok(path.clone());
+        }
+        let path = parts.render()?;
+        let entry = (
+            OwnedParts {
+                table: parts.table,
+                day: parts.day,
+                hour: parts.hour,
+                text: parts.text.map(Box::from),
+            },
+            path.clone(),
+        );
+        if self.recent.len() < MEMO_PATHS {
+            self.recent.push(entry);
+        } else {
+            self.recent[self.next] = entry;
+            self.next = (self.next + 1) % MEMO_PATHS;
+        }
+        Ok(path)
+    }
+}
+
 /// `YYYY-MM-DD`, as chrono's `%Y-%m-%d` writes it (without parsing a format string
 /// per row: this runs for every row the sink writes).
 fn day_text(day: NaiveDate) -> String {
@@ -176,6 +315,31 @@ mod tests {
     use super::*;
 
     const JUNE_1_2330_UTC: TimestampMs = TimestampMs(1_748_820_600_000);
+
+    #[test]
+    fn memo_hands_out_the_directory_each_row_would_get() {
+        let utc = PartitionConfig::default();
+        let mut memo = PathMemo::default();
+        let mut seen = std::collections::BTreeSet::new();
+        for round in 0..3 {
+            for i in 0..(MEMO_PATHS as i64 + 7) {
+                let ts = TimestampMs(JUNE_1_2330_UTC.0 + (i % 3) * 3_600_000 + round);
+                let stream = format!("s{}", i % 11);
+                for parts in [
+                    PathParts::day_stream(Table::Sessions, &utc, ts, &stream).unwrap(),
+                    PathParts::day_stream(Table::Viewers, &utc, ts, &stream).unwrap(),
+                    PathParts::day_hour(Table::Events, &utc, ts, None).unwrap(),
+                    PathParts::day_hour(Table::Cdc, &utc, ts, Some(&stream)).unwrap(),
+                ] {
+                    let path = memo.path(parts).unwrap();
+                    assert_eq!(path, parts.render().unwrap(), "{parts:?}");
+                    seen.insert(path);
+                }
+            }
+        }
+        // More directories than the memo holds: entries were replaced on the way.
+        assert!(seen.len() > 3 * MEMO_PATHS, "{}", seen.len());
+    }
 
     #[test]
     fn layouts_follow_the_spec() {

@@ -12,7 +12,7 @@
 //! [`WriterPool::first_open_offset`] tells where a replay of an input partition must
 //! start so that no buffered row is lost.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use parquet::file::properties::WriterProperties;
 
@@ -61,29 +61,43 @@ impl WriterPool {
     ) -> Result<()> {
         let rows = rows
             .into_iter()
-            .map(|(meta, row)| Ok((row.partition(&meta, config)?, meta, row)))
+            .map(|(meta, row)| Ok((row.partition(&meta, config)?, meta.offset, row)))
             .collect::<Result<Vec<_>>>()?;
         self.write_partitioned_rows(source, rows, now_ms)
     }
 
     /// [`WriterPool::write_rows`] for rows whose directories the caller already
     /// computed (the sink needs them before writing, for deduplication), so the
-    /// path is not derived twice per row.
+    /// path is not derived twice per row. Each row comes with its record's offset.
     pub fn write_partitioned_rows<R: LakeRow>(
         &mut self,
         source: &SourcePartition,
-        rows: Vec<(PartitionPath, RecordMeta, R)>,
+        rows: Vec<(PartitionPath, i64, R)>,
         now_ms: i64,
     ) -> Result<()> {
-        let mut groups: BTreeMap<PartitionPath, (Vec<R>, i64, i64)> = BTreeMap::new();
-        for (path, meta, row) in rows {
-            let group = groups
-                .entry(path)
-                .or_insert_with(|| (Vec::new(), meta.offset, meta.offset));
-            group.0.push(row);
-            group.2 = meta.offset;
+        // (directory, its rows, first offset, last offset), in order of appearance.
+        let mut groups: Vec<(PartitionPath, Vec<R>, i64, i64)> = Vec::new();
+        let mut index: HashMap<PartitionPath, usize> = HashMap::new();
+        let mut last = 0;
+        for (path, offset, row) in rows {
+            // Consecutive rows mostly share a directory: try the previous one first.
+            if groups.get(last).is_none_or(|g| g.0 != path) {
+                last = match index.get(&path) {
+                    Some(&i) => i,
+                    None => {
+                        index.insert(path.clone(), groups.len());
+                        groups.push((path, Vec::new(), offset, offset));
+                        groups.len() - 1
+                    }
+                };
+            }
+            if let Some(group) = groups.get_mut(last) {
+                group.1.push(row);
+                group.3 = offset;
+            }
         }
-        for (path, (rows, first, last)) in groups {
+        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (path, rows, first, last) in groups {
             let batch = R::to_batch(&rows)?;
             self.write_batch(path, source, &batch, first, last, now_ms)?;
         }

@@ -19,13 +19,13 @@ use playlake_schemas::{
 };
 
 use crate::error::{LakeError, Result};
-use crate::partition::{PartitionConfig, PartitionPath};
+use crate::partition::{PartitionConfig, PartitionPath, PathParts};
 
 /// Where a row was read from: its Kafka identity and the record's timestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordMeta {
-    /// Topic of the record.
-    pub topic: String,
+pub struct RecordMeta<'a> {
+    /// Topic of the record (borrowed from it: a meta is built for every row).
+    pub topic: &'a str,
     /// Partition of the record.
     pub partition: i32,
     /// Offset of the record.
@@ -41,8 +41,19 @@ pub trait LakeRow: Sized {
     /// The table the rows go to.
     const TABLE: Table;
 
+    /// What the row's partition directory is made of (no allocation: the sink
+    /// calls it for every row and renders only directories it has not seen lately,
+    /// [`crate::partition::PathMemo`]).
+    fn path_parts<'a>(
+        &'a self,
+        meta: &RecordMeta<'_>,
+        config: &PartitionConfig,
+    ) -> Result<PathParts<'a>>;
+
     /// The row's partition directory.
-    fn partition(&self, meta: &RecordMeta, config: &PartitionConfig) -> Result<PartitionPath>;
+    fn partition(&self, meta: &RecordMeta<'_>, config: &PartitionConfig) -> Result<PartitionPath> {
+        self.path_parts(meta, config)?.render()
+    }
 
     /// The row's natural key (SPEC section 4) as unambiguous bytes: two rows with
     /// equal keys are the same result, re-emitted.
@@ -95,8 +106,12 @@ fn float<T>(rows: &[T], f: impl Fn(&T) -> f64) -> ArrayRef {
 impl LakeRow for Session {
     const TABLE: Table = Table::Sessions;
 
-    fn partition(&self, _: &RecordMeta, config: &PartitionConfig) -> Result<PartitionPath> {
-        PartitionPath::day_stream(Self::TABLE, config, self.session_start, &self.stream_id)
+    fn path_parts<'a>(
+        &'a self,
+        _: &RecordMeta<'_>,
+        config: &PartitionConfig,
+    ) -> Result<PathParts<'a>> {
+        PathParts::day_stream(Self::TABLE, config, self.session_start, &self.stream_id)
     }
 
     fn natural_key(&self, _: &RecordMeta) -> Vec<u8> {
@@ -126,8 +141,12 @@ impl LakeRow for Session {
 impl LakeRow for ViewerWindow {
     const TABLE: Table = Table::Viewers;
 
-    fn partition(&self, _: &RecordMeta, config: &PartitionConfig) -> Result<PartitionPath> {
-        PartitionPath::day_stream(Self::TABLE, config, self.window_start, &self.stream_id)
+    fn path_parts<'a>(
+        &'a self,
+        _: &RecordMeta<'_>,
+        config: &PartitionConfig,
+    ) -> Result<PathParts<'a>> {
+        PathParts::day_stream(Self::TABLE, config, self.window_start, &self.stream_id)
     }
 
     fn natural_key(&self, _: &RecordMeta) -> Vec<u8> {
@@ -150,8 +169,8 @@ impl LakeRow for ViewerWindow {
 impl LakeRow for DailyStat {
     const TABLE: Table = Table::Daily;
 
-    fn partition(&self, _: &RecordMeta, _: &PartitionConfig) -> Result<PartitionPath> {
-        PartitionPath::day(Self::TABLE, self.dt)
+    fn path_parts<'a>(&'a self, _: &RecordMeta<'_>, _: &PartitionConfig) -> Result<PathParts<'a>> {
+        Ok(PathParts::day(Self::TABLE, self.dt))
     }
 
     fn natural_key(&self, _: &RecordMeta) -> Vec<u8> {
@@ -176,8 +195,12 @@ impl LakeRow for DailyStat {
 impl LakeRow for PlaybackEvent {
     const TABLE: Table = Table::Events;
 
-    fn partition(&self, _: &RecordMeta, config: &PartitionConfig) -> Result<PartitionPath> {
-        PartitionPath::day_hour(Self::TABLE, config, self.event_time, None)
+    fn path_parts<'a>(
+        &'a self,
+        _: &RecordMeta<'_>,
+        config: &PartitionConfig,
+    ) -> Result<PathParts<'a>> {
+        PathParts::day_hour(Self::TABLE, config, self.event_time, None)
     }
 
     fn natural_key(&self, _: &RecordMeta) -> Vec<u8> {
@@ -204,8 +227,12 @@ impl LakeRow for PlaybackEvent {
 impl LakeRow for ChangeEvent {
     const TABLE: Table = Table::Cdc;
 
-    fn partition(&self, _: &RecordMeta, config: &PartitionConfig) -> Result<PartitionPath> {
-        PartitionPath::day_hour(
+    fn path_parts<'a>(
+        &'a self,
+        _: &RecordMeta<'_>,
+        config: &PartitionConfig,
+    ) -> Result<PathParts<'a>> {
+        PathParts::day_hour(
             Self::TABLE,
             config,
             self.approximate_creation_time,
@@ -246,8 +273,12 @@ impl LakeRow for ChangeEvent {
 impl LakeRow for DlqRecord {
     const TABLE: Table = Table::Errors;
 
-    fn partition(&self, meta: &RecordMeta, config: &PartitionConfig) -> Result<PartitionPath> {
-        PartitionPath::day_of(Self::TABLE, config, meta.timestamp)
+    fn path_parts<'a>(
+        &'a self,
+        meta: &RecordMeta<'_>,
+        config: &PartitionConfig,
+    ) -> Result<PathParts<'a>> {
+        PathParts::day_of(Self::TABLE, config, meta.timestamp)
     }
 
     fn natural_key(&self, _: &RecordMeta) -> Vec<u8> {

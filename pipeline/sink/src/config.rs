@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use playlake_lake::{Codec, ParquetOptions, RollPolicy};
+use playlake_lake::{Admit, Codec, ParquetOptions, RollPolicy};
 use playlake_schemas::Table;
 
 use crate::error::{Result, SinkError};
@@ -201,6 +201,16 @@ impl SinkReport {
     /// Total rows written over every table.
     pub fn total_rows(&self) -> u64 {
         self.rows_written.values().sum()
+    }
+
+    /// Counts a row the dedup decided to skip; true when it is to be written.
+    pub(crate) fn tally(&mut self, admit: Admit) -> bool {
+        match admit {
+            Admit::Write => return true,
+            Admit::Duplicate => self.duplicates_skipped += 1,
+            Admit::Durable => self.durable_skipped += 1,
+        }
+        false
     }
 }
 

@@ -19,8 +19,8 @@ use bytes::Bytes;
 use object_store::ObjectStoreExt;
 use playlake_checkpoint::{CheckpointStore, Lake, Position, Sequence};
 use playlake_lake::{
-    digest, Admit, DecodeRow, FinishedFile, LakeError, LakeRow, LakeStore, PartitionConfig,
-    PartitionPath, RecordMeta, RollReason, SinkManifest, SourcePartition, WriterPool,
+    digest, DecodeRow, FinishedFile, LakeError, LakeRow, LakeStore, PartitionConfig, PartitionPath,
+    PathMemo, RecordMeta, RollReason, SinkManifest, SourcePartition, WriterPool,
 };
 use playlake_schemas::{
     ChangeEvent, DailyStat, DlqRecord, PlaybackEvent, Session, Table, TimestampMs, ViewerWindow,
@@ -58,6 +58,12 @@ pub(crate) struct PartitionState {
 }
 
 impl PartitionState {
+    /// False for a record at `offset` that the transport delivered again (below the
+    /// replay position or the offsets already processed).
+    fn unread(&self, offset: i64) -> bool {
+        offset >= self.manifest.replay_from() && self.next_offset.is_none_or(|n| offset >= n)
+    }
+
     /// True while recorded cuts of a previous run are still being re-made.
     pub fn replaying(&self) -> bool {
         !self.manifest.replay_complete()
@@ -78,6 +84,8 @@ pub(crate) struct Writer {
     pub pool: WriterPool,
     pub store: LakeStore,
     pub partition_config: PartitionConfig,
+    /// The directories of the latest rows (rendered once, shared by their rows).
+    pub paths: PathMemo,
     /// The longest directory name the lake can hold: `Some(255)` on a local file
     /// system (NAME_MAX), `None` on object stores.
     pub max_dir_name_bytes: Option<usize>,
@@ -314,40 +322,87 @@ impl Writer {
         st: &mut PartitionState,
         records: &[Record],
     ) -> Result<Vec<FinishedFile>> {
-        let mut rows: Vec<(PartitionPath, RecordMeta, R)> = Vec::new();
+        let mut rows: Vec<(PartitionPath, i64, R)> = Vec::with_capacity(records.len());
         let mut remade = Vec::new();
+        // While recorded cuts are re-made, record by record: a cut's file must end
+        // exactly at its offset.
         for record in records {
+            if !st.replaying() {
+                break;
+            }
             let offset = record.offset;
-            if offset < st.manifest.replay_from() || st.next_offset.is_some_and(|n| offset < n) {
-                continue; // delivered twice by the transport: already processed
+            if !st.unread(offset) {
+                continue;
             }
-            let replaying = st.replaying();
-            if replaying {
-                self.remake_due(st, offset - 1, &mut rows, &mut remade)?;
-            }
+            self.remake_due(st, offset - 1, &mut rows, &mut remade)?;
             st.next_offset = Some(offset + 1);
             if let Some((meta, row, path)) = self.decode::<R>(record) {
                 let key = digest(&row.natural_key(&meta));
-                let ms = meta.timestamp.as_millis();
-                match st.manifest.admit(path.as_str(), key, offset, ms) {
-                    Admit::Write => rows.push((path, meta, row)),
-                    Admit::Duplicate => self.report.duplicates_skipped += 1,
-                    Admit::Durable => self.report.durable_skipped += 1,
+                let admit =
+                    st.manifest
+                        .admit(path.as_str(), key, offset, meta.timestamp.as_millis());
+                if self.report.tally(admit) {
+                    rows.push((path, offset, row));
                 }
             }
-            if replaying {
-                self.remake_due(st, offset, &mut rows, &mut remade)?;
+            self.remake_due(st, offset, &mut rows, &mut remade)?;
+        }
+        if !st.replaying() {
+            // Replay, once complete, never starts again: the rest of the poll is one
+            // batch.
+            let done = st.next_offset.unwrap_or(i64::MIN);
+            let rest = records.partition_point(|r| r.offset < done);
+            self.ingest_batch(st, &records[rest..], &mut rows);
+        }
+        self.write(st, rows)?;
+        Ok(remade)
+    }
+
+    /// Decodes `records` (no recorded cut is being re-made), then admits their rows
+    /// in offset order and appends those to write to `rows`. Deciding after decoding
+    /// lets the dedup index look the whole batch up first ([`SinkManifest::warm`]).
+    fn ingest_batch<R: DecodeRow>(
+        &mut self,
+        st: &mut PartitionState,
+        records: &[Record],
+        rows: &mut Vec<(PartitionPath, i64, R)>,
+    ) {
+        let start = rows.len();
+        let mut keys = Vec::with_capacity(records.len());
+        for record in records {
+            if !st.unread(record.offset) {
+                continue;
+            }
+            st.next_offset = Some(record.offset + 1);
+            if let Some((meta, row, path)) = self.decode::<R>(record) {
+                keys.push((digest(&row.natural_key(&meta)), meta.timestamp.as_millis()));
+                rows.push((path, record.offset, row));
             }
         }
-        self.write(st, std::mem::take(&mut rows))?;
-        Ok(remade)
+        st.manifest.warm(keys.iter().map(|(key, _)| key));
+        let mut keys = keys.into_iter();
+        let mut index = 0;
+        rows.retain(|(path, offset, _)| {
+            index += 1;
+            if index <= start {
+                return true; // decided before this batch
+            }
+            let Some((key, ms)) = keys.next() else {
+                return true; // (one key per decoded row: not reached)
+            };
+            let admit = st.manifest.admit(path.as_str(), key, *offset, ms);
+            self.report.tally(admit)
+        });
     }
 
     /// The row of a record and its directory; `None` (counted, logged) when the
     /// record holds none.
-    fn decode<R: DecodeRow>(&mut self, record: &Record) -> Option<(RecordMeta, R, PartitionPath)> {
+    fn decode<'r, R: DecodeRow>(
+        &mut self,
+        record: &'r Record,
+    ) -> Option<(RecordMeta<'r>, R, PartitionPath)> {
         let meta = RecordMeta {
-            topic: record.topic.clone(),
+            topic: &record.topic,
             partition: record.partition,
             offset: record.offset,
             timestamp: TimestampMs(record.timestamp_ms.unwrap_or(0)),
@@ -374,7 +429,10 @@ impl Writer {
                 return None;
             }
         };
-        match row.partition(&meta, &self.partition_config) {
+        let path = row
+            .path_parts(&meta, &self.partition_config)
+            .and_then(|parts| self.paths.path(parts));
+        match path {
             Ok(path) => {
                 if let Some(limit) = self.max_dir_name_bytes {
                     if let Some(long) = path.as_str().split('/').find(|name| name.len() > limit) {
@@ -414,7 +472,7 @@ impl Writer {
     fn write<R: LakeRow>(
         &mut self,
         st: &PartitionState,
-        rows: Vec<(PartitionPath, RecordMeta, R)>,
+        rows: Vec<(PartitionPath, i64, R)>,
     ) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
@@ -429,7 +487,7 @@ impl Writer {
         &mut self,
         st: &mut PartitionState,
         through: i64,
-        rows: &mut Vec<(PartitionPath, RecordMeta, R)>,
+        rows: &mut Vec<(PartitionPath, i64, R)>,
         remade: &mut Vec<FinishedFile>,
     ) -> Result<()> {
         let due = st.manifest.due_cuts(through);

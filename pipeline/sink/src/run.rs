@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use playlake_checkpoint::Lake;
-use playlake_lake::{LakeStore, PartitionConfig, PublishMode, WriterPool};
+use playlake_lake::{LakeStore, PartitionConfig, PathMemo, PublishMode, WriterPool};
 use playlake_schemas::Table;
 use playlake_transport::{
     Consumer, ConsumerEvent, Position, Record, TopicPartition, TopicSpec, Transport,
@@ -96,6 +96,7 @@ pub async fn run_with_metrics(
             partition_config: PartitionConfig {
                 time_zone: config.time_zone,
             },
+            paths: PathMemo::default(),
             max_dir_name_bytes: lake.url().starts_with("file://").then_some(255),
             retry: RetryBudget::new(Duration::from_secs(config.storage_retry_max_seconds)),
             dedup_retention_ms: i64::try_from(config.dedup_retention_seconds)

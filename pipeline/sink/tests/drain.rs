@@ -23,9 +23,9 @@ fn record(topic: &str, key: String, value: Vec<u8>) -> OutgoingRecord {
     }
 }
 
-fn meta(topic: &str) -> RecordMeta {
+fn meta(topic: &str) -> RecordMeta<'_> {
     RecordMeta {
-        topic: topic.into(),
+        topic,
         partition: 0,
         offset: 0,
         timestamp: TimestampMs(T0),
