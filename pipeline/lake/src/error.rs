@@ -107,6 +107,25 @@ pub enum LakeError {
         reason: String,
     },
 
+    /// The Parquet encoder thread could not be started (the process is out of
+    /// threads or memory).
+    #[error("cannot start the Parquet encoder thread")]
+    EncoderThread {
+        /// The OS's reason.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file's encoding cannot go on: it failed before (with its own error,
+    /// reported then), or the encoder thread is gone.
+    #[error("the Parquet writer of {path} is unusable: {reason}")]
+    Encoder {
+        /// The partition directory of the file.
+        path: String,
+        /// What happened.
+        reason: &'static str,
+    },
+
     /// The sink's manifest could not be encoded or decoded.
     #[error("cannot {operation} the sink manifest")]
     ManifestCodec {

@@ -10,6 +10,10 @@
 //! its rows ([`file_name`]): a replay of the same offsets produces the same name and
 //! the same bytes.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+
 use arrow::array::RecordBatch;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
@@ -53,11 +57,78 @@ pub fn file_name(
     )
 }
 
+/// Batches handed to the encoder thread and not yet encoded, at most: the sink
+/// waits rather than buffer more (memory stays bounded), and the rolling policy's
+/// view of a file's size lags by no more than these.
+const ENCODER_QUEUE_BATCHES: usize = 4;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Where the files' Parquet encoding (dictionary, pages, zstd) runs: on the
+/// caller's thread, or on one thread of its own that every file of a pool shares,
+/// so that decoding and deduplicating the next records overlaps the encoding of the
+/// last ones. Jobs run in the order they are given, so a file's batches are encoded
+/// in offset order and its bytes are the same either way.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    jobs: Option<SyncSender<Job>>,
+}
+
+impl Encoder {
+    /// Encodes on the caller's thread.
+    pub fn inline() -> Self {
+        Self { jobs: None }
+    }
+
+    /// Encodes on a thread of its own (it ends when the last clone is dropped).
+    pub fn background() -> Result<Self> {
+        let (jobs, queue) = sync_channel::<Job>(ENCODER_QUEUE_BATCHES);
+        std::thread::Builder::new()
+            .name("parquet-encoder".into())
+            .spawn(move || {
+                for job in queue {
+                    job();
+                }
+            })
+            .map_err(|source| LakeError::EncoderThread { source })?;
+        Ok(Self { jobs: Some(jobs) })
+    }
+
+    fn run(&self, job: Job) {
+        match &self.jobs {
+            Some(jobs) => {
+                // The thread only stops when every sender is gone; should it have
+                // died anyway, the job runs here rather than being lost.
+                if let Err(std::sync::mpsc::SendError(job)) = jobs.send(job) {
+                    job();
+                }
+            }
+            None => job(),
+        }
+    }
+}
+
+/// A file's writer as the encoder sees it, and the first error it met.
+struct EncodeState {
+    writer: Option<ArrowWriter<Vec<u8>>>,
+    error: Option<LakeError>,
+}
+
+/// What the encoder publishes after each batch, for [`PartitionFile::stats`].
+#[derive(Default)]
+struct EncodedSize {
+    encoded_bytes: AtomicU64,
+    memory_bytes: AtomicU64,
+    failed: AtomicBool,
+}
+
 /// A Parquet file being written for one partition directory and one input partition.
 pub struct PartitionFile {
     path: PartitionPath,
     source: SourcePartition,
-    writer: ArrowWriter<Vec<u8>>,
+    state: Arc<Mutex<EncodeState>>,
+    size: Arc<EncodedSize>,
+    encoder: Encoder,
     first_offset: Option<i64>,
     last_offset: i64,
     rows: u64,
@@ -82,6 +153,7 @@ impl PartitionFile {
         path: PartitionPath,
         source: SourcePartition,
         properties: WriterProperties,
+        encoder: Encoder,
         now_ms: i64,
     ) -> Result<Self> {
         let schema = path.table().arrow_schema();
@@ -90,7 +162,12 @@ impl PartitionFile {
         Ok(Self {
             path,
             source,
-            writer,
+            state: Arc::new(Mutex::new(EncodeState {
+                writer: Some(writer),
+                error: None,
+            })),
+            size: Arc::default(),
+            encoder,
             first_offset: None,
             last_offset: -1,
             rows: 0,
@@ -115,22 +192,66 @@ impl PartitionFile {
                 ),
             });
         }
-        self.writer
-            .write(batch)
-            .map_err(|e| LakeError::parquet("write rows", &self.path, e))?;
+        self.take_error()?;
+        let (state, size, path) = (self.state.clone(), self.size.clone(), self.path.clone());
+        let rows = batch.num_rows() as u64;
+        let batch = batch.clone();
+        self.encoder.run(Box::new(move || {
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.error.is_some() {
+                return;
+            }
+            let Some(writer) = state.writer.as_mut() else {
+                return;
+            };
+            match writer.write(&batch) {
+                Ok(()) => {
+                    let written = writer.bytes_written() as u64;
+                    let buffered = writer.inner().capacity() as u64;
+                    size.encoded_bytes.store(
+                        written + writer.in_progress_size() as u64,
+                        Ordering::Relaxed,
+                    );
+                    size.memory_bytes
+                        .store(buffered + writer.memory_size() as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    state.error = Some(LakeError::parquet("write rows", &path, e));
+                    size.failed.store(true, Ordering::Release);
+                }
+            }
+        }));
+        // Inline, this batch's own error; in the background, maybe an earlier one's.
+        self.take_error()?;
         self.first_offset.get_or_insert(first_offset);
         self.last_offset = last_offset;
-        self.rows += batch.num_rows() as u64;
+        self.rows += rows;
         Ok(())
     }
 
-    /// Size, memory, rows and age, for the rolling policy.
+    /// The error the encoder met with an earlier batch, if any (then every later
+    /// call fails too: the file misses that batch's rows).
+    fn take_error(&self) -> Result<()> {
+        if !self.size.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match state.error.take() {
+            Some(error) => Err(error),
+            None => Err(LakeError::Encoder {
+                path: self.path.to_string(),
+                reason: "it failed earlier",
+            }),
+        }
+    }
+
+    /// Size, memory, rows and age, for the rolling policy. With a background
+    /// [`Encoder`], size and memory are those of the batches encoded so far (at
+    /// most [`ENCODER_QUEUE_BATCHES`] behind).
     pub fn stats(&self) -> FileStats {
-        let written = self.writer.bytes_written() as u64;
-        let buffered = self.writer.inner().capacity() as u64;
         FileStats {
-            encoded_bytes: written + self.writer.in_progress_size() as u64,
-            memory_bytes: buffered + self.writer.memory_size() as u64 + PER_FILE_OVERHEAD_BYTES,
+            encoded_bytes: self.size.encoded_bytes.load(Ordering::Relaxed),
+            memory_bytes: self.size.memory_bytes.load(Ordering::Relaxed) + PER_FILE_OVERHEAD_BYTES,
             rows: self.rows,
             opened_at_ms: self.opened_at_ms,
         }
@@ -162,10 +283,33 @@ impl PartitionFile {
         let Some(first_offset) = self.first_offset else {
             return Ok(None);
         };
-        let bytes = self
-            .writer
-            .into_inner()
-            .map_err(|e| LakeError::parquet("finish the file", &self.path, e))?;
+        // Behind every batch of this file in the encoder's queue: the footer.
+        let (done, finished) = sync_channel(1);
+        let (state, size, path) = (self.state.clone(), self.size.clone(), self.path.clone());
+        self.encoder.run(Box::new(move || {
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            let writer = state.writer.take();
+            let result = match (size.failed.load(Ordering::Acquire), writer) {
+                // Never a file without the rows of a batch that failed.
+                (true, _) => Err(state.error.take().unwrap_or_else(|| LakeError::Encoder {
+                    path: path.to_string(),
+                    reason: "it failed earlier",
+                })),
+                (false, Some(writer)) => writer
+                    .into_inner()
+                    .map_err(|e| LakeError::parquet("finish the file", &path, e)),
+                (false, None) => Err(LakeError::Encoder {
+                    path: path.to_string(),
+                    reason: "it was finished already",
+                }),
+            };
+            // The receiver waits below; nothing to do if it is gone.
+            let _ = done.send(result);
+        }));
+        let bytes = finished.recv().map_err(|_| LakeError::Encoder {
+            path: self.path.to_string(),
+            reason: "the encoder thread stopped before the file was finished",
+        })??;
         let name = file_name(&self.source, first_offset, self.last_offset, codec);
         Ok(Some(FinishedFile {
             path: self.path,
@@ -202,5 +346,84 @@ impl FinishedFile {
     /// `<table>/<partition values>/<name>`, relative to the lake root.
     pub fn relative_path(&self) -> String {
         format!("{}/{}", self.path, self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::session;
+    use crate::format::ParquetOptions;
+    use crate::partition::PartitionConfig;
+    use crate::rows::LakeRow;
+    use arrow::array::Int64Array;
+    use playlake_schemas::Session;
+
+    fn open(encoder: Encoder) -> PartitionFile {
+        let first = session(0, "s");
+        let path = first
+            .partition(&crate::fixtures::meta("t", 0), &PartitionConfig::default())
+            .unwrap();
+        let source = SourcePartition {
+            topic: "playback.sessions".into(),
+            partition: 3,
+        };
+        let properties = ParquetOptions::default().writer_properties().unwrap();
+        PartitionFile::new(path, source, properties, encoder, 0).unwrap()
+    }
+
+    fn write_all(file: &mut PartitionFile) {
+        for chunk in 0..20 {
+            let rows: Vec<Session> = (0..500).map(|i| session(chunk * 500 + i, "s")).collect();
+            let batch = Session::to_batch(&rows).unwrap();
+            file.write(&batch, chunk * 500, chunk * 500 + 499).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_background_encoder_writes_the_same_bytes_as_the_callers_thread() {
+        let mut inline = open(Encoder::inline());
+        write_all(&mut inline);
+        let background_encoder = Encoder::background().unwrap();
+        let mut background = open(background_encoder.clone());
+        let mut other = open(background_encoder);
+        write_all(&mut background);
+        write_all(&mut other);
+        assert_eq!(background.stats().rows, 10_000);
+        let inline_stats = inline.stats();
+        assert!(inline_stats.encoded_bytes > 0 && inline_stats.memory_bytes > 0);
+        let codec = Codec::default();
+        let want = inline.finish(codec).unwrap().unwrap();
+        let got = background.finish(codec).unwrap().unwrap();
+        assert_eq!(got.rows, 10_000);
+        assert_eq!((got.first_offset, got.last_offset), (0, 9_999));
+        assert_eq!(got.name, want.name);
+        assert!(got.bytes == want.bytes, "the files differ");
+        // A file sharing the encoder is finished independently.
+        assert!(other.finish(codec).unwrap().unwrap().bytes == want.bytes);
+    }
+
+    #[test]
+    fn an_encoding_error_is_reported_by_a_later_call_and_the_file_never_finishes() {
+        for encoder in [Encoder::inline(), Encoder::background().unwrap()] {
+            let mut file = open(encoder);
+            write_all(&mut file);
+            // A batch of another table's schema: Parquet refuses it.
+            let wrong = RecordBatch::try_from_iter([(
+                "viewers",
+                Arc::new(Int64Array::from(vec![1_i64])) as _,
+            )])
+            .unwrap();
+            let first = file.write(&wrong, 20_000, 20_000);
+            let next = file.write(&wrong, 20_001, 20_001);
+            let finished = file.finish(Codec::default());
+            assert!(
+                finished.is_err(),
+                "a file without a failed batch was finished"
+            );
+            let error = first.err().or(next.err()).or(finished.err());
+            let error = error.map(|e| e.to_string()).unwrap_or_default();
+            assert!(error.contains("sessions"), "{error}");
+        }
     }
 }

@@ -63,6 +63,9 @@ pub struct ParquetOptions {
     pub row_group_rows: usize,
     /// Target size of a data page, in bytes (Parquet's default is 1 MiB).
     pub data_page_bytes: usize,
+    /// Encode on a thread of the writer pool's own ([`crate::file::Encoder`]),
+    /// overlapping the caller's decoding; off by default (the caller's thread).
+    pub background_encoding: bool,
 }
 
 impl Default for ParquetOptions {
@@ -72,6 +75,7 @@ impl Default for ParquetOptions {
             row_group_bytes: DEFAULT_TARGET_BYTES as usize,
             row_group_rows: 1024 * 1024,
             data_page_bytes: 1024 * 1024,
+            background_encoding: false,
         }
     }
 }

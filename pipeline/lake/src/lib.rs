@@ -46,7 +46,7 @@ mod reader_tests;
 pub use decode::{DecodeError, DecodeRow};
 pub use dedup::{digest, KeyDigest, KeyIndex};
 pub use error::{LakeError, Result};
-pub use file::{file_name, FinishedFile, PartitionFile, SourcePartition};
+pub use file::{file_name, Encoder, FinishedFile, PartitionFile, SourcePartition};
 pub use format::{Codec, ParquetOptions};
 pub use hive::HIVE_DEFAULT_PARTITION;
 pub use manifest::{Admit, FileCut, SinkManifest};

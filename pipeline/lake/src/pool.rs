@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use parquet::file::properties::WriterProperties;
 
 use crate::error::Result;
-use crate::file::{FinishedFile, PartitionFile, SourcePartition};
+use crate::file::{Encoder, FinishedFile, PartitionFile, SourcePartition};
 use crate::format::{Codec, ParquetOptions};
 use crate::partition::{PartitionConfig, PartitionPath};
 use crate::policy::{RollPolicy, RollReason};
@@ -32,6 +32,7 @@ pub struct WriterPool {
     properties: WriterProperties,
     codec: Codec,
     policy: RollPolicy,
+    encoder: Encoder,
     files: BTreeMap<FileKey, PartitionFile>,
     /// Files whose end is fixed by a recorded cut: the policy must not roll them.
     pinned: BTreeSet<FileKey>,
@@ -45,6 +46,11 @@ impl WriterPool {
             properties: options.writer_properties()?,
             codec: options.codec,
             policy,
+            encoder: if options.background_encoding {
+                Encoder::background()?
+            } else {
+                Encoder::inline()
+            },
             files: BTreeMap::new(),
             pinned: BTreeSet::new(),
         })
@@ -123,6 +129,7 @@ impl WriterPool {
                     key.0.clone(),
                     source.clone(),
                     self.properties.clone(),
+                    self.encoder.clone(),
                     now_ms,
                 )?;
                 self.files.entry(key).or_insert(file)

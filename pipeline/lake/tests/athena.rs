@@ -17,7 +17,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{LogicalType, TimeUnit as ParquetTimeUnit, Type as PhysicalType};
 use playlake_lake::athena::{all_ddl, athena_ddl, athena_type, PLACEHOLDER_LOCATION};
 use playlake_lake::{
-    Codec, LakeRow, ParquetOptions, PartitionFile, PartitionPath, SourcePartition,
+    Codec, Encoder, LakeRow, ParquetOptions, PartitionFile, PartitionPath, SourcePartition,
 };
 use playlake_schemas::{
     ChangeEvent, ChangeEventName, DailyStat, DlqRecord, EndedBy, EventType, PlaybackEvent, Session,
@@ -109,7 +109,7 @@ fn written_file(table: Table) -> bytes::Bytes {
         partition: 0,
     };
     let properties = ParquetOptions::default().writer_properties().unwrap();
-    let mut file = PartitionFile::new(path, source, properties, 0).unwrap();
+    let mut file = PartitionFile::new(path, source, properties, Encoder::inline(), 0).unwrap();
     file.write(&batch(table), 0, 0).unwrap();
     file.finish(Codec::default()).unwrap().unwrap().bytes
 }

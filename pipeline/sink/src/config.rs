@@ -127,6 +127,7 @@ impl SinkConfig {
     pub fn parquet_options(&self) -> ParquetOptions {
         ParquetOptions {
             codec: self.codec,
+            background_encoding: true,
             ..ParquetOptions::default()
         }
     }

@@ -5,7 +5,7 @@ use arrow::array::RecordBatch;
 use parquet::basic::{LogicalType, TimeUnit, Type as PhysicalType};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
-use crate::file::{PartitionFile, SourcePartition};
+use crate::file::{Encoder, PartitionFile, SourcePartition};
 use crate::fixtures::*;
 use crate::format::{Codec, ParquetOptions};
 use crate::partition::PartitionConfig;
@@ -68,6 +68,7 @@ fn written_files_carry_types_compression_statistics_and_page_index() {
             path.clone(),
             source,
             options.writer_properties().unwrap(),
+            Encoder::inline(),
             0,
         )
         .unwrap();
