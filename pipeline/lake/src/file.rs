@@ -23,6 +23,7 @@ use crate::error::{LakeError, Result};
 use crate::format::Codec;
 use crate::partition::PartitionPath;
 use crate::policy::FileStats;
+use crate::rows::LakeRow;
 
 /// Estimated fixed memory of one open writer that its own accounting does not
 /// report (schema descriptors, column writer state, the output buffer's slack).
@@ -183,6 +184,31 @@ impl PartitionFile {
         first_offset: i64,
         last_offset: i64,
     ) -> Result<()> {
+        let batch = batch.clone();
+        let rows = batch.num_rows();
+        self.submit(first_offset, last_offset, rows, move || Ok(batch))
+    }
+
+    /// [`PartitionFile::write`] of rows not yet in a batch: the encoder builds the
+    /// batch (and frees the rows), off the caller's thread when it runs in the
+    /// background.
+    pub fn write_rows<R: LakeRow>(
+        &mut self,
+        rows: Vec<R>,
+        first_offset: i64,
+        last_offset: i64,
+    ) -> Result<()> {
+        let count = rows.len();
+        self.submit(first_offset, last_offset, count, move || R::to_batch(&rows))
+    }
+
+    fn submit(
+        &mut self,
+        first_offset: i64,
+        last_offset: i64,
+        rows: usize,
+        batch: impl FnOnce() -> Result<RecordBatch> + Send + 'static,
+    ) -> Result<()> {
         if first_offset > last_offset || first_offset <= self.last_offset {
             return Err(LakeError::Manifest {
                 reason: format!(
@@ -194,8 +220,6 @@ impl PartitionFile {
         }
         self.take_error()?;
         let (state, size, path) = (self.state.clone(), self.size.clone(), self.path.clone());
-        let rows = batch.num_rows() as u64;
-        let batch = batch.clone();
         self.encoder.run(Box::new(move || {
             let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
             if state.error.is_some() {
@@ -204,7 +228,12 @@ impl PartitionFile {
             let Some(writer) = state.writer.as_mut() else {
                 return;
             };
-            match writer.write(&batch) {
+            let written = batch().and_then(|batch| {
+                writer
+                    .write(&batch)
+                    .map_err(|e| LakeError::parquet("write rows", &path, e))
+            });
+            match written {
                 Ok(()) => {
                     let written = writer.bytes_written() as u64;
                     let buffered = writer.inner().capacity() as u64;
@@ -215,8 +244,8 @@ impl PartitionFile {
                     size.memory_bytes
                         .store(buffered + writer.memory_size() as u64, Ordering::Relaxed);
                 }
-                Err(e) => {
-                    state.error = Some(LakeError::parquet("write rows", &path, e));
+                Err(error) => {
+                    state.error = Some(error);
                     size.failed.store(true, Ordering::Release);
                 }
             }
@@ -225,7 +254,7 @@ impl PartitionFile {
         self.take_error()?;
         self.first_offset.get_or_insert(first_offset);
         self.last_offset = last_offset;
-        self.rows += rows;
+        self.rows += rows as u64;
         Ok(())
     }
 
@@ -355,7 +384,6 @@ mod tests {
     use crate::fixtures::session;
     use crate::format::ParquetOptions;
     use crate::partition::PartitionConfig;
-    use crate::rows::LakeRow;
     use arrow::array::Int64Array;
     use playlake_schemas::Session;
 

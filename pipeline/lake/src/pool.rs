@@ -12,6 +12,7 @@
 //! [`WriterPool::first_open_offset`] tells where a replay of an input partition must
 //! start so that no buffered row is lost.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use parquet::file::properties::WriterProperties;
@@ -104,10 +105,32 @@ impl WriterPool {
         }
         groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (path, rows, first, last) in groups {
-            let batch = R::to_batch(&rows)?;
-            self.write_batch(path, source, &batch, first, last, now_ms)?;
+            self.file(path, source, now_ms)?
+                .write_rows(rows, first, last)?;
         }
         Ok(())
+    }
+
+    /// The open file of `path` for `source`, opened at `now_ms` if there is none.
+    fn file(
+        &mut self,
+        path: PartitionPath,
+        source: &SourcePartition,
+        now_ms: i64,
+    ) -> Result<&mut PartitionFile> {
+        Ok(match self.files.entry((path, source.clone())) {
+            Entry::Occupied(open) => open.into_mut(),
+            Entry::Vacant(slot) => {
+                let file = PartitionFile::new(
+                    slot.key().0.clone(),
+                    source.clone(),
+                    self.properties.clone(),
+                    self.encoder.clone(),
+                    now_ms,
+                )?;
+                slot.insert(file)
+            }
+        })
     }
 
     /// Appends a batch read from `first_offset..=last_offset` of `source` to the open
@@ -121,21 +144,8 @@ impl WriterPool {
         last_offset: i64,
         now_ms: i64,
     ) -> Result<()> {
-        let key = (path, source.clone());
-        let file = match self.files.get_mut(&key) {
-            Some(file) => file,
-            None => {
-                let file = PartitionFile::new(
-                    key.0.clone(),
-                    source.clone(),
-                    self.properties.clone(),
-                    self.encoder.clone(),
-                    now_ms,
-                )?;
-                self.files.entry(key).or_insert(file)
-            }
-        };
-        file.write(batch, first_offset, last_offset)
+        self.file(path, source, now_ms)?
+            .write(batch, first_offset, last_offset)
     }
 
     /// Exempts the file of `key` from the rolling policy until it is finished: its

@@ -37,7 +37,7 @@ pub struct RecordMeta<'a> {
 }
 
 /// A row type of one lake table.
-pub trait LakeRow: Sized {
+pub trait LakeRow: Sized + Send + 'static {
     /// The table the rows go to.
     const TABLE: Table;
 
