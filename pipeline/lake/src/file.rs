@@ -12,7 +12,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow::array::RecordBatch;
 use bytes::Bytes;
@@ -123,6 +123,25 @@ struct EncodedSize {
     failed: AtomicBool,
 }
 
+/// A file's encoder state. A job that panicked while holding it (a bug in the
+/// encoder) leaves the writer in an unknown state: the file fails from then on.
+fn lock<'a>(
+    state: &'a Mutex<EncodeState>,
+    size: &EncodedSize,
+    path: &PartitionPath,
+) -> MutexGuard<'a, EncodeState> {
+    state.lock().unwrap_or_else(|poisoned| {
+        let mut state = poisoned.into_inner();
+        if !size.failed.swap(true, Ordering::AcqRel) {
+            state.error = Some(LakeError::Encoder {
+                path: path.to_string(),
+                reason: "its encoder panicked",
+            });
+        }
+        state
+    })
+}
+
 /// A Parquet file being written for one partition directory and one input partition.
 pub struct PartitionFile {
     path: PartitionPath,
@@ -221,7 +240,7 @@ impl PartitionFile {
         self.take_error()?;
         let (state, size, path) = (self.state.clone(), self.size.clone(), self.path.clone());
         self.encoder.run(Box::new(move || {
-            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut state = lock(&state, &size, &path);
             if state.error.is_some() {
                 return;
             }
@@ -264,7 +283,7 @@ impl PartitionFile {
         if !self.size.failed.load(Ordering::Acquire) {
             return Ok(());
         }
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = lock(&self.state, &self.size, &self.path);
         match state.error.take() {
             Some(error) => Err(error),
             None => Err(LakeError::Encoder {
@@ -316,7 +335,7 @@ impl PartitionFile {
         let (done, finished) = sync_channel(1);
         let (state, size, path) = (self.state.clone(), self.size.clone(), self.path.clone());
         self.encoder.run(Box::new(move || {
-            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut state = lock(&state, &size, &path);
             let writer = state.writer.take();
             let result = match (size.failed.load(Ordering::Acquire), writer) {
                 // Never a file without the rows of a batch that failed.
