@@ -241,7 +241,9 @@ impl PartitionFile {
         let (state, size, path) = (self.state.clone(), self.size.clone(), self.path.clone());
         self.encoder.run(Box::new(move || {
             let mut state = lock(&state, &size, &path);
-            if state.error.is_some() {
+            // Sticky: once a batch failed (its error maybe reported already), no
+            // later batch goes into the writer.
+            if size.failed.load(Ordering::Acquire) {
                 return;
             }
             let Some(writer) = state.writer.as_mut() else {
