@@ -117,10 +117,16 @@ impl CheckpointStore {
     /// are the caller's (make them unique per save, for example with
     /// [`next_sequence`](Self::next_sequence) and [`writer_id`](Self::writer_id)).
     pub async fn put_attachment(&self, name: &str, bytes: Bytes) -> Result<()> {
+        self.put_attachment_parts(name, vec![bytes]).await
+    }
+
+    /// [`put_attachment`](Self::put_attachment) of the concatenation of `parts`,
+    /// without copying them into one buffer first.
+    pub async fn put_attachment_parts(&self, name: &str, parts: Vec<Bytes>) -> Result<()> {
         validate_name("attachment", name)?;
         let path = self.attachment_path(name);
         self.store
-            .put(&path, PutPayload::from_bytes(bytes))
+            .put(&path, PutPayload::from_iter(parts))
             .await
             .map(|_| ())
             .map_err(|e| CheckpointError::storage("write", &path, e))

@@ -61,6 +61,22 @@ pub async fn attachments_round_trip(lake: &Lake, scope: &str) {
     store.delete_attachment("b.keys").await.unwrap();
     assert_eq!(store.list_attachments().await.unwrap(), vec![name]);
     assert!(store.put_attachment("../x", Bytes::new()).await.is_err());
+    let parts = vec![
+        Bytes::from_static(b"PLK"),
+        Bytes::new(),
+        Bytes::from((0..=255u8).rev().collect::<Vec<_>>()),
+    ];
+    store
+        .put_attachment_parts("c.keys", parts.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_attachment("c.keys").await.unwrap(),
+        Some(Bytes::from(parts.concat())),
+        "parts are written one after the other"
+    );
+    assert!(store.put_attachment_parts("../y", parts).await.is_err());
+    store.delete_attachment("c.keys").await.unwrap();
 }
 
 /// What is saved loads back unchanged, including binary state and positions.

@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dedup::{decode_segment, encode_segment, KeyDigest, KeyEntry, KeyIndex};
+use crate::dedup::{decode_segment, KeyDigest, KeyIndex, SegmentBuilder};
 use crate::error::{LakeError, Result};
 use crate::file::{FinishedFile, SourcePartition};
 use crate::partition::PartitionPath;
@@ -61,12 +61,12 @@ pub struct KeySegment {
 }
 
 impl KeySegment {
-    fn of(name: &str, entries: &[KeyEntry]) -> Self {
+    fn of(name: &str, entries: &SegmentBuilder) -> Self {
         Self {
             name: name.to_owned(),
-            keys: entries.len() as u64,
-            max_offset: entries.iter().map(|e| e.1).max().unwrap_or(i64::MIN),
-            max_record_ms: entries.iter().map(|e| e.2).max().unwrap_or(i64::MIN),
+            keys: entries.len(),
+            max_offset: entries.max_offset(),
+            max_record_ms: entries.max_record_ms(),
         }
     }
 }
@@ -228,11 +228,11 @@ impl SinkManifest {
     }
 
     /// Before a save: the dedup keys learnt since the previous save as the bytes of a
-    /// new key segment named `name` (unique per save), which the sink must write
+    /// new key segment named `name` (unique per save; chunks to write in order), which the sink must write
     /// durably *before* saving the manifest that lists it. `None` when there is
     /// nothing new. Past [`MAX_KEY_SEGMENTS`] the segment holds every remembered key
     /// and replaces the others (retired, see [`SinkManifest::take_retired`]).
-    pub fn seal_keys(&mut self, name: &str) -> Option<Vec<u8>> {
+    pub fn seal_keys(&mut self, name: &str) -> Option<Vec<Vec<u8>>> {
         let fresh = self.seen.take_fresh();
         if fresh.is_empty() {
             return None;
@@ -240,12 +240,12 @@ impl SinkManifest {
         let entries = if self.key_segments.len() >= MAX_KEY_SEGMENTS {
             self.retired
                 .extend(self.key_segments.drain(..).map(|segment| segment.name));
-            self.seen.entries()
+            self.seen.all_entries()
         } else {
             fresh
         };
         self.key_segments.push(KeySegment::of(name, &entries));
-        Some(encode_segment(&entries))
+        Some(entries.finish())
     }
 
     /// Segments no longer listed; delete them after the next successful save (a
@@ -438,6 +438,12 @@ impl SinkManifest {
             .iter()
             .map(|s| s.name.clone())
             .collect();
+        // Room for every listed key at once (an upper bound: some are past the
+        // retention), instead of doubling the index while the segments load.
+        let listed: u64 = manifest.key_segments.iter().map(|s| s.keys).sum();
+        manifest
+            .seen
+            .reserve(usize::try_from(listed).unwrap_or(usize::MAX));
         Ok(manifest)
     }
 

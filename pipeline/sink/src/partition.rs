@@ -586,11 +586,11 @@ impl Writer {
             segment_tag(st.checkpoint.writer_id())
         );
         let mut segment_bytes = 0;
-        if let Some(segment) = st.manifest.seal_keys(&name) {
-            let segment = Bytes::from(segment);
-            segment_bytes = segment.len();
+        if let Some(chunks) = st.manifest.seal_keys(&name) {
+            let segment: Vec<Bytes> = chunks.into_iter().map(Bytes::from).collect();
+            segment_bytes = segment.iter().map(Bytes::len).sum();
             loop {
-                let call = st.checkpoint.put_attachment(&name, segment.clone());
+                let call = st.checkpoint.put_attachment_parts(&name, segment.clone());
                 if backoff.attempt(&st.scope, &retries, call).await?.is_some() {
                     break;
                 }

@@ -73,8 +73,8 @@ impl Saved {
     ) -> std::result::Result<(), Crash> {
         self.saves += 1;
         let name = format!("{:05}.keys", self.saves);
-        if let Some(bytes) = manifest.seal_keys(&name) {
-            self.segments.insert(name, bytes);
+        if let Some(chunks) = manifest.seal_keys(&name) {
+            self.segments.insert(name, chunks.concat());
             step()?;
         }
         self.manifest = manifest.encode().expect("encode");
@@ -334,7 +334,7 @@ fn conflicting_cuts_and_foreign_files_are_rejected() {
     let bytes = manifest.encode().unwrap();
     let mut back = SinkManifest::decode(&bytes).unwrap();
     assert_eq!(back.remembered_keys(), 0, "keys live in segments");
-    let segment = manifest.seal_keys("1.keys").unwrap();
+    let segment = manifest.seal_keys("1.keys").unwrap().concat();
     let bytes = manifest.encode().unwrap();
     back = SinkManifest::decode(&bytes).unwrap();
     assert!(!back.keys_loaded());
@@ -378,8 +378,8 @@ fn restored_index_equals_the_saved_one_through_prunes_and_compactions() {
         }
         let name = format!("{save:03}.keys");
         let before = live.key_segments().len();
-        if let Some(bytes) = live.seal_keys(&name) {
-            segments.insert(name, bytes);
+        if let Some(chunks) = live.seal_keys(&name) {
+            segments.insert(name, chunks.concat());
         }
         if live.key_segments().len() < before {
             compactions += 1;
@@ -418,7 +418,10 @@ fn version_1_manifests_with_an_inline_index_are_read() {
     let mut read = SinkManifest::decode(&serde_json::to_vec(&json).unwrap()).unwrap();
     assert_eq!(read.remembered_keys(), 2);
     assert_eq!(read.admit("p", 7, 5, 50), Admit::Duplicate);
-    let segment = read.seal_keys("1.keys").expect("its keys get a segment");
+    let segment = read
+        .seal_keys("1.keys")
+        .expect("its keys get a segment")
+        .concat();
     let mut again = SinkManifest::decode(&read.encode().unwrap()).unwrap();
     again.load_key_segment("1.keys", &segment).unwrap();
     assert_eq!(again.seen, read.seen);
