@@ -139,7 +139,9 @@ pub struct SinkManifest {
     /// Segments no longer listed, to delete once a save stopped listing them.
     #[serde(skip)]
     retired: Vec<String>,
-    /// Directories whose pending cut was re-made during this replay (not saved).
+    /// Directories whose pending cut has its file in this run (not saved): re-made
+    /// during the replay, or recorded from a finished file by
+    /// [`SinkManifest::record_cuts`] (its flush may still run while rows go on).
     #[serde(skip)]
     remade: BTreeSet<String>,
 }
@@ -227,12 +229,12 @@ impl SinkManifest {
         })
     }
 
-    /// Before a save: the dedup keys learnt since the previous save as the bytes of a
-    /// new key segment named `name` (unique per save; chunks to write in order), which the sink must write
+    /// Before a save: the dedup keys learnt since the previous save as a new key
+    /// segment named `name` (unique per save; [`SegmentBuilder::finish`] frames it), which the sink must write
     /// durably *before* saving the manifest that lists it. `None` when there is
     /// nothing new. Past [`MAX_KEY_SEGMENTS`] the segment holds every remembered key
     /// and replaces the others (retired, see [`SinkManifest::take_retired`]).
-    pub fn seal_keys(&mut self, name: &str) -> Option<Vec<Vec<u8>>> {
+    pub fn seal_keys(&mut self, name: &str) -> Option<SegmentBuilder> {
         let fresh = self.seen.take_fresh();
         if fresh.is_empty() {
             return None;
@@ -245,7 +247,7 @@ impl SinkManifest {
             fresh
         };
         self.key_segments.push(KeySegment::of(name, &entries));
-        Some(entries.finish())
+        Some(entries)
     }
 
     /// Segments no longer listed; delete them after the next successful save (a
@@ -316,13 +318,16 @@ impl SinkManifest {
     pub fn next_cut_end(&self, offset: i64) -> Option<i64> {
         self.pending
             .iter()
+            .filter(|c| !self.remade.contains(&c.path))
             .map(|c| c.last_offset)
             .filter(|last| *last >= offset)
             .min()
     }
 
     /// Records the cuts of newly finished files, before they are published. A file
-    /// that re-makes a pending cut must match it exactly.
+    /// that re-makes a pending cut must match it exactly. The cuts are made (their
+    /// files exist): [`SinkManifest::due_cuts`] and
+    /// [`SinkManifest::replay_complete`] do not wait for them.
     pub fn record_cuts<'f>(
         &mut self,
         files: impl IntoIterator<Item = &'f FinishedFile>,
@@ -331,7 +336,9 @@ impl SinkManifest {
             self.check_source(file)?;
             let cut = FileCut::of(file);
             match self.pending.iter().find(|c| c.path == cut.path) {
-                Some(existing) if *existing == cut => {}
+                Some(existing) if *existing == cut => {
+                    self.remade.insert(cut.path);
+                }
                 Some(existing) => {
                     return Err(LakeError::Manifest {
                         reason: format!(
@@ -341,7 +348,10 @@ impl SinkManifest {
                         ),
                     })
                 }
-                None => self.pending.push(cut),
+                None => {
+                    self.remade.insert(cut.path.clone());
+                    self.pending.push(cut);
+                }
             }
         }
         Ok(())

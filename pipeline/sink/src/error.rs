@@ -10,6 +10,8 @@
 //! - [`SinkError::Checkpoint`]: saving or loading a partition's manifest failed.
 //! - [`SinkError::Lake`]: writing or checking a file failed for a reason retrying
 //!   cannot fix (Parquet encoder, an inconsistent manifest).
+//! - [`SinkError::Background`]: the task saving and publishing a partition's files
+//!   beside the decoding thread died (a bug); restart, the next run replays.
 
 use playlake_checkpoint::CheckpointError;
 use playlake_lake::LakeError;
@@ -77,6 +79,16 @@ pub enum SinkError {
         /// The checkpoint store's error.
         #[source]
         source: Box<CheckpointError>,
+    },
+
+    /// The task running a partition's saves and publishes stopped without an
+    /// outcome (it panicked). Nothing it did not finish was committed.
+    #[error("the save and publish task of checkpoint {scope} died: {reason}")]
+    Background {
+        /// The checkpoint scope (group and input partition).
+        scope: String,
+        /// The task's panic.
+        reason: String,
     },
 }
 

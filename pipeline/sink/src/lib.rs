@@ -11,8 +11,9 @@
 //!    | Consumer (group), Assigned -> restore manifest, seek replay_from   [run, partition]
 //!    | DecodeRow -> SinkManifest::admit -> WriterPool::write_partitioned_rows [partition]
 //!    | WriterPool::poll (size, rows, interval, memory) / drain / revoke    [run]
-//!    | record_cuts -> checkpoint (intent) -> LakeStore::publish (retried)  [partition, retry]
-//!    | commit -> checkpoint (position) -> group offsets (advisory)
+//!    | record_cuts, then on a runtime worker (one flight per partition):  [partition]
+//!    |   key segment -> checkpoint (intent) -> LakeStore::publish (retried) [flight, retry]
+//!    | commit (+ next intent) -> checkpoint (position) -> group offsets     [partition, flight]
 //!    v
 //! <lake>/<table>/dt=.../part-<topic>-<partition>-<first>-<last>.zstd.parquet
 //! ```
@@ -52,6 +53,7 @@
 
 mod config;
 mod error;
+mod flight;
 pub mod metrics;
 mod partition;
 mod retry;

@@ -8,15 +8,19 @@
 //! skip what is durable) → the writer pool; while recorded cuts are replayed, their
 //! files are finished exactly at each cut's last offset, checked against the cut and
 //! published again, then the manifest commits. Files that the rolling policy, a
-//! drain or a revocation finishes go through [`Writer::flush`]: record the cuts and
-//! save the intent checkpoint, publish every file, commit and save again. Positions
-//! advance only in that last save, after the files they cover are durable. Every
+//! drain or a revocation finishes go through [`Writer::flush`]: record the cuts, then
+//! a [`Flight`] saves the intent checkpoint and publishes every file beside the
+//! decoding thread; [`Writer::land`] collects it between polls, commits and starts
+//! the commit save (with the intent of files that finished meanwhile).
+//! [`Writer::settle`] waits for all of it (drain, revocation, shutdown). Positions
+//! advance only in a commit save, after the files they cover are durable. Every
 //! save first writes the dedup keys learnt since the previous one as a key segment
 //! (a checkpoint attachment) that the manifest then lists; a restore reads them back
 //! and deletes orphan segments (DESIGN.md section 9).
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
-use object_store::ObjectStoreExt;
 use playlake_checkpoint::{CheckpointStore, Lake, Position, Sequence};
 use playlake_lake::{
     digest, DecodeRow, FinishedFile, LakeError, LakeRow, LakeStore, PartitionConfig, PartitionPath,
@@ -29,8 +33,9 @@ use playlake_transport::{Record, TopicPartition};
 
 use crate::config::SinkReport;
 use crate::error::{Result, SinkError};
+use crate::flight::{self, Flight, Job, JobIo};
 use crate::metrics::SinkMetrics;
-use crate::retry::{retry_lake, Backoff, RetryBudget};
+use crate::retry::{Backoff, RetryBudget};
 
 /// The stage name of the sink's checkpoints.
 pub const CHECKPOINT_STAGE: &str = "sink";
@@ -47,8 +52,14 @@ pub(crate) struct PartitionState {
     pub source: SourcePartition,
     pub table: Table,
     pub manifest: SinkManifest,
-    pub checkpoint: CheckpointStore,
+    /// The partition's checkpoint store; `None` while `flight` holds it.
+    pub checkpoint: Option<CheckpointStore>,
     pub scope: String,
+    /// The save and publishes running beside the decoding thread, if any.
+    pub flight: Option<Flight>,
+    /// Batches of finished files waiting for the running flight to land before
+    /// their flush, oldest first (at most one cut per directory in a batch).
+    pub queued: VecDeque<Vec<(FinishedFile, RollReason)>>,
     /// The offset after the last record processed, once one was.
     pub next_offset: Option<i64>,
     /// The consumer reported the end of the partition and nothing came since.
@@ -195,8 +206,10 @@ impl Writer {
             source,
             table,
             manifest,
-            checkpoint,
+            checkpoint: Some(checkpoint),
             scope,
+            flight: None,
+            queued: VecDeque::new(),
             next_offset: None,
             caught_up: false,
             restored,
@@ -308,11 +321,14 @@ impl Writer {
         if remade.is_empty() {
             return Ok(());
         }
+        self.settle(st).await?;
+        let io = self.job_io();
         for file in &remade {
-            self.publish(file, RollReason::Cut).await?;
+            flight::publish(&io, file).await?;
+            self.published(file, RollReason::Cut);
         }
         if st.manifest.replay_complete() {
-            self.commit(st).await?;
+            self.commit_now(st).await?;
         }
         Ok(())
     }
@@ -516,8 +532,11 @@ impl Writer {
         Ok(())
     }
 
-    /// Records the cuts of finished files (intent checkpoint), publishes them and
-    /// commits (checkpoint with the advanced position).
+    /// Records the cuts of finished files and starts their flush (intent save, then
+    /// publish) beside the decoding thread ([`Flight`]). Files of a partition whose
+    /// previous flush is still running wait for it in `queued`; when a batch already
+    /// waits, this waits for the running flight first, so a partition holds at most
+    /// one flight and one waiting batch of finished files.
     pub async fn flush(
         &mut self,
         st: &mut PartitionState,
@@ -526,126 +545,219 @@ impl Writer {
         if files.is_empty() {
             return Ok(());
         }
+        // Queued before anything else: a commit must see every finished file that
+        // is not published yet (`commit_position`).
+        st.queued.push_back(files);
+        if st.flight.is_none() {
+            return self.start_next(st);
+        }
+        while st.queued.len() > 1 {
+            self.land(st, true).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the flush of the oldest waiting batch, if any.
+    fn start_next(&mut self, st: &mut PartitionState) -> Result<()> {
+        match st.queued.pop_front() {
+            Some(files) => self.start_flush(st, files),
+            None => Ok(()),
+        }
+    }
+
+    fn start_flush(
+        &mut self,
+        st: &mut PartitionState,
+        files: Vec<(FinishedFile, RollReason)>,
+    ) -> Result<()> {
         let started = std::time::Instant::now();
         st.manifest
             .record_cuts(files.iter().map(|(f, _)| f))
             .map_err(|e| SinkError::lake("record the cuts", e))?;
-        self.save(st, "save the intent", st.manifest.replay_from())
-            .await?;
-        for (file, reason) in &files {
-            self.publish(file, *reason).await?;
+        let next = st.manifest.replay_from();
+        let mut job = self.prepare(st, "save the intent", next, None, started)?;
+        job.files = files;
+        self.launch(st, job)
+    }
+
+    /// Collects the partition's flight when it is over (waits for it with `wait`).
+    /// After published files it commits and launches the commit save, which also
+    /// records the cuts of files that rolled meanwhile; after a commit save it
+    /// starts the flush of files that wait.
+    pub async fn land(&mut self, st: &mut PartitionState, wait: bool) -> Result<()> {
+        let Some(flight) = st.flight.take() else {
+            return Ok(());
+        };
+        if !wait && !flight.is_done() {
+            st.flight = Some(flight);
+            return Ok(());
         }
-        self.commit(st).await?;
-        self.metrics
-            .stage
-            .commit_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let (checkpoint, job, outcome) = flight.land(&st.scope).await?;
+        st.checkpoint = Some(checkpoint);
+        outcome?;
+        let published = !job.files.is_empty();
+        let files_started = job.files_started;
+        self.conclude(job);
+        if !published {
+            return self.start_next(st);
+        }
+        // Every file of the flight is durable: commit, merged with the intent of
+        // the oldest batch that rolled meanwhile (waiting files hold `next` back).
+        let next = self.commit_position(st);
+        self.commit_manifest(st, next)?;
+        let files = st.queued.pop_front().unwrap_or_default();
+        st.manifest
+            .record_cuts(files.iter().map(|(f, _)| f))
+            .map_err(|e| SinkError::lake("record the cuts", e))?;
+        let operation = if files.is_empty() {
+            "save the commit"
+        } else {
+            "save the commit and intent"
+        };
+        let mut job = self.prepare(st, operation, next, Some(files_started), files_started)?;
+        if !files.is_empty() {
+            job.files_started = std::time::Instant::now();
+        }
+        job.files = files;
+        self.launch(st, job)
+    }
+
+    /// Waits until the partition has no flight and no files waiting: everything
+    /// finished so far is published and committed.
+    pub async fn settle(&mut self, st: &mut PartitionState) -> Result<()> {
+        while st.flight.is_some() || !st.queued.is_empty() {
+            if st.flight.is_none() {
+                self.start_next(st)?;
+            }
+            self.land(st, true).await?;
+        }
         Ok(())
     }
 
-    /// Finishes and flushes every open file of the partition (drain, shutdown,
-    /// revocation).
+    /// Finishes and flushes every open file of the partition and waits until they
+    /// are committed (drain, shutdown, revocation).
     pub async fn finish_partition(&mut self, st: &mut PartitionState) -> Result<()> {
         let files = self
             .pool
             .finish_source(&st.source)
             .map_err(|e| SinkError::lake("finish files", e))?;
         let files = files.into_iter().map(|f| (f, RollReason::Cut)).collect();
-        self.flush(st, files).await
+        self.flush(st, files).await?;
+        self.settle(st).await
     }
 
-    async fn commit(&mut self, st: &mut PartitionState) -> Result<()> {
-        let next = self
-            .pool
-            .first_open_offset(&st.source)
-            .or(st.next_offset)
-            .unwrap_or(st.manifest.replay_from())
-            .max(st.manifest.replay_from());
-        let cutoff = now_ms().saturating_sub(self.dedup_retention_ms);
-        st.manifest
-            .commit(next, cutoff)
-            .map_err(|e| SinkError::lake("commit the manifest", e))?;
-        self.save(st, "save the commit", next).await?;
-        self.to_commit.push((st.tp.clone(), next));
+    /// Commits and saves in place (after re-made cuts were published).
+    async fn commit_now(&mut self, st: &mut PartitionState) -> Result<()> {
+        let next = self.commit_position(st);
+        self.commit_manifest(st, next)?;
+        let started = std::time::Instant::now();
+        let mut job = self.prepare(st, "save the commit", next, Some(started), started)?;
+        let mut checkpoint = st.checkpoint.take().ok_or_else(|| in_flight(st))?;
+        let outcome = flight::run(&mut checkpoint, &mut job, &self.job_io()).await;
+        st.checkpoint = Some(checkpoint);
+        outcome?;
+        self.conclude(job);
         Ok(())
     }
 
-    async fn save(
+    /// The position a commit may save: the first offset still only in an open
+    /// file or in a finished file not yet published, else the next unread offset.
+    fn commit_position(&self, st: &PartitionState) -> i64 {
+        let waiting = st
+            .queued
+            .iter()
+            .flatten()
+            .map(|(f, _)| f.first_offset)
+            .min();
+        let open = self.pool.first_open_offset(&st.source);
+        [waiting, open]
+            .into_iter()
+            .flatten()
+            .min()
+            .or(st.next_offset)
+            .unwrap_or(st.manifest.replay_from())
+            .max(st.manifest.replay_from())
+    }
+
+    fn commit_manifest(&mut self, st: &mut PartitionState, next: i64) -> Result<()> {
+        let cutoff = now_ms().saturating_sub(self.dedup_retention_ms);
+        st.manifest
+            .commit(next, cutoff)
+            .map_err(|e| SinkError::lake("commit the manifest", e))
+    }
+
+    /// A save of the manifest as it is now, with position `next`: cheap, the new
+    /// keys are framed and written by the job. `commits`: when the flush this save
+    /// commits started (a commit save).
+    fn prepare(
         &mut self,
         st: &mut PartitionState,
         operation: &'static str,
         next: i64,
-    ) -> Result<()> {
-        let mut backoff = Backoff::new(operation, &self.retry);
-        let retries = self.metrics.stage.retries("checkpoint_save");
+        commits: Option<std::time::Instant>,
+        files_started: std::time::Instant,
+    ) -> Result<Job> {
+        let checkpoint = st.checkpoint.as_ref().ok_or_else(|| in_flight(st))?;
         // The keys learnt since the last save go first, into their own segment: the
         // manifest saved next lists it, so it must be durable before.
         let name = format!(
             "{:020}-{}.keys",
-            st.checkpoint.next_sequence().get(),
-            segment_tag(st.checkpoint.writer_id())
+            checkpoint.next_sequence().get(),
+            segment_tag(checkpoint.writer_id())
         );
-        let mut segment_bytes = 0;
-        if let Some(chunks) = st.manifest.seal_keys(&name) {
-            let segment: Vec<Bytes> = chunks.into_iter().map(Bytes::from).collect();
-            segment_bytes = segment.iter().map(Bytes::len).sum();
-            loop {
-                let call = st.checkpoint.put_attachment_parts(&name, segment.clone());
-                if backoff.attempt(&st.scope, &retries, call).await?.is_some() {
-                    break;
-                }
-            }
-        }
+        let segment = st.manifest.seal_keys(&name).map(|keys| (name, keys));
         let state = Bytes::from(
             st.manifest
                 .encode()
                 .map_err(|e| SinkError::lake("encode the manifest", e))?,
         );
-        let positions = st.position(next);
-        let started = loop {
-            let started = std::time::Instant::now();
-            let call = st.checkpoint.save(positions.clone(), state.clone());
-            if backoff.attempt(&st.scope, &retries, call).await?.is_some() {
-                break started;
-            }
-        };
-        let stage = &self.metrics.stage;
-        stage
-            .checkpoint_write_seconds
-            .observe(started.elapsed().as_secs_f64());
-        stage
-            .checkpoint_size_bytes
-            .observe((state.len() + segment_bytes) as f64);
-        for retired in st.manifest.take_retired() {
-            // Not listed any more; a failed delete leaves an orphan that the next
-            // restore of this scope removes.
-            if let Err(error) = st.checkpoint.delete_attachment(&retired).await {
-                tracing::warn!(segment = %retired, error = %error,
-                    "could not delete a retired key segment");
-            }
-        }
+        Ok(Job {
+            operation,
+            scope: st.scope.clone(),
+            segment,
+            state,
+            positions: st.position(next),
+            retired: st.manifest.take_retired(),
+            files: Vec::new(),
+            commits: commits.map(|since| (st.tp.clone(), next, since)),
+            files_started,
+        })
+    }
+
+    fn launch(&mut self, st: &mut PartitionState, job: Job) -> Result<()> {
+        let checkpoint = st.checkpoint.take().ok_or_else(|| in_flight(st))?;
+        st.flight = Some(Flight::launch(checkpoint, job, self.job_io()));
         Ok(())
     }
 
-    async fn publish(&mut self, file: &FinishedFile, reason: RollReason) -> Result<()> {
-        let store = &self.store;
-        let mut attempts = 0u64;
-        let published = retry_lake("publish a file", &self.retry, || {
-            attempts += 1;
-            store.publish(file)
-        })
-        .await;
-        if attempts > 1 {
-            self.metrics.stage.retries("publish").inc_by(attempts - 1);
+    /// Books what a successful job did: its files in the report and metrics, its
+    /// committed position for the group offsets.
+    fn conclude(&mut self, job: Job) {
+        for (file, reason) in &job.files {
+            self.published(file, *reason);
         }
-        match published {
-            Ok(_) => {}
-            Err(e) if published_by_another(store, file, &e).await => {
-                tracing::info!(file = %file.relative_path(),
-                    "another instance published the same cut concurrently (same name and bytes)");
-            }
-            Err(e) => return Err(e),
+        if let Some((tp, next, since)) = job.commits {
+            self.to_commit.push((tp, next));
+            self.metrics
+                .stage
+                .commit_seconds
+                .observe(since.elapsed().as_secs_f64());
         }
+    }
+
+    fn job_io(&self) -> JobIo {
+        let stage = &self.metrics.stage;
+        JobIo {
+            store: self.store.clone(),
+            retry: self.retry.clone(),
+            checkpoint_retries: stage.retries("checkpoint_save"),
+            publish_retries: stage.retries("publish"),
+            checkpoint_write_seconds: stage.checkpoint_write_seconds.clone(),
+            checkpoint_size_bytes: stage.checkpoint_size_bytes.clone(),
+        }
+    }
+
+    fn published(&mut self, file: &FinishedFile, reason: RollReason) {
         let report = &mut self.report;
         *report
             .rows_written
@@ -666,31 +778,16 @@ impl Writer {
             reason = reason.as_str(),
             "file published"
         );
-        Ok(())
     }
 }
 
-/// A staged file whose rename found no staging object lost a race with another
-/// instance publishing the same cut (same staging name, same bytes: a fenced
-/// owner finishing what it recorded while the new owner re-makes it). The cut
-/// is durable when its object is there with the file's size.
-async fn published_by_another(store: &LakeStore, file: &FinishedFile, error: &SinkError) -> bool {
-    let SinkError::Lake { source, .. } = error else {
-        return false;
-    };
-    let LakeError::Storage {
-        operation: "rename into place",
-        source: object_store::Error::NotFound { .. },
-        ..
-    } = source.as_ref()
-    else {
-        return false;
-    };
-    let Ok(target) = store.object_path(&file.relative_path()) else {
-        return false;
-    };
-    matches!(store.store().head(&target).await,
-            Ok(meta) if meta.size == file.bytes.len() as u64)
+/// The error for a checkpoint store that a flight holds when the decoding thread
+/// needs it (a bug: every such path lands the flight first).
+fn in_flight(st: &PartitionState) -> SinkError {
+    SinkError::Background {
+        scope: st.scope.clone(),
+        reason: "the checkpoint store is still held by a running flight".to_owned(),
+    }
 }
 
 /// An error and its causes on one line, for logs.

@@ -325,8 +325,24 @@ impl Sink {
         }
     }
 
-    /// Finishes the files the rolling policy names and flushes their partitions.
+    /// Collects the flights that are over, then finishes the files the rolling
+    /// policy names and starts their partitions' flushes.
     async fn roll(&mut self) -> Result<()> {
+        let landed: Vec<TopicPartition> = self
+            .partitions
+            .iter()
+            .filter(|(_, st)| st.flight.as_ref().is_some_and(|f| f.is_done()))
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in landed {
+            let Some(mut st) = self.partitions.remove(&tp) else {
+                continue;
+            };
+            let outcome = self.writer.land(&mut st, false).await;
+            if self.settle(&mut st, outcome)? {
+                self.partitions.insert(tp, st);
+            }
+        }
         if self.partitions.values().any(PartitionState::replaying) {
             return Ok(()); // recorded cuts decide where files end until they are re-made
         }

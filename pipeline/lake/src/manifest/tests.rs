@@ -74,7 +74,7 @@ impl Saved {
         self.saves += 1;
         let name = format!("{:05}.keys", self.saves);
         if let Some(chunks) = manifest.seal_keys(&name) {
-            self.segments.insert(name, chunks.concat());
+            self.segments.insert(name, chunks.finish().concat());
             step()?;
         }
         self.manifest = manifest.encode().expect("encode");
@@ -334,7 +334,7 @@ fn conflicting_cuts_and_foreign_files_are_rejected() {
     let bytes = manifest.encode().unwrap();
     let mut back = SinkManifest::decode(&bytes).unwrap();
     assert_eq!(back.remembered_keys(), 0, "keys live in segments");
-    let segment = manifest.seal_keys("1.keys").unwrap().concat();
+    let segment = manifest.seal_keys("1.keys").unwrap().finish().concat();
     let bytes = manifest.encode().unwrap();
     back = SinkManifest::decode(&bytes).unwrap();
     assert!(!back.keys_loaded());
@@ -379,7 +379,7 @@ fn restored_index_equals_the_saved_one_through_prunes_and_compactions() {
         let name = format!("{save:03}.keys");
         let before = live.key_segments().len();
         if let Some(chunks) = live.seal_keys(&name) {
-            segments.insert(name, chunks.concat());
+            segments.insert(name, chunks.finish().concat());
         }
         if live.key_segments().len() < before {
             compactions += 1;
@@ -421,6 +421,7 @@ fn version_1_manifests_with_an_inline_index_are_read() {
     let segment = read
         .seal_keys("1.keys")
         .expect("its keys get a segment")
+        .finish()
         .concat();
     let mut again = SinkManifest::decode(&read.encode().unwrap()).unwrap();
     again.load_key_segment("1.keys", &segment).unwrap();
