@@ -348,6 +348,38 @@ fn conflicting_cuts_and_foreign_files_are_rejected() {
     assert_eq!(manifest.next_cut_end(0), None);
 }
 
+/// Cuts the running sink records have their files: rows go on while their flush
+/// runs, and nothing waits to re-make them. The same cuts restored from the saved
+/// intent are to re-make, in order.
+#[test]
+fn cuts_recorded_by_the_running_sink_are_made_and_restored_ones_are_not() {
+    let mut live = SinkManifest::new(&source(), 0);
+    let path = PartitionPath::from_relative("sessions/dt=2025-06-01/stream_id=s1").unwrap();
+    let file = FinishedFile {
+        path,
+        source: source(),
+        name: "part-x.zstd.parquet".into(),
+        first_offset: 3,
+        last_offset: 9,
+        rows: 4,
+        bytes: bytes::Bytes::new(),
+    };
+    live.record_cuts([&file]).unwrap();
+    assert!(live.replay_complete());
+    assert!(live.due_cuts(100).is_empty());
+    assert_eq!(live.next_cut_end(0), None);
+    assert_eq!(live.pending().len(), 1, "pending until the commit");
+    let mut restored = SinkManifest::decode(&live.encode().unwrap()).unwrap();
+    assert!(!restored.replay_complete());
+    assert_eq!(restored.next_cut_end(0), Some(9));
+    assert!(restored.due_cuts(8).is_empty());
+    assert_eq!(restored.due_cuts(9).len(), 1);
+    restored.remade(&file).unwrap();
+    assert!(restored.replay_complete());
+    live.commit(10, 0).unwrap();
+    assert!(live.pending().is_empty());
+}
+
 /// Saves with pruning and compaction, restoring after every save: the restored
 /// index always equals the live one, segments stay few, and expired or compacted
 /// segments are retired.
