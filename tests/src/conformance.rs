@@ -385,7 +385,8 @@ pub async fn no_records_before_seek(t: &dyn Transport, names: Names<'_>) {
 }
 
 /// `EndOfPartition` comes after the partition's last record, with its end offset,
-/// once per catch-up, and again after new records are read.
+/// once per catch-up, and again after new records are read; the consumer's end
+/// offset hint agrees with it then.
 pub async fn end_of_partition(t: &dyn Transport, names: Names<'_>) {
     let topic = create(t, &names("eof"), 2).await;
     let (p0, p1) = (tp(&topic, 0), tp(&topic, 1));
@@ -407,6 +408,9 @@ pub async fn end_of_partition(t: &dyn Transport, names: Names<'_>) {
     assert_eq!(eof_offsets(&reader.events, &p1), vec![2]);
     assert_eq!(offsets_before_eof(&reader.events, &p0), vec![0, 1, 2]);
     assert_eq!(offsets_before_eof(&reader.events, &p1), vec![0, 1]);
+    // The end as the consumer last saw it: a sizing hint, known once read to the end.
+    assert_eq!(reader.consumer.end_offset_hint(&p0), Some(3));
+    assert_eq!(reader.consumer.end_offset_hint(&p1), Some(2));
 
     let mark = reader.events.len();
     send(t, (3..5).map(|i| to(&topic, 0, &i.to_string())).collect()).await;
@@ -418,6 +422,7 @@ pub async fn end_of_partition(t: &dyn Transport, names: Names<'_>) {
     let after = &reader.events[mark..];
     assert_eq!(eof_offsets(after, &p0), vec![5]);
     assert_eq!(offsets_before_eof(after, &p0), vec![3, 4]);
+    assert_eq!(reader.consumer.end_offset_hint(&p0), Some(5));
     assert!(
         eof_offsets(after, &p1).is_empty(),
         "partition 1 did not change, its end must not be reported again"

@@ -795,6 +795,11 @@ impl Consumer for KafkaConsumer {
         KafkaConsumer::assignment(self)
     }
 
+    fn end_offset_hint(&self, partition: &TopicPartition) -> Option<i64> {
+        let consumer = self.inner().ok()?;
+        cached_watermarks(consumer, partition).map(|(_, high)| high)
+    }
+
     async fn close(&mut self) -> Result<(), TransportError> {
         KafkaConsumer::close(self)
             .await

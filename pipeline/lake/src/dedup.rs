@@ -131,6 +131,11 @@ impl KeyIndex {
         self.first.reserve(keys);
     }
 
+    /// Keys the index can take before it must grow.
+    pub fn headroom(&self) -> usize {
+        self.first.capacity().saturating_sub(self.first.len())
+    }
+
     /// Forgets keys whose first record is older than `cutoff_ms` and lies before
     /// `replay_from` (records from `replay_from` on are replayed and re-learnt).
     pub fn prune(&mut self, cutoff_ms: i64, replay_from: i64) {

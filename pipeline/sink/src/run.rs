@@ -243,6 +243,13 @@ impl Sink {
                     .records_in
                     .inc_by(records.len() as u64);
                 for (tp, records) in by_partition(records) {
+                    // A backlog ahead: size the dedup index for it once.
+                    let end = consumer.end_offset_hint(&tp);
+                    if let (Some(end), Some(first), Some(st)) =
+                        (end, records.first(), self.partitions.get_mut(&tp))
+                    {
+                        st.manifest.expect_records(end - first.offset);
+                    }
                     // In chunks, with the rolling policy asked after each, so a big
                     // poll does not overshoot the row and size limits by much.
                     for chunk in records.chunks(self.chunk_records) {

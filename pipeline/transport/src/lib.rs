@@ -258,6 +258,14 @@ pub trait Consumer: Send {
     /// The partitions currently assigned to this member.
     fn assignment(&self) -> Vec<TopicPartition>;
 
+    /// The offset after the last record of an assigned partition as far as the
+    /// consumer knows without asking the broker (the high watermark of its last
+    /// fetch), if it knows one. A hint for sizing what a backlog will need, never a
+    /// position: it may be stale or missing.
+    fn end_offset_hint(&self, _partition: &TopicPartition) -> Option<i64> {
+        None
+    }
+
     /// Leaves the group, handing partitions back for rebalancing.
     async fn close(&mut self) -> Result<()>;
 }

@@ -348,6 +348,31 @@ fn conflicting_cuts_and_foreign_files_are_rejected() {
     assert_eq!(manifest.next_cut_end(0), None);
 }
 
+#[test]
+fn a_backlog_sizes_the_index_once_and_within_the_cap() {
+    let mut manifest = SinkManifest::new(&source(), 0);
+    manifest.expect_records(100_000);
+    let room = manifest.seen.headroom();
+    assert!(room >= 100_000, "{room}");
+    for key in 0..1_000u128 {
+        manifest.admit("p", key, key as i64, 0);
+    }
+    manifest.expect_records(50_000);
+    assert_eq!(
+        manifest.seen.headroom(),
+        room - 1_000,
+        "room enough already: not resized"
+    );
+    manifest.expect_records(-5);
+    let mut huge = SinkManifest::new(&source(), 0);
+    huge.expect_records(i64::MAX);
+    let capped = huge.seen.headroom();
+    assert!(
+        (MAX_RESERVED_KEYS..2 * MAX_RESERVED_KEYS).contains(&capped),
+        "{capped}"
+    );
+}
+
 /// Cuts the running sink records have their files: rows go on while their flush
 /// runs, and nothing waits to re-make them. The same cuts restored from the saved
 /// intent are to re-make, in order.

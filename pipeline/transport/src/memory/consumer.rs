@@ -339,6 +339,11 @@ impl Consumer for MemoryConsumer {
         self.parts.iter().map(|p| p.tp.clone()).collect()
     }
 
+    fn end_offset_hint(&self, partition: &TopicPartition) -> Option<i64> {
+        let part = self.parts.iter().find(|p| p.tp == *partition)?;
+        Some(lock(part.log()?).end_offset())
+    }
+
     async fn close(&mut self) -> Result<()> {
         self.leave();
         self.closed = true;
