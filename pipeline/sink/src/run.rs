@@ -409,6 +409,17 @@ impl Sink {
 
 /// Records grouped by partition, each group in offset order.
 fn by_partition(records: Vec<Record>) -> BTreeMap<TopicPartition, Vec<Record>> {
+    // A poll of one partition (a busy partition's backlog) is kept as it came: no
+    // record is moved.
+    if let Some(first) = records.first() {
+        let tp = first.topic_partition();
+        if records
+            .iter()
+            .all(|r| r.partition == tp.partition && r.topic == tp.topic)
+        {
+            return BTreeMap::from([(tp, records)]);
+        }
+    }
     let mut out: BTreeMap<TopicPartition, Vec<Record>> = BTreeMap::new();
     for record in records {
         out.entry(record.topic_partition())
@@ -416,4 +427,56 @@ fn by_partition(records: Vec<Record>) -> BTreeMap<TopicPartition, Vec<Record>> {
             .push(record);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(topic: &str, partition: i32, offset: i64) -> Record {
+        Record {
+            topic: topic.into(),
+            partition,
+            offset,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            timestamp_ms: None,
+        }
+    }
+
+    fn offsets(groups: &BTreeMap<TopicPartition, Vec<Record>>) -> Vec<(String, i32, Vec<i64>)> {
+        groups
+            .iter()
+            .map(|(tp, records)| {
+                let offsets = records.iter().map(|r| r.offset).collect();
+                (tp.topic.clone(), tp.partition, offsets)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_are_grouped_by_partition_in_offset_order() {
+        let one = by_partition(vec![record("a", 1, 5), record("a", 1, 6)]);
+        assert_eq!(offsets(&one), [("a".into(), 1, vec![5, 6])]);
+        let mixed = by_partition(vec![
+            record("a", 1, 5),
+            record("b", 1, 9),
+            record("a", 0, 2),
+            record("a", 1, 6),
+        ]);
+        assert_eq!(
+            offsets(&mixed),
+            [
+                ("a".into(), 0, vec![2]),
+                ("a".into(), 1, vec![5, 6]),
+                ("b".into(), 1, vec![9]),
+            ]
+        );
+        let topics = by_partition(vec![record("a", 1, 5), record("b", 1, 6)]);
+        assert_eq!(topics.len(), 2, "same partition number, two topics");
+        let partitions = by_partition(vec![record("a", 0, 5), record("a", 1, 6)]);
+        assert_eq!(partitions.len(), 2, "one topic, two partitions");
+        assert!(by_partition(Vec::new()).is_empty());
+    }
 }
