@@ -44,7 +44,7 @@ mod fixtures;
 mod reader_tests;
 
 pub use decode::{DecodeError, DecodeRow};
-pub use dedup::{digest, KeyDigest, KeyIndex, SegmentBuilder};
+pub use dedup::{digest, KeyDigest, KeyHasher, KeyIndex, SegmentBuilder};
 pub use error::{LakeError, Result};
 pub use file::{file_name, Encoder, FinishedFile, PartitionFile, SourcePartition};
 pub use format::{Codec, ParquetOptions};

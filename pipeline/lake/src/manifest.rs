@@ -34,15 +34,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dedup::{decode_segment, KeyDigest, KeyIndex, SegmentBuilder};
+use crate::dedup::{decode_segment, KeyDigest, KeyHasher, KeyIndex, SegmentBuilder};
 use crate::error::{LakeError, Result};
 use crate::file::{FinishedFile, SourcePartition};
 use crate::partition::PartitionPath;
 use crate::pool::FileKey;
 
 /// Version of the encoded manifest. Version 1 held the dedup index inline; it is
-/// still read (its keys are written as a segment at the next save).
-pub const MANIFEST_VERSION: u32 = 2;
+/// still read (its keys are written as a segment at the next save). Version 2 had
+/// no `key_hasher`: its index digests with SHA-256, and keeps doing so.
+pub const MANIFEST_VERSION: u32 = 3;
 
 /// Above this many key segments, the next save writes one compacted segment.
 pub const MAX_KEY_SEGMENTS: usize = 16;
@@ -132,6 +133,9 @@ pub struct SinkManifest {
     /// read back, so a restored index equals the one that was saved.
     #[serde(default = "no_cutoff")]
     keys_pruned_before_ms: i64,
+    /// How the index digests natural keys; chosen when the manifest is created.
+    #[serde(default = "sha256_hasher")]
+    key_hasher: KeyHasher,
     /// The dedup index (in memory; persisted as `key_segments`).
     #[serde(skip)]
     seen: KeyIndex,
@@ -155,6 +159,10 @@ fn no_cutoff() -> i64 {
     i64::MIN
 }
 
+fn sha256_hasher() -> KeyHasher {
+    KeyHasher::Sha256
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct SourcePartitionRecord {
     topic: String,
@@ -175,6 +183,7 @@ impl SinkManifest {
             done_through: BTreeMap::new(),
             key_segments: Vec::new(),
             keys_pruned_before_ms: i64::MIN,
+            key_hasher: KeyHasher::random(),
             seen: KeyIndex::default(),
             inline_seen: None,
             unloaded: BTreeSet::new(),
@@ -199,6 +208,12 @@ impl SinkManifest {
     /// Cuts recorded but not yet committed.
     pub fn pending(&self) -> &[FileCut] {
         &self.pending
+    }
+
+    /// The digest of a row's natural key, as this partition's index takes it
+    /// ([`KeyHasher`]): the same function in every run that restores this manifest.
+    pub fn key_digest(&self, natural_key: &[u8]) -> KeyDigest {
+        self.key_hasher.digest(natural_key)
     }
 
     /// Number of keys in the dedup index.
@@ -452,6 +467,9 @@ impl SinkManifest {
                 manifest.seen.mark_all_fresh();
                 manifest.version = MANIFEST_VERSION;
             }
+            // Written before the key hasher was saved: it digested with SHA-256
+            // (the serde default), and goes on doing so.
+            (2, None) => manifest.version = MANIFEST_VERSION,
             (MANIFEST_VERSION, None) => {}
             (version, _) => {
                 return Err(LakeError::Manifest {

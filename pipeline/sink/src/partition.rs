@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use playlake_checkpoint::{CheckpointStore, Lake, Position, Sequence};
 use playlake_lake::{
-    digest, DecodeRow, FinishedFile, LakeError, LakeRow, LakeStore, PartitionConfig, PartitionPath,
+    DecodeRow, FinishedFile, LakeError, LakeRow, LakeStore, PartitionConfig, PartitionPath,
     PathMemo, RecordMeta, RollReason, SinkManifest, SourcePartition, WriterPool,
 };
 use playlake_schemas::{
@@ -353,7 +353,7 @@ impl Writer {
             self.remake_due(st, offset - 1, &mut rows, &mut remade)?;
             st.next_offset = Some(offset + 1);
             if let Some((meta, row, path)) = self.decode::<R>(record) {
-                let key = digest(&row.natural_key(&meta));
+                let key = st.manifest.key_digest(&row.natural_key(&meta));
                 let admit =
                     st.manifest
                         .admit(path.as_str(), key, offset, meta.timestamp.as_millis());
@@ -391,7 +391,10 @@ impl Writer {
             }
             st.next_offset = Some(record.offset + 1);
             if let Some((meta, row, path)) = self.decode::<R>(record) {
-                keys.push((digest(&row.natural_key(&meta)), meta.timestamp.as_millis()));
+                keys.push((
+                    st.manifest.key_digest(&row.natural_key(&meta)),
+                    meta.timestamp.as_millis(),
+                ));
                 rows.push((path, record.offset, row));
             }
         }

@@ -130,7 +130,7 @@ async fn run(
     for (offset, row) in records.into_iter().filter(|(o, _)| *o >= replay_from) {
         let m = meta(TOPIC, offset);
         let path = row.partition(&m, &config).expect("partition");
-        let key = digest(&row.natural_key(&m));
+        let key = manifest.key_digest(&row.natural_key(&m));
         let now = offset * ms_per_record;
         let replaying = !manifest.pending().is_empty();
         if replaying {
@@ -461,6 +461,45 @@ fn restored_index_equals_the_saved_one_through_prunes_and_compactions() {
 }
 
 #[test]
+fn a_new_manifest_draws_its_own_sip_key_and_keeps_it() {
+    let a = SinkManifest::new(&source(), 0);
+    let b = SinkManifest::new(&source(), 0);
+    let key = b"uuid-1/event-1";
+    assert_ne!(
+        a.key_digest(key),
+        b.key_digest(key),
+        "each index its own key"
+    );
+    assert_ne!(a.key_digest(key), digest(key), "not SHA-256");
+    assert_ne!(a.key_digest(key), a.key_digest(b"uuid-1/event-2"));
+    let back = SinkManifest::decode(&a.encode().unwrap()).unwrap();
+    assert_eq!(
+        back.key_digest(key),
+        a.key_digest(key),
+        "saved with the manifest"
+    );
+}
+
+#[test]
+fn a_version_2_manifest_keeps_digesting_with_sha256() {
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&SinkManifest::new(&source(), 0).encode().unwrap()).unwrap();
+    json["version"] = 2.into();
+    json.as_object_mut().unwrap().remove("key_hasher");
+    let read = SinkManifest::decode(&serde_json::to_vec(&json).unwrap()).unwrap();
+    assert_eq!(read.key_digest(b"k"), digest(b"k"));
+    let again = SinkManifest::decode(&read.encode().unwrap()).unwrap();
+    assert_eq!(
+        again.key_digest(b"k"),
+        digest(b"k"),
+        "saved as version 3, same hasher"
+    );
+    let saved: serde_json::Value = serde_json::from_slice(&read.encode().unwrap()).unwrap();
+    assert_eq!(saved["version"], MANIFEST_VERSION);
+    assert_eq!(saved["key_hasher"], "sha256");
+}
+
+#[test]
 fn version_1_manifests_with_an_inline_index_are_read() {
     let mut old = SinkManifest::new(&source(), 0);
     old.admit("p", 7, 3, 30);
@@ -472,8 +511,14 @@ fn version_1_manifests_with_an_inline_index_are_read() {
     json.as_object_mut()
         .unwrap()
         .remove("keys_pruned_before_ms");
+    json.as_object_mut().unwrap().remove("key_hasher");
     let mut read = SinkManifest::decode(&serde_json::to_vec(&json).unwrap()).unwrap();
     assert_eq!(read.remembered_keys(), 2);
+    assert_eq!(
+        read.key_digest(b"k"),
+        digest(b"k"),
+        "its digests are SHA-256"
+    );
     assert_eq!(read.admit("p", 7, 5, 50), Admit::Duplicate);
     let segment = read
         .seal_keys("1.keys")
@@ -483,6 +528,6 @@ fn version_1_manifests_with_an_inline_index_are_read() {
     let mut again = SinkManifest::decode(&read.encode().unwrap()).unwrap();
     again.load_key_segment("1.keys", &segment).unwrap();
     assert_eq!(again.seen, read.seen);
-    json["version"] = 3.into();
+    json["version"] = (MANIFEST_VERSION + 1).into();
     assert!(SinkManifest::decode(&serde_json::to_vec(&json).unwrap()).is_err());
 }
