@@ -123,6 +123,14 @@ struct EncodedSize {
     failed: AtomicBool,
 }
 
+/// The error of a file whose failed batch was reported by an earlier call.
+fn failed_earlier(path: &PartitionPath) -> LakeError {
+    LakeError::Encoder {
+        path: path.to_string(),
+        reason: "it failed earlier",
+    }
+}
+
 /// A file's encoder state. A job that panicked while holding it (a bug in the
 /// encoder) leaves the writer in an unknown state: the file fails from then on.
 fn lock<'a>(
@@ -288,10 +296,7 @@ impl PartitionFile {
         let mut state = lock(&self.state, &self.size, &self.path);
         match state.error.take() {
             Some(error) => Err(error),
-            None => Err(LakeError::Encoder {
-                path: self.path.to_string(),
-                reason: "it failed earlier",
-            }),
+            None => Err(failed_earlier(&self.path)),
         }
     }
 
@@ -341,10 +346,7 @@ impl PartitionFile {
             let writer = state.writer.take();
             let result = match (size.failed.load(Ordering::Acquire), writer) {
                 // Never a file without the rows of a batch that failed.
-                (true, _) => Err(state.error.take().unwrap_or_else(|| LakeError::Encoder {
-                    path: path.to_string(),
-                    reason: "it failed earlier",
-                })),
+                (true, _) => Err(state.error.take().unwrap_or_else(|| failed_earlier(&path))),
                 (false, Some(writer)) => writer
                     .into_inner()
                     .map_err(|e| LakeError::parquet("finish the file", &path, e)),

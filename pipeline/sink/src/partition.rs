@@ -573,12 +573,11 @@ impl Writer {
         st: &mut PartitionState,
         files: Vec<(FinishedFile, RollReason)>,
     ) -> Result<()> {
-        let started = std::time::Instant::now();
         st.manifest
             .record_cuts(files.iter().map(|(f, _)| f))
             .map_err(|e| SinkError::lake("record the cuts", e))?;
         let next = st.manifest.replay_from();
-        let mut job = self.prepare(st, "save the intent", next, None, started)?;
+        let mut job = self.prepare(st, "save the intent", next, None)?;
         job.files = files;
         self.launch(st, job)
     }
@@ -617,10 +616,7 @@ impl Writer {
         } else {
             "save the commit and intent"
         };
-        let mut job = self.prepare(st, operation, next, Some(files_started), files_started)?;
-        if !files.is_empty() {
-            job.files_started = std::time::Instant::now();
-        }
+        let mut job = self.prepare(st, operation, next, Some(files_started))?;
         job.files = files;
         self.launch(st, job)
     }
@@ -653,8 +649,7 @@ impl Writer {
     async fn commit_now(&mut self, st: &mut PartitionState) -> Result<()> {
         let next = self.commit_position(st);
         self.commit_manifest(st, next)?;
-        let started = std::time::Instant::now();
-        let mut job = self.prepare(st, "save the commit", next, Some(started), started)?;
+        let mut job = self.prepare(st, "save the commit", next, Some(std::time::Instant::now()))?;
         let mut checkpoint = st.checkpoint.take().ok_or_else(|| in_flight(st))?;
         let outcome = flight::run(&mut checkpoint, &mut job, &self.job_io()).await;
         st.checkpoint = Some(checkpoint);
@@ -691,14 +686,13 @@ impl Writer {
 
     /// A save of the manifest as it is now, with position `next`: cheap, the new
     /// keys are framed and written by the job. `commits`: when the flush this save
-    /// commits started (a commit save).
+    /// commits started (a commit save). Files added to the job flush from now.
     fn prepare(
         &mut self,
         st: &mut PartitionState,
         operation: &'static str,
         next: i64,
         commits: Option<std::time::Instant>,
-        files_started: std::time::Instant,
     ) -> Result<Job> {
         let checkpoint = st.checkpoint.as_ref().ok_or_else(|| in_flight(st))?;
         // The keys learnt since the last save go first, into their own segment: the
@@ -723,7 +717,7 @@ impl Writer {
             retired: st.manifest.take_retired(),
             files: Vec::new(),
             commits: commits.map(|since| (st.tp.clone(), next, since)),
-            files_started,
+            files_started: std::time::Instant::now(),
         })
     }
 
