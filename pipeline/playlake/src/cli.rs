@@ -79,6 +79,18 @@ pub struct CommonArgs {
     )]
     pub kafka_options: Vec<String>,
 
+    /// After SIGTERM or Ctrl-C, how long `run`, `process`, `sink` and `source` may
+    /// take to finish in-flight work and checkpoint before they exit anyway with
+    /// status 1, without the final checkpoint (the next start replays from the last
+    /// one, so nothing is lost) [default: `[run] shutdown_deadline_seconds`, else 30].
+    #[arg(
+        long,
+        global = true,
+        env = "PLAYLAKE_SHUTDOWN_DEADLINE_SECONDS",
+        value_name = "SECONDS"
+    )]
+    pub shutdown_deadline_seconds: Option<u64>,
+
     /// Log format [default: human].
     #[arg(long, global = true, env = "PLAYLAKE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -248,15 +260,6 @@ pub struct RunArgs {
         value_name = "STAGE,..."
     )]
     pub stages: Vec<String>,
-
-    /// After SIGTERM or Ctrl-C, how long the stages may take to finish in-flight
-    /// work and commit before the process exits anyway with status 1 [default: 30].
-    #[arg(
-        long,
-        env = "PLAYLAKE_SHUTDOWN_DEADLINE_SECONDS",
-        value_name = "SECONDS"
-    )]
-    pub shutdown_deadline_seconds: Option<u64>,
     // Stage settings come from the config file's `[processor]`, `[process]` and
     // `[sink]` sections: the stages' own flags overlap (`--group`, `--time-zone`).
 }

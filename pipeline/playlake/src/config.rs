@@ -77,7 +77,8 @@ pub struct RunFileConfig {
     /// Stages to start: `process`, `sink` [default: both].
     pub stages: Option<Vec<String>>,
     /// After SIGTERM or Ctrl-C, how long the stages may take to finish in-flight
-    /// work and commit before the process exits anyway with status 1.
+    /// work and commit before the process exits anyway with status 1. Also bounds
+    /// `playlake process`, `sink` and `source` when they run alone.
     pub shutdown_deadline_seconds: Option<u64>,
     /// Consecutive failures after which a stage is no longer restarted (from its last
     /// checkpoint) and `playlake run` stops.
@@ -164,6 +165,9 @@ pub struct Settings {
     pub sink: SinkFileConfig,
     pub run: RunFileConfig,
     pub source: SourceFileConfig,
+    /// After the first signal, how long a long-running command may take to stop
+    /// cleanly (`--shutdown-deadline-seconds`, else `[run]`, else 30).
+    pub shutdown_deadline_seconds: u64,
 }
 
 /// Where the lake lives.
@@ -321,7 +325,24 @@ pub fn resolve(
         sink: file.sink.clone(),
         run: file.run.clone(),
         source: file.source.clone(),
+        shutdown_deadline_seconds: validate_shutdown_deadline(
+            args.shutdown_deadline_seconds
+                .or(file.run.shutdown_deadline_seconds)
+                .unwrap_or(DEFAULT_SHUTDOWN_DEADLINE_SECONDS),
+        )?,
     })
+}
+
+fn validate_shutdown_deadline(seconds: u64) -> Result<u64, ConfigError> {
+    if !(1..=3_600).contains(&seconds) {
+        return Err(ConfigError::invalid(
+            "run.shutdown_deadline_seconds",
+            seconds.to_string(),
+            "must be between 1 second and 1 hour",
+            "give the stages time to publish open files and checkpoint (the default is 30); keep it below your orchestrator's kill timeout",
+        ));
+    }
+    Ok(seconds)
 }
 
 fn validate_top_streams(n: usize) -> Result<usize, ConfigError> {
@@ -393,21 +414,9 @@ pub fn resolve_run(settings: &Settings, args: &RunArgs) -> Result<RunOptions, Co
             "list at least one of source, process, sink",
         ));
     }
-    let deadline = args
-        .shutdown_deadline_seconds
-        .or(file.shutdown_deadline_seconds)
-        .unwrap_or(DEFAULT_SHUTDOWN_DEADLINE_SECONDS);
-    if !(1..=3_600).contains(&deadline) {
-        return Err(ConfigError::invalid(
-            "run.shutdown_deadline_seconds",
-            deadline.to_string(),
-            "must be between 1 second and 1 hour",
-            "give the stages time to publish open files and checkpoint (the default is 30); keep it below your orchestrator's kill timeout",
-        ));
-    }
     Ok(RunOptions {
         stages,
-        shutdown_deadline_seconds: deadline,
+        shutdown_deadline_seconds: settings.shutdown_deadline_seconds,
         max_stage_restarts: file
             .max_stage_restarts
             .unwrap_or(DEFAULT_MAX_STAGE_RESTARTS),
@@ -693,7 +702,10 @@ impl Settings {
             processor: self.processor.clone(),
             process: self.process.clone(),
             sink: self.sink.clone(),
-            run: self.run.clone(),
+            run: RunFileConfig {
+                shutdown_deadline_seconds: Some(self.shutdown_deadline_seconds),
+                ..self.run.clone()
+            },
             source: self.source.clone(),
         };
         toml::to_string_pretty(&file).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
@@ -820,11 +832,18 @@ mod tests {
         assert_eq!(run.shutdown_deadline_seconds, 9);
         let flags = RunArgs {
             stages: vec!["process".into(), "sink".into()],
-            shutdown_deadline_seconds: Some(20),
         };
         let run = resolve_run(&s, &flags).unwrap();
         assert_eq!(run.stages, [StageKind::Process, StageKind::Sink]);
-        assert_eq!(run.shutdown_deadline_seconds, 20);
+        assert_eq!(run.shutdown_deadline_seconds, 9);
+        let mut flag = args();
+        flag.shutdown_deadline_seconds = Some(20);
+        let s = resolve(&flag, &file, TopicOverrides::default()).unwrap();
+        assert_eq!(s.shutdown_deadline_seconds, 20, "the flag beats the file");
+        assert_eq!(
+            resolve_run(&s, &flags).unwrap().shutdown_deadline_seconds,
+            20
+        );
         let defaults = resolve(&args(), &FileConfig::default(), TopicOverrides::default()).unwrap();
         let run = resolve_run(&defaults, &RunArgs::default()).unwrap();
         assert_eq!(
@@ -844,17 +863,23 @@ mod tests {
             run.shutdown_deadline_seconds,
             DEFAULT_SHUTDOWN_DEADLINE_SECONDS
         );
-        for (stages, deadline) in [
-            (vec!["sinks"], None),
-            (vec!["source"], None),
-            (vec![], Some(0)),
-        ] {
+        for stages in [vec!["sinks"], vec!["source"]] {
             let bad = RunArgs {
                 stages: stages.into_iter().map(String::from).collect(),
-                shutdown_deadline_seconds: deadline,
             };
             let msg = resolve_run(&defaults, &bad).unwrap_err().to_string();
             assert!(msg.contains("run.") && msg.contains("hint:"), "{msg}");
+        }
+        for deadline in [0, 3_601] {
+            let mut bad = args();
+            bad.shutdown_deadline_seconds = Some(deadline);
+            let msg = resolve(&bad, &FileConfig::default(), TopicOverrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("run.shutdown_deadline_seconds") && msg.contains("hint:"),
+                "{msg}"
+            );
         }
         let mut a = args();
         a.metrics_addr = None;

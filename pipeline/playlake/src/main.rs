@@ -50,7 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => {
             let options = config::resolve_run(&settings, &args)?;
-            runtime()?.block_on(commands::run::run(&settings, &options))
+            block_on(commands::run::run(&settings, &options))?
         }
         Command::AthenaDdl(args) => {
             let location = match &settings.lake {
@@ -83,7 +83,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Process(args) => {
             let config = config::resolve_process(&settings, &args)?;
-            runtime()?.block_on(commands::process::run(&settings, config))?;
+            block_on(commands::process::run(&settings, config))??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
@@ -107,40 +107,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed: args.seed,
                 partitions: args.partitions,
             };
-            runtime()?.block_on(commands::demo::run(&settings, process, sink, options))?;
+            block_on(commands::demo::run(&settings, process, sink, options))??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Produce(args) => {
-            runtime()?.block_on(commands::produce::run(&settings, &args))?;
+            block_on(commands::produce::run(&settings, &args))??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Source(args) => match args.kind {
             commands::source::SourceKind::Dynamodb(args) => {
                 let config = commands::source::resolve(&settings, &args)?;
-                runtime()?.block_on(commands::source::run(&settings, config))?;
+                block_on(commands::source::run(&settings, config))??;
                 Ok(ExitCode::SUCCESS)
             }
         },
         Command::Sink(args) => {
             let config = config::resolve_sink(&settings, &args)?;
-            runtime()?.block_on(commands::sink::run(&settings, config))?;
+            block_on(commands::sink::run(&settings, config))??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Query(args) => {
-            runtime()?.block_on(commands::query::run(&settings, &args))?;
+            block_on(commands::query::run(&settings, &args))??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Topics(_) => {
-            runtime()?.block_on(commands::topics::run(&settings))?;
+            block_on(commands::topics::run(&settings))??;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
+/// How long, once a command is done, its runtime waits for leftover blocking work
+/// (a Kafka poll or commit to a broker that went away) before the process exits.
+const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs `future` on a fresh multi-threaded runtime. Not dropped plainly: dropping a
+/// runtime waits without limit for its blocking tasks, so a command abandoned at its
+/// shutdown deadline would hang on a stuck commit.
+fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?)
+        .build()?;
+    let output = runtime.block_on(future);
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_GRACE);
+    Ok(output)
 }
 
 fn init_logging(format: LogFormat) {

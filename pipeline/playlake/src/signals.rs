@@ -27,3 +27,55 @@ pub async fn shutdown() {
         std::process::exit(130);
     });
 }
+
+/// Completes when [`run_until_signalled`] asks its stage to stop.
+pub struct StopRequested(tokio::sync::oneshot::Receiver<()>);
+
+impl std::future::Future for StopRequested {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        // A dropped sender also means "stop": nobody is left to ask later.
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+/// Runs one standalone stage (`playlake process`, `sink`, `source`). `stage` gets a
+/// future that completes on the first SIGTERM or Ctrl-C, after which it must finish
+/// in-flight work, checkpoint and return, within `deadline_seconds`.
+///
+/// Watched from here rather than inside the stage: a stage notices its stop future
+/// only between steps, and a step can wait minutes for a broker or store that went
+/// away (librdkafka's delivery timeout is 5 minutes). Past the deadline the stage is
+/// abandoned without its final checkpoint, which is crash semantics: the next start
+/// restores the last checkpoint and replays, so nothing is lost or doubled.
+pub async fn run_until_signalled<F: std::future::Future>(
+    name: &str,
+    deadline_seconds: u64,
+    stage: impl FnOnce(StopRequested) -> F,
+) -> anyhow::Result<F::Output> {
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let mut stage = std::pin::pin!(stage(StopRequested(stopped)));
+    tokio::select! {
+        output = stage.as_mut() => return Ok(output),
+        () = shutdown() => {}
+    }
+    let _ = stop.send(());
+    let deadline = std::time::Duration::from_secs(deadline_seconds);
+    match tokio::time::timeout(deadline, stage).await {
+        Ok(output) => Ok(output),
+        Err(_) => {
+            tracing::error!(
+                stage = name,
+                shutdown_deadline_seconds = deadline_seconds,
+                "the stage did not finish within the shutdown deadline; exiting without its final checkpoint (the next start replays from the last one)"
+            );
+            anyhow::bail!(
+                "the {name} did not stop within shutdown_deadline_seconds = {deadline_seconds} after the signal (is the broker or the lake unreachable?); exited without its final checkpoint, the next start replays from the last one"
+            )
+        }
+    }
+}

@@ -11,9 +11,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (transport, lake) =
         crate::kafka::open_stage(settings, "processor", &config.group_id, config.drain)?;
-    let report = playlake_process::run(transport, lake, config, crate::signals::shutdown())
-        .await
-        .context("the processor stopped")?;
+    let report = crate::signals::run_until_signalled(
+        "processor",
+        settings.shutdown_deadline_seconds,
+        |stop| playlake_process::run(transport, lake, config, stop),
+    )
+    .await?
+    .context("the processor stopped")?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

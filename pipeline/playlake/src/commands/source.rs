@@ -131,16 +131,13 @@ pub async fn run(settings: &Settings, config: SourceConfig) -> anyhow::Result<()
     let stage = playlake_metrics::StageMetrics::new(&metrics, STAGE)?;
     let source_metrics = SourceMetrics::new(metrics.registry())?;
     let server = crate::serve::start(settings.metrics_addr, metrics.clone()).await?;
-    let report = run_stage(
-        settings,
-        config,
-        source_metrics,
-        &stage,
-        crate::signals::shutdown(),
-    )
-    .await;
+    let report =
+        crate::signals::run_until_signalled("source", settings.shutdown_deadline_seconds, |stop| {
+            run_stage(settings, config, source_metrics, &stage, stop)
+        })
+        .await;
     drop(server);
-    let report = report?;
+    let report = report??;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
