@@ -139,12 +139,15 @@ pub enum Command {
     /// Run the stateful processor: playback events -> sessions, concurrent viewers,
     /// daily stats and resume points, in event time, exactly-once (checkpoints in the
     /// lake under `_playlake/checkpoints/process/`). Scale out by running more
-    /// instances with the same `--group`.
+    /// instances with the same `--group`. SIGTERM or Ctrl-C checkpoints and exits 0,
+    /// or 1 past `--shutdown-deadline-seconds` (nothing lost: the next start replays).
     Process(ProcessArgs),
 
     /// Write the processor's results and the raw streams to the lake as
     /// Hive-partitioned Parquet for Athena, exactly-once (write-ahead cuts and
-    /// positions in the lake under `_playlake/checkpoints/sink/`).
+    /// positions in the lake under `_playlake/checkpoints/sink/`). SIGTERM or Ctrl-C
+    /// publishes, commits and exits 0, or 1 past `--shutdown-deadline-seconds`
+    /// (nothing lost: the next start replays).
     Sink(SinkArgs),
 
     /// Read a source into Kafka: `playlake source dynamodb --table T [--backfill]`
