@@ -28,23 +28,24 @@ pub async fn shutdown() {
     });
 }
 
-/// Completes when [`run_until_signalled`] asks its stage to stop.
-pub struct StopRequested(tokio::sync::oneshot::Receiver<()>);
+/// The shutdown signal every stage shares; cheap to clone. `playlake run` sends it
+/// to all its stages, [`run_until_signalled`] to its one.
+#[derive(Clone)]
+pub struct Shutdown(pub(crate) tokio::sync::watch::Receiver<bool>);
 
-impl std::future::Future for StopRequested {
-    type Output = ();
+impl Shutdown {
+    /// Completes once shutdown is requested (or its sender is gone).
+    pub async fn requested(mut self) {
+        let _ = self.0.wait_for(|requested| *requested).await;
+    }
 
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        // A dropped sender also means "stop": nobody is left to ask later.
-        std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ())
+    pub fn is_requested(&self) -> bool {
+        *self.0.borrow()
     }
 }
 
 /// Runs one standalone stage (`playlake process`, `sink`, `source`). `stage` gets a
-/// future that completes on the first SIGTERM or Ctrl-C, after which it must finish
+/// [`Shutdown`] requested on the first SIGTERM or Ctrl-C, after which it must finish
 /// in-flight work, checkpoint and return, within `deadline_seconds`.
 ///
 /// Watched from here rather than inside the stage: a stage notices its stop future
@@ -55,15 +56,15 @@ impl std::future::Future for StopRequested {
 pub async fn run_until_signalled<F: std::future::Future>(
     name: &str,
     deadline_seconds: u64,
-    stage: impl FnOnce(StopRequested) -> F,
+    stage: impl FnOnce(Shutdown) -> F,
 ) -> anyhow::Result<F::Output> {
-    let (stop, stopped) = tokio::sync::oneshot::channel();
-    let mut stage = std::pin::pin!(stage(StopRequested(stopped)));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut stage = std::pin::pin!(stage(Shutdown(stopped)));
     tokio::select! {
         output = stage.as_mut() => return Ok(output),
         () = shutdown() => {}
     }
-    let _ = stop.send(());
+    let _ = stop.send(true);
     let deadline = std::time::Duration::from_secs(deadline_seconds);
     match tokio::time::timeout(deadline, stage).await {
         Ok(output) => Ok(output),

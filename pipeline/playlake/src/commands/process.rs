@@ -14,7 +14,7 @@ pub async fn run(
     let report = crate::signals::run_until_signalled(
         "processor",
         settings.shutdown_deadline_seconds,
-        |stop| playlake_process::run(transport, lake, config, stop),
+        |stop| playlake_process::run(transport, lake, config, stop.requested()),
     )
     .await?
     .context("the processor stopped")?;

@@ -38,27 +38,13 @@ use tokio::task::JoinSet;
 use crate::cli::{ProcessArgs, SinkArgs};
 use crate::commands::source::DynamoArgs;
 use crate::config::{self, RunOptions, Settings, StageKind};
+use crate::signals::Shutdown;
 
 /// First pause before restarting a failed stage; doubles up to [`MAX_RESTART_PAUSE`].
 const FIRST_RESTART_PAUSE: Duration = Duration::from_secs(1);
 const MAX_RESTART_PAUSE: Duration = Duration::from_secs(30);
 /// A stage that ran this long since its last failure starts counting failures anew.
 const HEALTHY_AFTER: Duration = Duration::from_secs(300);
-
-/// The shutdown signal every stage shares; cheap to clone.
-#[derive(Clone)]
-pub struct Shutdown(watch::Receiver<bool>);
-
-impl Shutdown {
-    /// Completes once shutdown is requested (or its sender is gone).
-    pub async fn requested(mut self) {
-        let _ = self.0.wait_for(|requested| *requested).await;
-    }
-
-    pub fn is_requested(&self) -> bool {
-        *self.0.borrow()
-    }
-}
 
 /// What a stage returns: its report, printed as JSON at exit.
 pub type StageFuture<'a> =

@@ -10,7 +10,7 @@ pub async fn run(settings: &Settings, config: playlake_sink::SinkConfig) -> anyh
         crate::kafka::open_stage(settings, "sink", &config.group_id, config.drain)?;
     let report =
         crate::signals::run_until_signalled("sink", settings.shutdown_deadline_seconds, |stop| {
-            playlake_sink::run(transport, lake, config, stop)
+            playlake_sink::run(transport, lake, config, stop.requested())
         })
         .await?
         .context("the sink stopped")?;

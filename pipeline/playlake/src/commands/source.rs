@@ -133,7 +133,7 @@ pub async fn run(settings: &Settings, config: SourceConfig) -> anyhow::Result<()
     let server = crate::serve::start(settings.metrics_addr, metrics.clone()).await?;
     let report =
         crate::signals::run_until_signalled("source", settings.shutdown_deadline_seconds, |stop| {
-            run_stage(settings, config, source_metrics, &stage, stop)
+            run_stage(settings, config, source_metrics, &stage, stop.requested())
         })
         .await;
     drop(server);
