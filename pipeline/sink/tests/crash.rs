@@ -146,9 +146,12 @@ async fn dedup_keys_survive_restarts_in_segments_beside_the_checkpoint() {
     assert_eq!(segments, listed, "every segment written is listed");
     let keys: u64 = manifest.key_segments().iter().map(|s| s.keys).sum();
     assert!(keys >= 300, "{keys} keys for 300 sessions");
+    // Bounded by what the keys themselves would take (16 bytes each at the least),
+    // not by a fixed size: how many segments and files the manifest lists depends on
+    // how the background saves fell, and it was just over 2,000 bytes 1 run in 8.
     assert!(
-        saved.state.len() < 2_000,
-        "the manifest carries the keys itself: {} bytes",
+        (saved.state.len() as u64) < 16 * keys,
+        "the manifest carries the keys itself: {} bytes for {keys} keys",
         saved.state.len()
     );
 
