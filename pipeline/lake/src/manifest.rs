@@ -216,6 +216,11 @@ impl SinkManifest {
         self.key_hasher.digest(natural_key)
     }
 
+    /// The function [`SinkManifest::key_digest`] uses (to digest on another thread).
+    pub fn key_hasher(&self) -> KeyHasher {
+        self.key_hasher
+    }
+
     /// Number of keys in the dedup index.
     pub fn remembered_keys(&self) -> usize {
         self.seen.len()

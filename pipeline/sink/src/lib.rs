@@ -9,7 +9,8 @@
 //! ```text
 //! <prefix>.sessions/.viewers/.daily/.events/.dlq/.cdc.<t>
 //!    | Consumer (group), Assigned -> restore manifest, seek replay_from   [run, partition]
-//!    | DecodeRow -> SinkManifest::admit -> WriterPool::write_partitioned_rows [partition]
+//!    | DecodeRow (split with a helper thread) -> SinkManifest::admit      [decode]
+//!    |   -> WriterPool::write_partitioned_rows (encoder thread)             [partition]
 //!    | WriterPool::poll (size, rows, interval, memory) / drain / revoke    [run]
 //!    | record_cuts, then on a runtime worker (one flight per partition):  [partition]
 //!    |   key segment -> checkpoint (intent) -> LakeStore::publish (retried) [flight, retry]
@@ -52,6 +53,7 @@
 //!   one chunk more than `max_rows_per_file` when several directories interleave.
 
 mod config;
+mod decode;
 mod error;
 mod flight;
 pub mod metrics;

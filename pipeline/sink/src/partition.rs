@@ -4,7 +4,8 @@
 //! Data flow: when the group assigns a partition, [`Writer::restore`] loads its
 //! manifest from the checkpoint scope `<group>.<topic>-<partition>` (or starts a
 //! fresh one) and pins the files of cuts recorded before a crash. Records then go
-//! through [`Writer::ingest`]: decode ([`DecodeRow`]) → admit (dedup by natural key,
+//! through [`Writer::ingest`]: decode ([`DecodeRow`], on this thread and a helper,
+//! [`crate::decode`]) → admit (dedup by natural key,
 //! skip what is durable) → the writer pool; while recorded cuts are replayed, their
 //! files are finished exactly at each cut's last offset, checked against the cut and
 //! published again, then the manifest commits. Files that the rolling policy, a
@@ -23,15 +24,16 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use playlake_checkpoint::{CheckpointStore, Lake, Position, Sequence};
 use playlake_lake::{
-    DecodeRow, FinishedFile, LakeError, LakeRow, LakeStore, PartitionConfig, PartitionPath,
-    PathMemo, RecordMeta, RollReason, SinkManifest, SourcePartition, WriterPool,
+    DecodeRow, FinishedFile, LakeError, LakeRow, LakeStore, PartitionPath, RollReason,
+    SinkManifest, SourcePartition, WriterPool,
 };
 use playlake_schemas::{
-    ChangeEvent, DailyStat, DlqRecord, PlaybackEvent, Session, Table, TimestampMs, ViewerWindow,
+    ChangeEvent, DailyStat, DlqRecord, PlaybackEvent, Session, Table, ViewerWindow,
 };
-use playlake_transport::{Record, TopicPartition};
+use playlake_transport::TopicPartition;
 
 use crate::config::SinkReport;
+use crate::decode::{Chunk, RowDecoder, Skips};
 use crate::error::{Result, SinkError};
 use crate::flight::{self, Flight, Job, JobIo};
 use crate::metrics::SinkMetrics;
@@ -94,12 +96,8 @@ impl PartitionState {
 pub(crate) struct Writer {
     pub pool: WriterPool,
     pub store: LakeStore,
-    pub partition_config: PartitionConfig,
-    /// The directories of the latest rows (rendered once, shared by their rows).
-    pub paths: PathMemo,
-    /// The longest directory name the lake can hold: `Some(255)` on a local file
-    /// system (NAME_MAX), `None` on object stores.
-    pub max_dir_name_bytes: Option<usize>,
+    /// Records to rows (and their directories and key digests).
+    pub decoder: RowDecoder,
     pub retry: RetryBudget,
     pub dedup_retention_ms: i64,
     pub report: SinkReport,
@@ -309,7 +307,7 @@ impl Writer {
 
     /// Feeds records of one partition (in offset order) to the pool; re-makes and
     /// publishes recorded cuts that end among them, and commits once all are re-made.
-    pub async fn ingest(&mut self, st: &mut PartitionState, records: &[Record]) -> Result<()> {
+    pub async fn ingest(&mut self, st: &mut PartitionState, records: &Chunk) -> Result<()> {
         let remade = match st.table {
             Table::Sessions => self.ingest_rows::<Session>(st, records)?,
             Table::Viewers => self.ingest_rows::<ViewerWindow>(st, records)?,
@@ -336,8 +334,9 @@ impl Writer {
     fn ingest_rows<R: DecodeRow>(
         &mut self,
         st: &mut PartitionState,
-        records: &[Record],
+        chunk: &Chunk,
     ) -> Result<Vec<FinishedFile>> {
+        let records = chunk.records();
         let mut rows: Vec<(PartitionPath, i64, R)> = Vec::with_capacity(records.len());
         let mut remade = Vec::new();
         // While recorded cuts are re-made, record by record: a cut's file must end
@@ -352,13 +351,17 @@ impl Writer {
             }
             self.remake_due(st, offset - 1, &mut rows, &mut remade)?;
             st.next_offset = Some(offset + 1);
-            if let Some((meta, row, path)) = self.decode::<R>(record) {
-                let key = st.manifest.key_digest(&row.natural_key(&meta));
-                let admit =
-                    st.manifest
-                        .admit(path.as_str(), key, offset, meta.timestamp.as_millis());
+            let mut skips = Skips::default();
+            let decoded = self
+                .decoder
+                .decode::<R>(record, st.manifest.key_hasher(), &mut skips);
+            skips.add_to(&mut self.report);
+            if let Some(d) = decoded {
+                let admit = st
+                    .manifest
+                    .admit(d.path.as_str(), d.key, offset, d.record_ms);
                 if self.report.tally(admit) {
-                    rows.push((path, offset, row));
+                    rows.push((d.path, offset, d.row));
                 }
             }
             self.remake_due(st, offset, &mut rows, &mut remade)?;
@@ -368,7 +371,7 @@ impl Writer {
             // batch.
             let done = st.next_offset.unwrap_or(i64::MIN);
             let rest = records.partition_point(|r| r.offset < done);
-            self.ingest_batch(st, &records[rest..], &mut rows);
+            self.ingest_batch(st, &chunk.skip(rest), &mut rows);
         }
         self.write(st, rows)?;
         Ok(remade)
@@ -380,112 +383,30 @@ impl Writer {
     fn ingest_batch<R: DecodeRow>(
         &mut self,
         st: &mut PartitionState,
-        records: &[Record],
+        chunk: &Chunk,
         rows: &mut Vec<(PartitionPath, i64, R)>,
     ) {
-        let start = rows.len();
-        let mut keys = Vec::with_capacity(records.len());
-        for record in records {
-            if !st.unread(record.offset) {
-                continue;
-            }
-            st.next_offset = Some(record.offset + 1);
-            if let Some((meta, row, path)) = self.decode::<R>(record) {
-                keys.push((
-                    st.manifest.key_digest(&row.natural_key(&meta)),
-                    meta.timestamp.as_millis(),
-                ));
-                rows.push((path, record.offset, row));
+        let unread = chunk.records().partition_point(|r| !st.unread(r.offset));
+        let chunk = chunk.skip(unread);
+        let Some(last) = chunk.records().last() else {
+            return;
+        };
+        st.next_offset = Some(last.offset + 1);
+        let mut skips = Skips::default();
+        let pieces = self
+            .decoder
+            .decode_all::<R>(&chunk, st.manifest.key_hasher(), &mut skips);
+        skips.add_to(&mut self.report);
+        st.manifest.warm(pieces.iter().flatten().map(|d| &d.key));
+        rows.reserve(pieces.iter().map(Vec::len).sum());
+        for d in pieces.into_iter().flatten() {
+            let admit = st
+                .manifest
+                .admit(d.path.as_str(), d.key, d.offset, d.record_ms);
+            if self.report.tally(admit) {
+                rows.push((d.path, d.offset, d.row));
             }
         }
-        st.manifest.warm(keys.iter().map(|(key, _)| key));
-        let mut keys = keys.into_iter();
-        let mut index = 0;
-        rows.retain(|(path, offset, _)| {
-            index += 1;
-            if index <= start {
-                return true; // decided before this batch
-            }
-            let Some((key, ms)) = keys.next() else {
-                return true; // (one key per decoded row: not reached)
-            };
-            let admit = st.manifest.admit(path.as_str(), key, *offset, ms);
-            self.report.tally(admit)
-        });
-    }
-
-    /// The row of a record and its directory; `None` (counted, logged) when the
-    /// record holds none.
-    fn decode<'r, R: DecodeRow>(
-        &mut self,
-        record: &'r Record,
-    ) -> Option<(RecordMeta<'r>, R, PartitionPath)> {
-        let meta = RecordMeta {
-            topic: &record.topic,
-            partition: record.partition,
-            offset: record.offset,
-            timestamp: TimestampMs(record.timestamp_ms.unwrap_or(0)),
-        };
-        let Some(value) = record.value.as_deref() else {
-            self.undecodable(&meta, "the record has no value (tombstone)");
-            return None;
-        };
-        let headers: Vec<(&str, &[u8])> = record
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_slice()))
-            .collect();
-        let row = match R::decode(&meta, value, &headers) {
-            Ok(Some(row)) => row,
-            Ok(None) => {
-                self.report.invalid_events_skipped += 1;
-                tracing::debug!(topic = %meta.topic, partition = meta.partition,
-                    offset = meta.offset, "invalid event left to the DLQ archive");
-                return None;
-            }
-            Err(e) => {
-                self.undecodable(&meta, &error_chain(&e));
-                return None;
-            }
-        };
-        let path = row
-            .path_parts(&meta, &self.partition_config)
-            .and_then(|parts| self.paths.path(parts));
-        match path {
-            Ok(path) => {
-                if let Some(limit) = self.max_dir_name_bytes {
-                    if let Some(long) = path.as_str().split('/').find(|name| name.len() > limit) {
-                        // Writing it would fail on every retry and wedge the partition.
-                        self.report.path_too_long_skipped += 1;
-                        tracing::error!(
-                            topic = %meta.topic,
-                            partition = meta.partition,
-                            offset = meta.offset,
-                            bytes = long.len(),
-                            limit,
-                            "row skipped: its partition directory name is longer than a local lake can hold (use an s3:// lake for stream ids this long); counted in path_too_long_skipped"
-                        );
-                        return None;
-                    }
-                }
-                Some((meta, row, path))
-            }
-            Err(e) => {
-                self.undecodable(&meta, &error_chain(&e));
-                None
-            }
-        }
-    }
-
-    fn undecodable(&mut self, meta: &RecordMeta, reason: &str) {
-        self.report.undecodable_records += 1;
-        tracing::warn!(
-            topic = %meta.topic,
-            partition = meta.partition,
-            offset = meta.offset,
-            reason,
-            "undecodable record skipped (counted in undecodable_records)"
-        );
     }
 
     fn write<R: LakeRow>(

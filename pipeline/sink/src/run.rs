@@ -18,13 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use playlake_checkpoint::Lake;
-use playlake_lake::{LakeStore, PartitionConfig, PathMemo, PublishMode, WriterPool};
+use playlake_lake::{LakeStore, PartitionConfig, PublishMode, WriterPool};
 use playlake_schemas::Table;
 use playlake_transport::{
     Consumer, ConsumerEvent, Position, Record, TopicPartition, TopicSpec, Transport,
 };
 
 use crate::config::{SinkConfig, SinkReport};
+use crate::decode::{Chunk, RowDecoder};
 use crate::error::{Result, SinkError};
 use crate::metrics::SinkMetrics;
 use crate::partition::{error_chain, now_ms, PartitionState, Writer};
@@ -93,11 +94,12 @@ pub async fn run_with_metrics(
         writer: Writer {
             pool,
             store,
-            partition_config: PartitionConfig {
-                time_zone: config.time_zone,
-            },
-            paths: PathMemo::default(),
-            max_dir_name_bytes: lake.url().starts_with("file://").then_some(255),
+            decoder: RowDecoder::new(
+                PartitionConfig {
+                    time_zone: config.time_zone,
+                },
+                lake.url().starts_with("file://").then_some(255),
+            ),
             retry: RetryBudget::new(Duration::from_secs(config.storage_retry_max_seconds)),
             dedup_retention_ms: i64::try_from(config.dedup_retention_seconds)
                 .unwrap_or(i64::MAX / 1000)
@@ -252,12 +254,12 @@ impl Sink {
                     }
                     // In chunks, with the rolling policy asked after each, so a big
                     // poll does not overshoot the row and size limits by much.
-                    for chunk in records.chunks(self.chunk_records) {
+                    for chunk in Chunk::split(records, self.chunk_records) {
                         let Some(mut st) = self.partitions.remove(&tp) else {
                             break; // revoked or fenced meanwhile
                         };
                         st.caught_up = false;
-                        let outcome = self.writer.ingest(&mut st, chunk).await;
+                        let outcome = self.writer.ingest(&mut st, &chunk).await;
                         if self.settle(&mut st, outcome)? {
                             self.partitions.insert(tp.clone(), st);
                         }

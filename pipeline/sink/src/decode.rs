@@ -1,0 +1,587 @@
+//! Records to rows: the row of each record, its directory and its key digest, on
+//! the sink's thread alone or split with one helper thread.
+//!
+//! Data flow: [`crate::partition::Writer::ingest`] hands a chunk of one partition's
+//! records to [`RowDecoder::decode_all`] (or, while recorded cuts are re-made, one
+//! record at a time to [`RowDecoder::decode`]); each record becomes a [`Decoded`]
+//! row, or is counted in [`Skips`] and logged. The admit (dedup) and the write
+//! that follow stay on the sink's thread, in offset order.
+//!
+//! Why a helper thread: decoding (JSON, the SPEC's validation and derived ids, the
+//! directory, the key digest) is about two thirds of the sink's busiest thread, and
+//! it depends on nothing but the record, so the second half of a chunk can be
+//! decoded beside the first. On the 2-core bench machine that thread was the
+//! bottleneck (95% busy) while the Parquet encoder left a third of a core idle.
+//! The result is the same rows in the same order either way.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use playlake_lake::{
+    DecodeRow, KeyDigest, KeyHasher, PartitionConfig, PartitionPath, PathMemo, RecordMeta,
+};
+use playlake_schemas::TimestampMs;
+use playlake_transport::Record;
+
+use crate::config::SinkReport;
+use crate::partition::error_chain;
+
+/// Below this many records a chunk is decoded on the sink's thread alone: waking
+/// the helper costs microseconds, a record about one.
+const SPLIT_MIN_RECORDS: usize = 256;
+
+/// One decoded record, ready to be admitted and written.
+#[derive(Debug)]
+pub(crate) struct Decoded<R> {
+    pub path: PartitionPath,
+    pub offset: i64,
+    /// The record's timestamp (what the dedup index keeps with the key).
+    pub record_ms: i64,
+    pub key: KeyDigest,
+    pub row: R,
+}
+
+/// Records that hold no row for the lake, by why (added to [`SinkReport`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Skips {
+    pub undecodable: u64,
+    pub invalid_events: u64,
+    pub path_too_long: u64,
+}
+
+impl Skips {
+    fn add(&mut self, other: Skips) {
+        self.undecodable += other.undecodable;
+        self.invalid_events += other.invalid_events;
+        self.path_too_long += other.path_too_long;
+    }
+
+    pub fn add_to(self, report: &mut SinkReport) {
+        report.undecodable_records += self.undecodable;
+        report.invalid_events_skipped += self.invalid_events;
+        report.path_too_long_skipped += self.path_too_long;
+    }
+}
+
+/// A run of one partition's records in offset order, shared (not copied) so that
+/// the helper thread can decode part of it.
+#[derive(Debug, Clone)]
+pub(crate) struct Chunk {
+    records: Arc<[Record]>,
+    range: Range<usize>,
+}
+
+impl Chunk {
+    /// `records` in runs of at most `size` (at least 1).
+    pub fn split(records: Vec<Record>, size: usize) -> impl Iterator<Item = Chunk> {
+        let records: Arc<[Record]> = records.into();
+        let size = size.max(1);
+        (0..records.len()).step_by(size).map(move |start| Chunk {
+            range: start..(start + size).min(records.len()),
+            records: Arc::clone(&records),
+        })
+    }
+
+    pub fn records(&self) -> &[Record] {
+        &self.records[self.range.clone()]
+    }
+
+    /// The records from index `from` of this chunk on.
+    pub fn skip(&self, from: usize) -> Chunk {
+        let start = (self.range.start + from).min(self.range.end);
+        Chunk {
+            records: Arc::clone(&self.records),
+            range: start..self.range.end,
+        }
+    }
+}
+
+/// Work for the helper thread, given the helper's own directory memo.
+type Job = Box<dyn FnOnce(&mut PathMemo) + Send>;
+
+/// A thread that decodes pieces of big chunks beside the sink's thread. It lives
+/// as long as the decoder: a thread per chunk would start a fresh allocator heap
+/// every time.
+#[derive(Debug)]
+struct Helper {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Helper {
+    fn start() -> std::io::Result<Self> {
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sink-decode".into())
+            .spawn(move || {
+                let mut paths = PathMemo::default();
+                // Ends when the decoder (the only sender) is dropped.
+                while let Ok(job) = inbox.recv() {
+                    job(&mut paths);
+                }
+            })?;
+        Ok(Self { jobs })
+    }
+}
+
+/// Records a piece holds: small enough that the sink's thread, once out of pieces,
+/// waits little for the one the helper is still decoding.
+const PIECE_RECORDS: usize = 128;
+
+/// One chunk being decoded by both threads: each takes the next piece until none
+/// is left, so a helper that is slow to be scheduled holds nobody up: the sink's
+/// thread decodes what the helper has not taken.
+struct Shared<R> {
+    chunk: Chunk,
+    config: PartitionConfig,
+    max_dir_name_bytes: Option<usize>,
+    hasher: KeyHasher,
+    pieces: usize,
+    next: AtomicUsize,
+    state: Mutex<Pieces<R>>,
+    changed: Condvar,
+}
+
+struct Pieces<R> {
+    done: Vec<Option<(Vec<Decoded<R>>, Skips)>>,
+    /// The helper died while decoding a piece (a panic): its piece stays `None`.
+    helper_failed: bool,
+}
+
+impl<R: DecodeRow> Shared<R> {
+    fn pieces(&self) -> MutexGuard<'_, Pieces<R>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Decodes pieces until none is left to take.
+    fn work(&self, paths: &mut PathMemo) {
+        let cx = Context {
+            config: &self.config,
+            max_dir_name_bytes: self.max_dir_name_bytes,
+            hasher: self.hasher,
+        };
+        let records = self.chunk.records();
+        loop {
+            let piece = self.next.fetch_add(1, Ordering::Relaxed);
+            if piece >= self.pieces {
+                return;
+            }
+            let start = piece * PIECE_RECORDS;
+            let end = (start + PIECE_RECORDS).min(records.len());
+            let mut rows = Vec::with_capacity(end - start);
+            let mut skips = Skips::default();
+            decode_into(cx, paths, &records[start..end], &mut skips, &mut rows);
+            self.pieces().done[piece] = Some((rows, skips));
+            self.changed.notify_all();
+        }
+    }
+}
+
+/// Tells the sink's thread when the helper unwinds out of [`Shared::work`].
+struct PanicNotice<'a, R: DecodeRow>(&'a Shared<R>);
+
+impl<R: DecodeRow> Drop for PanicNotice<'_, R> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.pieces().helper_failed = true;
+            self.0.changed.notify_all();
+        }
+    }
+}
+
+/// Decodes records into rows; see the module docs.
+#[derive(Debug)]
+pub(crate) struct RowDecoder {
+    config: PartitionConfig,
+    /// The longest directory name the lake can hold: `Some(255)` on a local file
+    /// system (NAME_MAX), `None` on object stores.
+    max_dir_name_bytes: Option<usize>,
+    /// The directories of the latest rows (rendered once, shared by their rows).
+    paths: PathMemo,
+    /// `None` on one core, or once the helper failed to start or died.
+    helper: Option<Helper>,
+}
+
+/// What decoding one record needs; shared by both threads.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    config: &'a PartitionConfig,
+    max_dir_name_bytes: Option<usize>,
+    hasher: KeyHasher,
+}
+
+impl RowDecoder {
+    pub fn new(config: PartitionConfig, max_dir_name_bytes: Option<usize>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let helper = if cores > 1 {
+            Helper::start()
+                .inspect_err(|error| {
+                    tracing::warn!(%error, "no decoding helper thread; decoding on one thread");
+                })
+                .ok()
+        } else {
+            None
+        };
+        Self {
+            config,
+            max_dir_name_bytes,
+            paths: PathMemo::default(),
+            helper,
+        }
+    }
+
+    /// The row of one record (`None`: counted in `skips` and logged).
+    pub fn decode<R: DecodeRow>(
+        &mut self,
+        record: &Record,
+        hasher: KeyHasher,
+        skips: &mut Skips,
+    ) -> Option<Decoded<R>> {
+        let cx = Context {
+            config: &self.config,
+            max_dir_name_bytes: self.max_dir_name_bytes,
+            hasher,
+        };
+        decode_one(cx, &mut self.paths, record, skips)
+    }
+
+    /// The rows of `chunk` in its order, as consecutive pieces (moving the rows
+    /// into one vector would copy every row once more, from the other core's cache).
+    pub fn decode_all<R: DecodeRow>(
+        &mut self,
+        chunk: &Chunk,
+        hasher: KeyHasher,
+        skips: &mut Skips,
+    ) -> Vec<Vec<Decoded<R>>> {
+        if chunk.range.len() >= SPLIT_MIN_RECORDS {
+            if let Some(helper) = &self.helper {
+                let pieces = chunk.range.len().div_ceil(PIECE_RECORDS);
+                let shared = Arc::new(Shared::<R> {
+                    chunk: chunk.clone(),
+                    config: self.config,
+                    max_dir_name_bytes: self.max_dir_name_bytes,
+                    hasher,
+                    pieces,
+                    next: AtomicUsize::new(0),
+                    state: Mutex::new(Pieces {
+                        done: (0..pieces).map(|_| None).collect(),
+                        helper_failed: false,
+                    }),
+                    changed: Condvar::new(),
+                });
+                let theirs = Arc::clone(&shared);
+                let job: Job = Box::new(move |paths| {
+                    let _notice = PanicNotice(&theirs);
+                    theirs.work(paths);
+                });
+                if helper.jobs.send(job).is_ok() {
+                    shared.work(&mut self.paths);
+                    return self.collect(&shared, skips);
+                }
+                tracing::error!("the decoding helper thread is gone; decoding on one thread");
+                self.helper = None;
+            }
+        }
+        vec![self.decode_here(chunk.records(), hasher, skips)]
+    }
+
+    fn decode_here<R: DecodeRow>(
+        &mut self,
+        records: &[Record],
+        hasher: KeyHasher,
+        skips: &mut Skips,
+    ) -> Vec<Decoded<R>> {
+        let mut rows = Vec::with_capacity(records.len());
+        for record in records {
+            rows.extend(self.decode(record, hasher, skips));
+        }
+        rows
+    }
+
+    /// Waits for the pieces the helper took; every piece, in order.
+    fn collect<R: DecodeRow>(
+        &mut self,
+        shared: &Shared<R>,
+        skips: &mut Skips,
+    ) -> Vec<Vec<Decoded<R>>> {
+        let mut state = shared.pieces();
+        while !state.helper_failed && state.done.iter().any(Option::is_none) {
+            state = shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let done = std::mem::take(&mut state.done);
+        let failed = state.helper_failed;
+        drop(state);
+        if failed {
+            // A panic while decoding (reported by the panic hook): this thread
+            // decodes from now on, and meets the same record itself.
+            tracing::error!("the decoding helper thread stopped; decoding on one thread");
+            self.helper = None;
+        }
+        let records = shared.chunk.records();
+        done.into_iter()
+            .enumerate()
+            .map(|(piece, result)| match result {
+                Some((rows, skipped)) => {
+                    skips.add(skipped);
+                    rows
+                }
+                None => {
+                    let start = piece * PIECE_RECORDS;
+                    let end = (start + PIECE_RECORDS).min(records.len());
+                    self.decode_here(&records[start..end], shared.hasher, skips)
+                }
+            })
+            .collect()
+    }
+}
+
+fn decode_into<R: DecodeRow>(
+    cx: Context<'_>,
+    paths: &mut PathMemo,
+    records: &[Record],
+    skips: &mut Skips,
+    out: &mut Vec<Decoded<R>>,
+) {
+    out.extend(
+        records
+            .iter()
+            .filter_map(|record| decode_one(cx, paths, record, skips)),
+    );
+}
+
+fn decode_one<R: DecodeRow>(
+    cx: Context<'_>,
+    paths: &mut PathMemo,
+    record: &Record,
+    skips: &mut Skips,
+) -> Option<Decoded<R>> {
+    let meta = RecordMeta {
+        topic: &record.topic,
+        partition: record.partition,
+        offset: record.offset,
+        timestamp: TimestampMs(record.timestamp_ms.unwrap_or(0)),
+    };
+    let Some(value) = record.value.as_deref() else {
+        undecodable(skips, &meta, "the record has no value (tombstone)");
+        return None;
+    };
+    let headers: Vec<(&str, &[u8])> = record
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    let row = match R::decode(&meta, value, &headers) {
+        Ok(Some(row)) => row,
+        Ok(None) => {
+            skips.invalid_events += 1;
+            tracing::debug!(topic = %meta.topic, partition = meta.partition,
+                offset = meta.offset, "invalid event left to the DLQ archive");
+            return None;
+        }
+        Err(e) => {
+            undecodable(skips, &meta, &error_chain(&e));
+            return None;
+        }
+    };
+    let path = match row
+        .path_parts(&meta, cx.config)
+        .and_then(|parts| paths.path(parts))
+    {
+        Ok(path) => path,
+        Err(e) => {
+            undecodable(skips, &meta, &error_chain(&e));
+            return None;
+        }
+    };
+    if let Some(limit) = cx.max_dir_name_bytes {
+        if let Some(long) = path.as_str().split('/').find(|name| name.len() > limit) {
+            // Writing it would fail on every retry and wedge the partition.
+            skips.path_too_long += 1;
+            tracing::error!(
+                topic = %meta.topic,
+                partition = meta.partition,
+                offset = meta.offset,
+                bytes = long.len(),
+                limit,
+                "row skipped: its partition directory name is longer than a local lake can hold (use an s3:// lake for stream ids this long); counted in path_too_long_skipped"
+            );
+            return None;
+        }
+    }
+    Some(Decoded {
+        key: cx.hasher.digest(&row.natural_key(&meta)),
+        record_ms: meta.timestamp.as_millis(),
+        offset: record.offset,
+        path,
+        row,
+    })
+}
+
+fn undecodable(skips: &mut Skips, meta: &RecordMeta, reason: &str) {
+    skips.undecodable += 1;
+    tracing::warn!(
+        topic = %meta.topic,
+        partition = meta.partition,
+        offset = meta.offset,
+        reason,
+        "undecodable record skipped (counted in undecodable_records)"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use playlake_schemas::PlaybackEvent;
+
+    fn record(offset: i64, value: Option<&str>) -> Record {
+        Record {
+            topic: "playback.events".into(),
+            partition: 3,
+            offset,
+            key: None,
+            value: value.map(|v| v.as_bytes().to_vec()),
+            headers: Vec::new(),
+            timestamp_ms: Some(1_748_736_000_000 + offset),
+        }
+    }
+
+    /// Good events, a few invalid ones and tombstones.
+    fn records(n: i64) -> Vec<Record> {
+        (0..n)
+            .map(|i| match i % 97 {
+                13 => record(i, Some("not json")),
+                29 => record(i, None),
+                _ => {
+                    let stream = format!("s{}", i % 5);
+                    let json = format!(
+                        r#"{{"uuid":"u{i}","stream_id":"{stream}","event_time":{},"position_end":{i}}}"#,
+                        1_748_736_000_000 + i * 1_000
+                    );
+                    record(i, Some(&json))
+                }
+            })
+            .collect()
+    }
+
+    fn summary(rows: &[Decoded<PlaybackEvent>]) -> Vec<(String, i64, i64, KeyDigest, String)> {
+        rows.iter()
+            .map(|d| {
+                let path = d.path.as_str().to_owned();
+                (path, d.offset, d.record_ms, d.key, d.row.uuid.clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn split_decoding_gives_the_rows_and_counts_of_one_thread() {
+        let input = records(5_000);
+        let hasher = KeyHasher::random();
+        let decode = |split: bool| {
+            let mut decoder = RowDecoder::new(PartitionConfig::default(), Some(255));
+            if split {
+                assert!(
+                    decoder.helper.is_some(),
+                    "a test machine has 2 cores or more"
+                );
+            } else {
+                decoder.helper = None;
+            }
+            let mut skips = Skips::default();
+            let mut rows = Vec::new();
+            // In chunks, as the sink hands them over, so the memos carry over.
+            for chunk in Chunk::split(input.clone(), 1_000) {
+                let pieces = decoder.decode_all::<PlaybackEvent>(&chunk, hasher, &mut skips);
+                rows.extend(pieces.into_iter().flatten());
+            }
+            (summary(&rows), skips)
+        };
+        let (one, one_skips) = decode(false);
+        let (two, two_skips) = decode(true);
+        assert_eq!(one.len(), two.len());
+        assert_eq!(one, two);
+        assert_eq!(one_skips, two_skips);
+        // Both kinds of skip happened, in both halves of the chunks.
+        assert_eq!(one_skips.invalid_events, 52, "{one_skips:?}");
+        assert_eq!(one_skips.undecodable, 52, "{one_skips:?}");
+        let total = one.len() as u64
+            + one_skips.invalid_events
+            + one_skips.undecodable
+            + one_skips.path_too_long;
+        assert_eq!(total, 5_000);
+        assert!(one.windows(2).all(|w| w[0].1 < w[1].1), "offset order kept");
+    }
+
+    /// An event row whose decoding panics on the helper thread (and, for the
+    /// record at offset 0, is slow on any other, so that the helper surely takes
+    /// a piece meanwhile).
+    #[derive(Debug)]
+    struct Touchy(PlaybackEvent);
+
+    impl playlake_lake::LakeRow for Touchy {
+        const TABLE: playlake_schemas::Table = PlaybackEvent::TABLE;
+
+        fn path_parts<'a>(
+            &'a self,
+            meta: &RecordMeta<'_>,
+            config: &PartitionConfig,
+        ) -> playlake_lake::Result<playlake_lake::PathParts<'a>> {
+            self.0.path_parts(meta, config)
+        }
+
+        fn natural_key(&self, meta: &RecordMeta) -> Vec<u8> {
+            self.0.natural_key(meta)
+        }
+
+        fn to_batch(rows: &[Self]) -> playlake_lake::Result<arrow::array::RecordBatch> {
+            let rows: Vec<PlaybackEvent> = rows.iter().map(|r| r.0.clone()).collect();
+            PlaybackEvent::to_batch(&rows)
+        }
+    }
+
+    impl DecodeRow for Touchy {
+        fn decode(
+            meta: &RecordMeta,
+            value: &[u8],
+            headers: &[(&str, &[u8])],
+        ) -> playlake_lake::Result<Option<Self>> {
+            if std::thread::current().name() == Some("sink-decode") {
+                panic!("decoding bug (expected by the test)");
+            }
+            if meta.offset == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            Ok(PlaybackEvent::decode(meta, value, headers)?.map(Touchy))
+        }
+    }
+
+    #[test]
+    fn a_helper_that_panics_leaves_its_pieces_to_the_sink_thread() {
+        let input = records(1_000);
+        let hasher = KeyHasher::random();
+        let mut decoder = RowDecoder::new(PartitionConfig::default(), None);
+        assert!(
+            decoder.helper.is_some(),
+            "a test machine has 2 cores or more"
+        );
+        let chunk = Chunk::split(input.clone(), 1_000).next().unwrap();
+        let mut skips = Skips::default();
+        // Without the helper's notice this would wait forever for its piece.
+        let pieces = decoder.decode_all::<Touchy>(&chunk, hasher, &mut skips);
+        assert!(
+            decoder.helper.is_none(),
+            "the helper died and is not asked again"
+        );
+        let got: Vec<i64> = pieces.iter().flatten().map(|d| d.offset).collect();
+
+        decoder.helper = None;
+        let mut one_skips = Skips::default();
+        let one = decoder.decode_all::<Touchy>(&chunk, hasher, &mut one_skips);
+        let want: Vec<i64> = one.iter().flatten().map(|d| d.offset).collect();
+        assert_eq!(got, want);
+        assert_eq!(skips, one_skips);
+        assert!(want.len() > 900, "{}", want.len());
+    }
+}
