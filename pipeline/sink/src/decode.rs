@@ -9,10 +9,11 @@
 //!
 //! Why a helper thread: decoding (JSON, the SPEC's validation and derived ids, the
 //! directory, the key digest) is about two thirds of the sink's busiest thread, and
-//! it depends on nothing but the record, so the second half of a chunk can be
-//! decoded beside the first. On the 2-core bench machine that thread was the
-//! bottleneck (95% busy) while the Parquet encoder left a third of a core idle.
-//! The result is the same rows in the same order either way.
+//! it depends on nothing but the record, so two threads can decode pieces of one
+//! chunk at once (each takes the next piece, [`Shared`]). On the 2-core bench
+//! machine that thread was the bottleneck (95% busy) while the Parquet encoder
+//! left a third of a core idle. The result is the same rows in the same order
+//! either way.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -97,8 +98,17 @@ impl Chunk {
     }
 }
 
-/// Work for the helper thread, given the helper's own directory memo.
-type Job = Box<dyn FnOnce(&mut PathMemo) + Send>;
+/// What each decoding thread keeps from one record to the next.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// The directories of the latest rows (rendered once, shared by their rows).
+    paths: PathMemo,
+    /// The natural key being digested (one buffer, not one per row).
+    key: Vec<u8>,
+}
+
+/// Work for the helper thread, given the helper's own scratch.
+type Job = Box<dyn FnOnce(&mut Scratch) + Send>;
 
 /// A thread that decodes pieces of big chunks beside the sink's thread. It lives
 /// as long as the decoder: a thread per chunk would start a fresh allocator heap
@@ -114,10 +124,10 @@ impl Helper {
         std::thread::Builder::new()
             .name("sink-decode".into())
             .spawn(move || {
-                let mut paths = PathMemo::default();
+                let mut scratch = Scratch::default();
                 // Ends when the decoder (the only sender) is dropped.
                 while let Ok(job) = inbox.recv() {
-                    job(&mut paths);
+                    job(&mut scratch);
                 }
             })?;
         Ok(Self { jobs })
@@ -153,8 +163,9 @@ impl<R: DecodeRow> Shared<R> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Decodes pieces until none is left to take.
-    fn work(&self, paths: &mut PathMemo) {
+    /// Decodes pieces until none is left to take; `helper` wakes the sink's thread
+    /// (the only one that waits) after each.
+    fn work(&self, scratch: &mut Scratch, helper: bool) {
         let cx = Context {
             config: &self.config,
             max_dir_name_bytes: self.max_dir_name_bytes,
@@ -170,9 +181,13 @@ impl<R: DecodeRow> Shared<R> {
             let end = (start + PIECE_RECORDS).min(records.len());
             let mut rows = Vec::with_capacity(end - start);
             let mut skips = Skips::default();
-            decode_into(cx, paths, &records[start..end], &mut skips, &mut rows);
-            self.pieces().done[piece] = Some((rows, skips));
-            self.changed.notify_all();
+            decode_into(cx, scratch, &records[start..end], &mut skips, &mut rows);
+            if let Some(slot) = self.pieces().done.get_mut(piece) {
+                *slot = Some((rows, skips));
+            }
+            if helper {
+                self.changed.notify_all();
+            }
         }
     }
 }
@@ -196,8 +211,7 @@ pub(crate) struct RowDecoder {
     /// The longest directory name the lake can hold: `Some(255)` on a local file
     /// system (NAME_MAX), `None` on object stores.
     max_dir_name_bytes: Option<usize>,
-    /// The directories of the latest rows (rendered once, shared by their rows).
-    paths: PathMemo,
+    scratch: Scratch,
     /// `None` on one core, or once the helper failed to start or died.
     helper: Option<Helper>,
 }
@@ -225,7 +239,7 @@ impl RowDecoder {
         Self {
             config,
             max_dir_name_bytes,
-            paths: PathMemo::default(),
+            scratch: Scratch::default(),
             helper,
         }
     }
@@ -242,7 +256,7 @@ impl RowDecoder {
             max_dir_name_bytes: self.max_dir_name_bytes,
             hasher,
         };
-        decode_one(cx, &mut self.paths, record, skips)
+        decode_one(cx, &mut self.scratch, record, skips)
     }
 
     /// The rows of `chunk` in its order, as consecutive pieces (moving the rows
@@ -270,12 +284,12 @@ impl RowDecoder {
                     changed: Condvar::new(),
                 });
                 let theirs = Arc::clone(&shared);
-                let job: Job = Box::new(move |paths| {
+                let job: Job = Box::new(move |scratch| {
                     let _notice = PanicNotice(&theirs);
-                    theirs.work(paths);
+                    theirs.work(scratch, true);
                 });
                 if helper.jobs.send(job).is_ok() {
-                    shared.work(&mut self.paths);
+                    shared.work(&mut self.scratch, false);
                     return self.collect(&shared, skips);
                 }
                 tracing::error!("the decoding helper thread is gone; decoding on one thread");
@@ -340,7 +354,7 @@ impl RowDecoder {
 
 fn decode_into<R: DecodeRow>(
     cx: Context<'_>,
-    paths: &mut PathMemo,
+    scratch: &mut Scratch,
     records: &[Record],
     skips: &mut Skips,
     out: &mut Vec<Decoded<R>>,
@@ -348,13 +362,13 @@ fn decode_into<R: DecodeRow>(
     out.extend(
         records
             .iter()
-            .filter_map(|record| decode_one(cx, paths, record, skips)),
+            .filter_map(|record| decode_one(cx, scratch, record, skips)),
     );
 }
 
 fn decode_one<R: DecodeRow>(
     cx: Context<'_>,
-    paths: &mut PathMemo,
+    scratch: &mut Scratch,
     record: &Record,
     skips: &mut Skips,
 ) -> Option<Decoded<R>> {
@@ -388,7 +402,7 @@ fn decode_one<R: DecodeRow>(
     };
     let path = match row
         .path_parts(&meta, cx.config)
-        .and_then(|parts| paths.path(parts))
+        .and_then(|parts| scratch.paths.path(parts))
     {
         Ok(path) => path,
         Err(e) => {
@@ -411,8 +425,9 @@ fn decode_one<R: DecodeRow>(
             return None;
         }
     }
+    row.write_natural_key(&meta, &mut scratch.key);
     Some(Decoded {
-        key: cx.hasher.digest(&row.natural_key(&meta)),
+        key: cx.hasher.digest(&scratch.key),
         record_ms: meta.timestamp.as_millis(),
         offset: record.offset,
         path,
@@ -531,8 +546,8 @@ mod tests {
             self.0.path_parts(meta, config)
         }
 
-        fn natural_key(&self, meta: &RecordMeta) -> Vec<u8> {
-            self.0.natural_key(meta)
+        fn write_natural_key(&self, meta: &RecordMeta, out: &mut Vec<u8>) {
+            self.0.write_natural_key(meta, out)
         }
 
         fn to_batch(rows: &[Self]) -> playlake_lake::Result<arrow::array::RecordBatch> {
