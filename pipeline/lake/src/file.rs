@@ -230,8 +230,30 @@ impl PartitionFile {
         first_offset: i64,
         last_offset: i64,
     ) -> Result<()> {
-        let count = rows.len();
-        self.submit(first_offset, last_offset, count, move || R::to_batch(&rows))
+        self.write_row_pieces(vec![rows], first_offset, last_offset)
+    }
+
+    /// [`PartitionFile::write_rows`] of rows in consecutive pieces, joined by the
+    /// encoder (the caller's thread does not copy them).
+    pub fn write_row_pieces<R: LakeRow>(
+        &mut self,
+        mut pieces: Vec<Vec<R>>,
+        first_offset: i64,
+        last_offset: i64,
+    ) -> Result<()> {
+        let count = pieces.iter().map(Vec::len).sum();
+        self.submit(first_offset, last_offset, count, move || {
+            if pieces.len() == 1 {
+                if let Some(rows) = pieces.pop() {
+                    return R::to_batch(&rows);
+                }
+            }
+            let mut rows = Vec::with_capacity(count);
+            for piece in pieces {
+                rows.extend(piece);
+            }
+            R::to_batch(&rows)
+        })
     }
 
     fn submit(

@@ -111,6 +111,22 @@ impl WriterPool {
         Ok(())
     }
 
+    /// Appends rows of one directory, `first_offset..=last_offset` of `source` in
+    /// offset order, given in pieces: they are joined into one batch on the
+    /// encoder's thread, not on the caller's.
+    pub fn write_row_pieces<R: LakeRow>(
+        &mut self,
+        source: &SourcePartition,
+        path: PartitionPath,
+        pieces: Vec<Vec<R>>,
+        first_offset: i64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.file(path, source, now_ms)?
+            .write_row_pieces(pieces, first_offset, last_offset)
+    }
+
     /// The open file of `path` for `source`, opened at `now_ms` if there is none.
     fn file(
         &mut self,
@@ -312,6 +328,28 @@ mod tests {
             pool.finish_all().unwrap()
         };
         assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn rows_in_pieces_give_the_file_of_one_batch() {
+        let config = PartitionConfig::default();
+        let rows: Vec<playlake_schemas::Session> = (0..10).map(|i| session(i, "a")).collect();
+        let path = rows[0]
+            .partition(&meta("playback.sessions", 0), &config)
+            .unwrap();
+        let mut whole = pool(RollPolicy::default());
+        whole
+            .write_row_pieces(&source(), path.clone(), vec![rows.clone()], 100, 109, 0)
+            .unwrap();
+        let mut pieces = pool(RollPolicy::default());
+        let split = vec![rows[..3].to_vec(), Vec::new(), rows[3..].to_vec()];
+        pieces
+            .write_row_pieces(&source(), path, split, 100, 109, 0)
+            .unwrap();
+        let (whole, pieces) = (whole.finish_all().unwrap(), pieces.finish_all().unwrap());
+        assert_eq!(whole.len(), 1);
+        assert_eq!(whole[0].rows, 10);
+        assert_eq!(whole, pieces);
     }
 
     #[test]

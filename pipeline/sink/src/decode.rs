@@ -35,12 +35,42 @@ const SPLIT_MIN_RECORDS: usize = 256;
 /// One decoded record, ready to be admitted and written.
 #[derive(Debug)]
 pub(crate) struct Decoded<R> {
+    pub info: RowInfo,
+    pub row: R,
+}
+
+/// What the admit and the grouping by directory need of a decoded row.
+#[derive(Debug)]
+pub(crate) struct RowInfo {
     pub path: PartitionPath,
     pub offset: i64,
     /// The record's timestamp (what the dedup index keeps with the key).
     pub record_ms: i64,
     pub key: KeyDigest,
-    pub row: R,
+}
+
+/// Consecutive decoded records, the rows apart from their [`RowInfo`]: the rows
+/// can go to the encoder thread as they are, without the sink's thread copying
+/// them (they were often decoded on the other core, so that copy was a cache miss
+/// per row).
+#[derive(Debug)]
+pub(crate) struct Piece<R> {
+    pub info: Vec<RowInfo>,
+    pub rows: Vec<R>,
+}
+
+impl<R> Piece<R> {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            info: Vec::with_capacity(n),
+            rows: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, decoded: Decoded<R>) {
+        self.info.push(decoded.info);
+        self.rows.push(decoded.row);
+    }
 }
 
 /// Records that hold no row for the lake, by why (added to [`SinkReport`]).
@@ -153,7 +183,7 @@ struct Shared<R> {
 }
 
 struct Pieces<R> {
-    done: Vec<Option<(Vec<Decoded<R>>, Skips)>>,
+    done: Vec<Option<(Piece<R>, Skips)>>,
     /// The helper died while decoding a piece (a panic): its piece stays `None`.
     helper_failed: bool,
 }
@@ -179,7 +209,7 @@ impl<R: DecodeRow> Shared<R> {
             }
             let start = piece * PIECE_RECORDS;
             let end = (start + PIECE_RECORDS).min(records.len());
-            let mut rows = Vec::with_capacity(end - start);
+            let mut rows = Piece::with_capacity(end - start);
             let mut skips = Skips::default();
             decode_into(cx, scratch, &records[start..end], &mut skips, &mut rows);
             if let Some(slot) = self.pieces().done.get_mut(piece) {
@@ -266,7 +296,7 @@ impl RowDecoder {
         chunk: &Chunk,
         hasher: KeyHasher,
         skips: &mut Skips,
-    ) -> Vec<Vec<Decoded<R>>> {
+    ) -> Vec<Piece<R>> {
         if chunk.range.len() >= SPLIT_MIN_RECORDS {
             if let Some(helper) = &self.helper {
                 let pieces = chunk.range.len().div_ceil(PIECE_RECORDS);
@@ -304,20 +334,18 @@ impl RowDecoder {
         records: &[Record],
         hasher: KeyHasher,
         skips: &mut Skips,
-    ) -> Vec<Decoded<R>> {
-        let mut rows = Vec::with_capacity(records.len());
+    ) -> Piece<R> {
+        let mut rows = Piece::with_capacity(records.len());
         for record in records {
-            rows.extend(self.decode(record, hasher, skips));
+            if let Some(decoded) = self.decode(record, hasher, skips) {
+                rows.push(decoded);
+            }
         }
         rows
     }
 
     /// Waits for the pieces the helper took; every piece, in order.
-    fn collect<R: DecodeRow>(
-        &mut self,
-        shared: &Shared<R>,
-        skips: &mut Skips,
-    ) -> Vec<Vec<Decoded<R>>> {
+    fn collect<R: DecodeRow>(&mut self, shared: &Shared<R>, skips: &mut Skips) -> Vec<Piece<R>> {
         let mut state = shared.pieces();
         while !state.helper_failed && state.done.iter().any(Option::is_none) {
             state = shared
@@ -357,13 +385,13 @@ fn decode_into<R: DecodeRow>(
     scratch: &mut Scratch,
     records: &[Record],
     skips: &mut Skips,
-    out: &mut Vec<Decoded<R>>,
+    out: &mut Piece<R>,
 ) {
-    out.extend(
-        records
-            .iter()
-            .filter_map(|record| decode_one(cx, scratch, record, skips)),
-    );
+    for record in records {
+        if let Some(decoded) = decode_one(cx, scratch, record, skips) {
+            out.push(decoded);
+        }
+    }
 }
 
 fn decode_one<R: DecodeRow>(
@@ -427,10 +455,12 @@ fn decode_one<R: DecodeRow>(
     }
     row.write_natural_key(&meta, &mut scratch.key);
     Some(Decoded {
-        key: cx.hasher.digest(&scratch.key),
-        record_ms: meta.timestamp.as_millis(),
-        offset: record.offset,
-        path,
+        info: RowInfo {
+            key: cx.hasher.digest(&scratch.key),
+            record_ms: meta.timestamp.as_millis(),
+            offset: record.offset,
+            path,
+        },
         row,
     })
 }
@@ -481,13 +511,18 @@ mod tests {
             .collect()
     }
 
-    fn summary(rows: &[Decoded<PlaybackEvent>]) -> Vec<(String, i64, i64, KeyDigest, String)> {
-        rows.iter()
-            .map(|d| {
-                let path = d.path.as_str().to_owned();
-                (path, d.offset, d.record_ms, d.key, d.row.uuid.clone())
-            })
-            .collect()
+    type Summary = Vec<(String, i64, i64, KeyDigest, String)>;
+
+    fn summary(pieces: &[Piece<PlaybackEvent>]) -> Summary {
+        let mut out = Summary::new();
+        for piece in pieces {
+            assert_eq!(piece.info.len(), piece.rows.len());
+            for (i, row) in piece.info.iter().zip(&piece.rows) {
+                let path = i.path.as_str().to_owned();
+                out.push((path, i.offset, i.record_ms, i.key, row.uuid.clone()));
+            }
+        }
+        out
     }
 
     #[test]
@@ -508,8 +543,7 @@ mod tests {
             let mut rows = Vec::new();
             // In chunks, as the sink hands them over, so the memos carry over.
             for chunk in Chunk::split(input.clone(), 1_000) {
-                let pieces = decoder.decode_all::<PlaybackEvent>(&chunk, hasher, &mut skips);
-                rows.extend(pieces.into_iter().flatten());
+                rows.extend(decoder.decode_all::<PlaybackEvent>(&chunk, hasher, &mut skips));
             }
             (summary(&rows), skips)
         };
@@ -589,12 +623,16 @@ mod tests {
             decoder.helper.is_none(),
             "the helper died and is not asked again"
         );
-        let got: Vec<i64> = pieces.iter().flatten().map(|d| d.offset).collect();
+        let got: Vec<i64> = pieces
+            .iter()
+            .flat_map(|p| &p.info)
+            .map(|i| i.offset)
+            .collect();
 
         decoder.helper = None;
         let mut one_skips = Skips::default();
         let one = decoder.decode_all::<Touchy>(&chunk, hasher, &mut one_skips);
-        let want: Vec<i64> = one.iter().flatten().map(|d| d.offset).collect();
+        let want: Vec<i64> = one.iter().flat_map(|p| &p.info).map(|i| i.offset).collect();
         assert_eq!(got, want);
         assert_eq!(skips, one_skips);
         assert!(want.len() > 900, "{}", want.len());

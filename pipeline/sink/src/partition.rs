@@ -33,7 +33,7 @@ use playlake_schemas::{
 use playlake_transport::TopicPartition;
 
 use crate::config::SinkReport;
-use crate::decode::{Chunk, RowDecoder, Skips};
+use crate::decode::{Chunk, Decoded, RowDecoder, Skips};
 use crate::error::{Result, SinkError};
 use crate::flight::{self, Flight, Job, JobIo};
 use crate::metrics::SinkMetrics;
@@ -356,12 +356,12 @@ impl Writer {
                 .decoder
                 .decode::<R>(record, st.manifest.key_hasher(), &mut skips);
             skips.add_to(&mut self.report);
-            if let Some(d) = decoded {
+            if let Some(Decoded { info, row }) = decoded {
                 let admit = st
                     .manifest
-                    .admit(d.path.as_str(), d.key, offset, d.record_ms);
+                    .admit(info.path.as_str(), info.key, offset, info.record_ms);
                 if self.report.tally(admit) {
-                    rows.push((d.path, offset, d.row));
+                    rows.push((info.path, offset, row));
                 }
             }
             self.remake_due(st, offset, &mut rows, &mut remade)?;
@@ -371,42 +371,66 @@ impl Writer {
             // batch.
             let done = st.next_offset.unwrap_or(i64::MIN);
             let rest = records.partition_point(|r| r.offset < done);
-            self.ingest_batch(st, &chunk.skip(rest), &mut rows);
+            self.ingest_batch(st, &chunk.skip(rest), &mut rows)?;
         }
         self.write(st, rows)?;
         Ok(remade)
     }
 
-    /// Decodes `records` (no recorded cut is being re-made), then admits their rows
-    /// in offset order and appends those to write to `rows`. Deciding after decoding
-    /// lets the dedup index look the whole batch up first ([`SinkManifest::warm`]).
+    /// Decodes `chunk` (no recorded cut is being re-made), then admits its rows in
+    /// offset order. Deciding after decoding lets the dedup index look the whole
+    /// chunk up first ([`SinkManifest::warm`]). When every row is admitted into one
+    /// directory (a busy partition's usual case) and `rows` is empty, the decoded
+    /// rows go to their file as they are; otherwise the rows to write are appended
+    /// to `rows`.
     fn ingest_batch<R: DecodeRow>(
         &mut self,
         st: &mut PartitionState,
         chunk: &Chunk,
         rows: &mut Vec<(PartitionPath, i64, R)>,
-    ) {
+    ) -> Result<()> {
         let unread = chunk.records().partition_point(|r| !st.unread(r.offset));
         let chunk = chunk.skip(unread);
-        let Some(last) = chunk.records().last() else {
-            return;
+        let Some(last_record) = chunk.records().last() else {
+            return Ok(());
         };
-        st.next_offset = Some(last.offset + 1);
+        st.next_offset = Some(last_record.offset + 1);
         let mut skips = Skips::default();
         let pieces = self
             .decoder
             .decode_all::<R>(&chunk, st.manifest.key_hasher(), &mut skips);
         skips.add_to(&mut self.report);
-        st.manifest.warm(pieces.iter().flatten().map(|d| &d.key));
-        rows.reserve(pieces.iter().map(Vec::len).sum());
-        for d in pieces.into_iter().flatten() {
+        let info = || pieces.iter().flat_map(|p| &p.info);
+        let Some((path, first)) = info().next().map(|i| (i.path.clone(), i.offset)) else {
+            return Ok(()); // no row in the chunk
+        };
+        st.manifest.warm(info().map(|i| &i.key));
+        let mut keep = Vec::with_capacity(info().count());
+        let (mut one_directory, mut last) = (true, first);
+        for i in info() {
             let admit = st
                 .manifest
-                .admit(d.path.as_str(), d.key, d.offset, d.record_ms);
-            if self.report.tally(admit) {
-                rows.push((d.path, d.offset, d.row));
+                .admit(i.path.as_str(), i.key, i.offset, i.record_ms);
+            keep.push(self.report.tally(admit));
+            one_directory &= i.path == path;
+            last = i.offset;
+        }
+        if rows.is_empty() && one_directory && keep.iter().all(|k| *k) {
+            let pieces: Vec<Vec<R>> = pieces.into_iter().map(|p| p.rows).collect();
+            return self
+                .pool
+                .write_row_pieces(&st.source, path, pieces, first, last, now_ms())
+                .map_err(|e| SinkError::lake("write rows", e));
+        }
+        let mut keep = keep.into_iter();
+        for piece in pieces {
+            for (i, row) in piece.info.into_iter().zip(piece.rows) {
+                if keep.next().unwrap_or(false) {
+                    rows.push((i.path, i.offset, row));
+                }
             }
         }
+        Ok(())
     }
 
     fn write<R: LakeRow>(
