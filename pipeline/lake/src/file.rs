@@ -60,12 +60,12 @@ pub fn file_name(
 
 /// Batches handed to the encoder thread and not yet encoded, at most: the sink
 /// waits rather than buffer more (memory stays bounded: a batch holds at most the
-/// sink's chunk of 1,000 rows, so about 20 MB), and the rolling policy's view of a
-/// file's size lags by no more than these. Not fewer: the encoder works in bursts
-/// (a page or row group closing compresses a lot at once), and with room for only
-/// 4 batches the decoding thread stopped at every burst instead of going on with
-/// the next records (measured on the sink bench: 64 gave 7% more rows per second,
-/// and let the decoding helper thread give its share).
+/// rows of one sink chunk, 1,000 records and about 1 MiB of them), and the rolling
+/// policy's view of a file's size lags by no more than these. Not fewer: the
+/// encoder works in bursts (a page or row group closing compresses a lot at once),
+/// and with room for only 4 batches the decoding thread stopped at every burst
+/// instead of going on with the next records (measured on the sink bench: 64 gave
+/// 7% more rows per second, and let the decoding helper thread give its share).
 const ENCODER_QUEUE_BATCHES: usize = 64;
 
 type Job = Box<dyn FnOnce() + Send>;

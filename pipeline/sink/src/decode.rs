@@ -104,13 +104,34 @@ pub(crate) struct Chunk {
 }
 
 impl Chunk {
-    /// `records` in runs of at most `size` (at least 1).
-    pub fn split(records: Vec<Record>, size: usize) -> impl Iterator<Item = Chunk> {
+    /// `records` in runs of at most `max_records` records and, past the first
+    /// record of a run, at most `max_bytes` bytes of keys and values.
+    pub fn split(
+        records: Vec<Record>,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> impl Iterator<Item = Chunk> {
         let records: Arc<[Record]> = records.into();
-        let size = size.max(1);
-        (0..records.len()).step_by(size).map(move |start| Chunk {
-            range: start..(start + size).min(records.len()),
-            records: Arc::clone(&records),
+        let max_records = max_records.max(1);
+        let mut start = 0;
+        std::iter::from_fn(move || {
+            let rest = records.get(start..)?;
+            let first = rest.first()?;
+            let mut bytes = record_bytes(first);
+            let mut len = 1;
+            for record in rest.iter().skip(1).take(max_records - 1) {
+                bytes += record_bytes(record);
+                if bytes > max_bytes {
+                    break;
+                }
+                len += 1;
+            }
+            let range = start..start + len;
+            start += len;
+            Some(Chunk {
+                records: Arc::clone(&records),
+                range,
+            })
         })
     }
 
@@ -135,6 +156,10 @@ struct Scratch {
     paths: PathMemo,
     /// The natural key being digested (one buffer, not one per row).
     key: Vec<u8>,
+}
+
+fn record_bytes(record: &Record) -> usize {
+    record.key.as_ref().map_or(0, Vec::len) + record.value.as_ref().map_or(0, Vec::len)
 }
 
 /// Work for the helper thread, given the helper's own scratch.
@@ -542,7 +567,7 @@ mod tests {
             let mut skips = Skips::default();
             let mut rows = Vec::new();
             // In chunks, as the sink hands them over, so the memos carry over.
-            for chunk in Chunk::split(input.clone(), 1_000) {
+            for chunk in Chunk::split(input.clone(), 1_000, usize::MAX) {
                 rows.extend(decoder.decode_all::<PlaybackEvent>(&chunk, hasher, &mut skips));
             }
             (summary(&rows), skips)
@@ -615,7 +640,9 @@ mod tests {
             decoder.helper.is_some(),
             "a test machine has 2 cores or more"
         );
-        let chunk = Chunk::split(input.clone(), 1_000).next().unwrap();
+        let chunk = Chunk::split(input.clone(), 1_000, usize::MAX)
+            .next()
+            .unwrap();
         let mut skips = Skips::default();
         // Without the helper's notice this would wait forever for its piece.
         let pieces = decoder.decode_all::<Touchy>(&chunk, hasher, &mut skips);
@@ -636,5 +663,32 @@ mod tests {
         assert_eq!(got, want);
         assert_eq!(skips, one_skips);
         assert!(want.len() > 900, "{}", want.len());
+    }
+
+    #[test]
+    fn chunks_end_at_the_record_or_byte_limit_and_cover_every_record() {
+        let sizes = [10usize, 10, 10, 500, 10, 10, 10, 10, 10];
+        let input: Vec<Record> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| record(i as i64, Some(&"x".repeat(*n))))
+            .collect();
+        let ranges = |records: usize, bytes: usize| -> Vec<Vec<i64>> {
+            Chunk::split(input.clone(), records, bytes)
+                .map(|c| c.records().iter().map(|r| r.offset).collect())
+                .collect()
+        };
+        assert_eq!(
+            ranges(4, usize::MAX),
+            [vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8]]
+        );
+        // 30 bytes fit, the 500-byte record starts a chunk of its own (a chunk
+        // always takes its first record), then 4 records of 10 reach 40.
+        assert_eq!(
+            ranges(100, 40),
+            [vec![0, 1, 2], vec![3], vec![4, 5, 6, 7], vec![8]]
+        );
+        assert_eq!(ranges(0, 0).len(), 9, "at least one record a chunk");
+        assert_eq!(Chunk::split(Vec::new(), 10, 10).count(), 0);
     }
 }

@@ -49,8 +49,9 @@
 //!   asked for any partition (the cuts fix where those files end); the replay
 //!   ends as soon as the records up to the last recorded cut are read again.
 //! - Row and size limits are checked between chunks of at most
-//!   `min(max_rows_per_file, 1000)` records of a partition, so a file may hold up to
-//!   one chunk more than `max_rows_per_file` when several directories interleave.
+//!   `min(max_rows_per_file, 1000)` records (and about 1 MiB) of a partition, so a
+//!   file may hold up to one chunk more than `max_rows_per_file` when several
+//!   directories interleave.
 
 mod config;
 mod decode;

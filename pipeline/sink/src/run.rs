@@ -35,6 +35,11 @@ const MAX_POLL_RECORDS: usize = 10_000;
 /// At most this many records of a partition are written between two looks at the
 /// rolling policy (fewer when `max_rows_per_file` is smaller).
 const MAX_CHUNK_RECORDS: u64 = 1_000;
+/// ... and at most about this many bytes of them (keys and values; a chunk holds
+/// one record at least). A chunk's rows wait in the encoder's queue as at most one
+/// batch per directory, so this is what bounds that queue's memory with large
+/// records (a DynamoDB item may hold 400 KB, a cdc record two of them).
+const MAX_CHUNK_BYTES: usize = 1 << 20;
 const POLL_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Runs the sink until `shutdown` completes (or, with `config.drain`, until every
@@ -254,7 +259,7 @@ impl Sink {
                     }
                     // In chunks, with the rolling policy asked after each, so a big
                     // poll does not overshoot the row and size limits by much.
-                    for chunk in Chunk::split(records, self.chunk_records) {
+                    for chunk in Chunk::split(records, self.chunk_records, MAX_CHUNK_BYTES) {
                         let Some(mut st) = self.partitions.remove(&tp) else {
                             break; // revoked or fenced meanwhile
                         };
