@@ -198,9 +198,7 @@ const PIECE_RECORDS: usize = 128;
 /// thread decodes what the helper has not taken.
 struct Shared<R> {
     chunk: Chunk,
-    config: PartitionConfig,
-    max_dir_name_bytes: Option<usize>,
-    hasher: KeyHasher,
+    cx: Context,
     pieces: usize,
     next: AtomicUsize,
     state: Mutex<Pieces<R>>,
@@ -221,11 +219,6 @@ impl<R: DecodeRow> Shared<R> {
     /// Decodes pieces until none is left to take; `helper` wakes the sink's thread
     /// (the only one that waits) after each.
     fn work(&self, scratch: &mut Scratch, helper: bool) {
-        let cx = Context {
-            config: &self.config,
-            max_dir_name_bytes: self.max_dir_name_bytes,
-            hasher: self.hasher,
-        };
         let records = self.chunk.records();
         loop {
             let piece = self.next.fetch_add(1, Ordering::Relaxed);
@@ -236,7 +229,13 @@ impl<R: DecodeRow> Shared<R> {
             let end = (start + PIECE_RECORDS).min(records.len());
             let mut rows = Piece::with_capacity(end - start);
             let mut skips = Skips::default();
-            decode_into(cx, scratch, &records[start..end], &mut skips, &mut rows);
+            decode_into(
+                self.cx,
+                scratch,
+                &records[start..end],
+                &mut skips,
+                &mut rows,
+            );
             if let Some(slot) = self.pieces().done.get_mut(piece) {
                 *slot = Some((rows, skips));
             }
@@ -271,10 +270,10 @@ pub(crate) struct RowDecoder {
     helper: Option<Helper>,
 }
 
-/// What decoding one record needs; shared by both threads.
-#[derive(Clone, Copy)]
-struct Context<'a> {
-    config: &'a PartitionConfig,
+/// What decoding one record needs; copied to both threads.
+#[derive(Debug, Clone, Copy)]
+struct Context {
+    config: PartitionConfig,
     max_dir_name_bytes: Option<usize>,
     hasher: KeyHasher,
 }
@@ -306,12 +305,15 @@ impl RowDecoder {
         hasher: KeyHasher,
         skips: &mut Skips,
     ) -> Option<Decoded<R>> {
-        let cx = Context {
-            config: &self.config,
+        decode_one(self.context(hasher), &mut self.scratch, record, skips)
+    }
+
+    fn context(&self, hasher: KeyHasher) -> Context {
+        Context {
+            config: self.config,
             max_dir_name_bytes: self.max_dir_name_bytes,
             hasher,
-        };
-        decode_one(cx, &mut self.scratch, record, skips)
+        }
     }
 
     /// The rows of `chunk` in its order, as consecutive pieces (moving the rows
@@ -327,9 +329,7 @@ impl RowDecoder {
                 let pieces = chunk.range.len().div_ceil(PIECE_RECORDS);
                 let shared = Arc::new(Shared::<R> {
                     chunk: chunk.clone(),
-                    config: self.config,
-                    max_dir_name_bytes: self.max_dir_name_bytes,
-                    hasher,
+                    cx: self.context(hasher),
                     pieces,
                     next: AtomicUsize::new(0),
                     state: Mutex::new(Pieces {
@@ -361,11 +361,8 @@ impl RowDecoder {
         skips: &mut Skips,
     ) -> Piece<R> {
         let mut rows = Piece::with_capacity(records.len());
-        for record in records {
-            if let Some(decoded) = self.decode(record, hasher, skips) {
-                rows.push(decoded);
-            }
-        }
+        let cx = self.context(hasher);
+        decode_into(cx, &mut self.scratch, records, skips, &mut rows);
         rows
     }
 
@@ -398,7 +395,7 @@ impl RowDecoder {
                 None => {
                     let start = piece * PIECE_RECORDS;
                     let end = (start + PIECE_RECORDS).min(records.len());
-                    self.decode_here(&records[start..end], shared.hasher, skips)
+                    self.decode_here(&records[start..end], shared.cx.hasher, skips)
                 }
             })
             .collect()
@@ -406,7 +403,7 @@ impl RowDecoder {
 }
 
 fn decode_into<R: DecodeRow>(
-    cx: Context<'_>,
+    cx: Context,
     scratch: &mut Scratch,
     records: &[Record],
     skips: &mut Skips,
@@ -420,7 +417,7 @@ fn decode_into<R: DecodeRow>(
 }
 
 fn decode_one<R: DecodeRow>(
-    cx: Context<'_>,
+    cx: Context,
     scratch: &mut Scratch,
     record: &Record,
     skips: &mut Skips,
@@ -454,7 +451,7 @@ fn decode_one<R: DecodeRow>(
         }
     };
     let path = match row
-        .path_parts(&meta, cx.config)
+        .path_parts(&meta, &cx.config)
         .and_then(|parts| scratch.paths.path(parts))
     {
         Ok(path) => path,
