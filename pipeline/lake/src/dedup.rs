@@ -99,14 +99,43 @@ pub struct KeyIndex {
     /// compared, not serialized).
     #[serde(skip)]
     fresh: SegmentBuilder,
+    /// The latest [`KeyIndex::prune`]'s `(cutoff_ms, replay_from)`: the entries it
+    /// forgets count as absent from then on, swept out of `first` or not yet.
+    #[serde(skip)]
+    forget: Option<(i64, i64)>,
+    /// The cutoff of the last sweep (see [`SWEEP_EVERY_MS`]).
+    #[serde(skip)]
+    swept_at_cutoff: Option<i64>,
+}
+
+/// A prune removes the forgotten entries from the table (a walk over every key) only
+/// when its cutoff has moved this far since the last such sweep; in between, they
+/// stay in the table and count as absent. A commit comes with every save, and with a
+/// day of keys on a busy partition a walk at each would cross tens of millions of
+/// keys (a 512 MiB table at 9M keys) every few seconds. The price: up to ten
+/// minutes of keys beyond the retention stay in memory.
+const SWEEP_EVERY_MS: i64 = 10 * 60 * 1000;
+
+/// Whether a prune with `forget = (cutoff_ms, replay_from)` forgets the entry
+/// `(offset, record_ms)`: older than the cutoff and before the replay position.
+fn is_forgotten(forget: Option<(i64, i64)>, (offset, record_ms): (i64, i64)) -> bool {
+    forget.is_some_and(|(cutoff_ms, replay_from)| record_ms < cutoff_ms && offset < replay_from)
 }
 
 /// One remembered key: (digest, first offset, record time of that offset).
 pub type KeyEntry = (KeyDigest, i64, i64);
 
 impl PartialEq for KeyIndex {
+    /// Same remembered keys (forgotten entries not yet swept do not count).
     fn eq(&self, other: &Self) -> bool {
-        self.first == other.first
+        let mine = self.live().count();
+        mine == other.live().count()
+            && self.live().all(|(key, entry)| {
+                other
+                    .first
+                    .get(key)
+                    .is_some_and(|e| e == entry && !other.forgotten(*e))
+            })
     }
 }
 
@@ -117,6 +146,7 @@ impl KeyIndex {
     /// that first record): write it. False for a later copy: drop it.
     pub fn admit(&mut self, key: KeyDigest, offset: i64, record_ms: i64) -> bool {
         use std::collections::hash_map::Entry;
+        let forget = self.forget;
         match self.first.entry(key) {
             Entry::Vacant(slot) => {
                 slot.insert((offset, record_ms));
@@ -125,6 +155,12 @@ impl KeyIndex {
             }
             Entry::Occupied(mut slot) => {
                 let entry = slot.get_mut();
+                if is_forgotten(forget, *entry) {
+                    // Pruned, not yet swept: as if absent.
+                    *entry = (offset, record_ms);
+                    self.fresh.push(key, offset, record_ms);
+                    return true;
+                }
                 if offset < entry.0 {
                     // Replaying from before the first sighting: this one is the first.
                     *entry = (offset, record_ms);
@@ -146,8 +182,9 @@ impl KeyIndex {
     /// Merges an entry read back from a persisted segment: the smaller first offset
     /// wins, whatever order the segments are read in. Not fresh: it is persisted.
     pub fn restore(&mut self, key: KeyDigest, offset: i64, record_ms: i64) {
+        let forget = self.forget;
         let entry = self.first.entry(key).or_insert((offset, record_ms));
-        if offset < entry.0 {
+        if offset < entry.0 || is_forgotten(forget, *entry) {
             *entry = (offset, record_ms);
         }
     }
@@ -165,10 +202,20 @@ impl KeyIndex {
     /// Every entry, in no particular order (for a compacted segment).
     pub fn all_entries(&self) -> SegmentBuilder {
         let mut all = SegmentBuilder::default();
-        for (key, &(offset, ts)) in &self.first {
+        for (key, &(offset, ts)) in self.live() {
             all.push(*key, offset, ts);
         }
         all
+    }
+
+    /// Whether the latest prune forgot an entry.
+    fn forgotten(&self, entry: (i64, i64)) -> bool {
+        is_forgotten(self.forget, entry)
+    }
+
+    /// The entries not forgotten.
+    fn live(&self) -> impl Iterator<Item = (&KeyDigest, &(i64, i64))> {
+        self.first.iter().filter(|(_, e)| !self.forgotten(**e))
     }
 
     /// Makes room for `keys` more keys at once, so an index that will hold them
@@ -184,12 +231,21 @@ impl KeyIndex {
 
     /// Forgets keys whose first record is older than `cutoff_ms` and lies before
     /// `replay_from` (records from `replay_from` on are replayed and re-learnt).
+    /// Forgotten entries count as absent at once and leave the table at the next
+    /// sweep (see [`SWEEP_EVERY_MS`]).
     pub fn prune(&mut self, cutoff_ms: i64, replay_from: i64) {
-        self.first
-            .retain(|_, (offset, ts)| *ts >= cutoff_ms || *offset >= replay_from);
+        self.forget = Some((cutoff_ms, replay_from));
+        if self
+            .swept_at_cutoff
+            .is_none_or(|swept| cutoff_ms.saturating_sub(swept) >= SWEEP_EVERY_MS)
+        {
+            self.first
+                .retain(|_, (offset, ts)| *ts >= cutoff_ms || *offset >= replay_from);
+            self.swept_at_cutoff = Some(cutoff_ms);
+        }
     }
 
-    /// Number of remembered keys.
+    /// Number of keys held: the remembered ones, and forgotten ones not yet swept.
     pub fn len(&self) -> usize {
         self.first.len()
     }
@@ -208,7 +264,7 @@ impl From<Vec<(u64, u64, i64, i64)>> for KeyIndex {
             .collect();
         Self {
             first,
-            fresh: SegmentBuilder::default(),
+            ..Self::default()
         }
     }
 }
@@ -224,8 +280,7 @@ impl KeyIndex {
     /// so the same keys always encode to the same bytes.
     fn sorted_entries(&self) -> Vec<(u64, u64, i64, i64)> {
         let mut out: Vec<_> = self
-            .first
-            .iter()
+            .live()
             .map(|(k, &(offset, ts))| ((k >> 64) as u64, *k as u64, offset, ts))
             .collect();
         out.sort_unstable();
@@ -529,6 +584,34 @@ mod tests {
         assert_eq!(index.len(), 2);
         assert!(index.admit(digest(b"new"), 2, 5_000));
         assert!(!index.admit(digest(b"new"), 3, 5_000));
+    }
+
+    #[test]
+    fn forgotten_keys_count_as_absent_before_the_sweep_removes_them() {
+        let mut index = KeyIndex::default();
+        index.admit(digest(b"a"), 1, 100);
+        index.prune(50, 0); // sweeps: the first prune
+        index.admit(digest(b"b"), 2, 200);
+        index.admit(digest(b"c"), 3, 10_000);
+        // Forgets "a" and "b", but within SWEEP_EVERY_MS of the last sweep: held.
+        index.prune(1_000, 3);
+        assert_eq!(index.len(), 3);
+        let mut restored = KeyIndex::default();
+        restored.restore(digest(b"c"), 3, 10_000);
+        assert_eq!(index, restored, "forgotten entries are not compared");
+        assert_eq!(
+            entries(index.all_entries()),
+            vec![(digest(b"c"), 3, 10_000)]
+        );
+        let json = serde_json::to_string(&index).unwrap();
+        assert_eq!(json, serde_json::to_string(&restored).unwrap());
+        // A copy of a forgotten key is new again, as for a restored index.
+        assert!(index.admit(digest(b"b"), 7, 20_000));
+        assert!(restored.admit(digest(b"b"), 7, 20_000));
+        assert!(!index.admit(digest(b"b"), 8, 20_000));
+        // A cutoff SWEEP_EVERY_MS past the last sweep removes them.
+        index.prune(50 + SWEEP_EVERY_MS, 3);
+        assert_eq!(index.len(), 2);
     }
 
     #[test]
