@@ -14,7 +14,7 @@
 //!
 //! Persistence is incremental: the index remembers which entries changed since it
 //! was last persisted, and [`KeyIndex::take_fresh`] hands them out to be written as
-//! one immutable *key segment* ([`SegmentBuilder`], about 20 bytes a key) next to the
+//! one immutable *key segment* ([`SegmentBuilder`], under 20 bytes a key) next to the
 //! checkpoint. A save therefore costs the keys learnt since the previous save, not
 //! every key of the retention (the raw `events` table remembers millions); the
 //! manifest compacts the segments now and then (`crate::manifest`).
@@ -128,8 +128,7 @@ pub type KeyEntry = (KeyDigest, i64, i64);
 impl PartialEq for KeyIndex {
     /// Same remembered keys (forgotten entries not yet swept do not count).
     fn eq(&self, other: &Self) -> bool {
-        let mine = self.live().count();
-        mine == other.live().count()
+        self.live().count() == other.live().count()
             && self.live().all(|(key, entry)| {
                 other
                     .first
@@ -301,7 +300,7 @@ impl Serialize for KeyIndex {
 /// endian) and the zigzag LEB128 varints of its offset and record time minus the
 /// previous entry's (from 0, 0), and the segment ends with the xxh3-128 of everything
 /// before it (big endian). Entries are pushed in offset order with record times
-/// that move little, so the two deltas take a byte or two each: about 19 bytes an
+/// that move little, so the two deltas take a byte or two each: 17-19 bytes an
 /// entry instead of 32, and the checksum is xxh3 instead of SHA-256. Both were the
 /// sink's busiest costs beside the Parquet files: a 9M-key backlog wrote 288 MB of
 /// segments (more than its 190 MB of Parquet) and SHA-256 took 3% of the sink's CPU.
