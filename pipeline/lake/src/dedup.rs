@@ -25,13 +25,11 @@
 //! and fresh pages per doubling (measured: about a tenth of the sink's decoding
 //! thread on a 9M-record backlog).
 
-use std::collections::HashMap;
-
-use playlake_schemas::id_hash::IdBuild;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{LakeError, Result};
+use crate::keytable::KeyTable;
 
 /// 128 bits of a keyed hash of a natural key (see [`KeyHasher`]): collisions are
 /// negligible at any volume.
@@ -94,7 +92,7 @@ impl KeyHasher {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(from = "Vec<(u64, u64, i64, i64)>")]
 pub struct KeyIndex {
-    first: HashMap<KeyDigest, (i64, i64), IdBuild>,
+    first: KeyTable,
     /// Entries inserted or changed since the last [`KeyIndex::take_fresh`] (not
     /// compared, not serialized).
     #[serde(skip)]
@@ -132,8 +130,8 @@ impl PartialEq for KeyIndex {
             && self.live().all(|(key, entry)| {
                 other
                     .first
-                    .get(key)
-                    .is_some_and(|e| e == entry && !other.forgotten(*e))
+                    .get(*key)
+                    .is_some_and(|e| e == entry && !other.forgotten(e))
             })
     }
 }
@@ -144,47 +142,48 @@ impl KeyIndex {
     /// True when the record at `offset` is the first with this key (or a replay of
     /// that first record): write it. False for a later copy: drop it.
     pub fn admit(&mut self, key: KeyDigest, offset: i64, record_ms: i64) -> bool {
-        use std::collections::hash_map::Entry;
         let forget = self.forget;
-        match self.first.entry(key) {
-            Entry::Vacant(slot) => {
-                slot.insert((offset, record_ms));
+        match self.first.insert_or_get(key, (offset, record_ms)) {
+            None => {
                 self.fresh.push(key, offset, record_ms);
                 true
             }
-            Entry::Occupied(mut slot) => {
-                let entry = slot.get_mut();
-                if is_forgotten(forget, *entry) {
+            Some(mut held) => {
+                let (first, first_ms) = held.get();
+                if is_forgotten(forget, (first, first_ms)) {
                     // Pruned, not yet swept: as if absent.
-                    *entry = (offset, record_ms);
+                    held.set((offset, record_ms));
                     self.fresh.push(key, offset, record_ms);
                     return true;
                 }
-                if offset < entry.0 {
+                if offset < first {
                     // Replaying from before the first sighting: this one is the first.
-                    *entry = (offset, record_ms);
+                    held.set((offset, record_ms));
                     self.fresh.push(key, offset, record_ms);
+                    return true;
                 }
-                entry.0 == offset
+                first == offset
             }
         }
     }
 
-    /// Looks every key up without changing anything, so that the [`KeyIndex::admit`]
-    /// calls that follow find the table's cache lines loaded: the lookups of a batch
+    /// Reads the table slots of these keys without changing anything, so that the
+    /// [`KeyIndex::admit`] calls that follow find them loaded: the reads of a batch
     /// are independent, so the CPU overlaps their memory latency, where an admit
-    /// per record waits for each miss in turn. Returns how many keys are known.
+    /// per record waits for each miss in turn (see `crate::keytable`).
     pub fn warm<'a>(&self, keys: impl Iterator<Item = &'a KeyDigest>) -> usize {
-        std::hint::black_box(keys.filter(|key| self.first.contains_key(*key)).count())
+        self.first.warm(keys)
     }
 
     /// Merges an entry read back from a persisted segment: the smaller first offset
     /// wins, whatever order the segments are read in. Not fresh: it is persisted.
     pub fn restore(&mut self, key: KeyDigest, offset: i64, record_ms: i64) {
         let forget = self.forget;
-        let entry = self.first.entry(key).or_insert((offset, record_ms));
-        if offset < entry.0 || is_forgotten(forget, *entry) {
-            *entry = (offset, record_ms);
+        if let Some(mut held) = self.first.insert_or_get(key, (offset, record_ms)) {
+            let entry = held.get();
+            if offset < entry.0 || is_forgotten(forget, entry) {
+                held.set((offset, record_ms));
+            }
         }
     }
 
@@ -201,7 +200,7 @@ impl KeyIndex {
     /// Every entry, in no particular order (for a compacted segment).
     pub fn all_entries(&self) -> SegmentBuilder {
         let mut all = SegmentBuilder::default();
-        for (key, &(offset, ts)) in self.live() {
+        for (key, (offset, ts)) in self.live() {
             all.push(*key, offset, ts);
         }
         all
@@ -213,8 +212,8 @@ impl KeyIndex {
     }
 
     /// The entries not forgotten.
-    fn live(&self) -> impl Iterator<Item = (&KeyDigest, &(i64, i64))> {
-        self.first.iter().filter(|(_, e)| !self.forgotten(**e))
+    fn live(&self) -> impl Iterator<Item = (&KeyDigest, (i64, i64))> {
+        self.first.iter().filter(|(_, e)| !self.forgotten(*e))
     }
 
     /// Makes room for `keys` more keys at once, so an index that will hold them
@@ -225,7 +224,7 @@ impl KeyIndex {
 
     /// Keys the index can take before it must grow.
     pub fn headroom(&self) -> usize {
-        self.first.capacity().saturating_sub(self.first.len())
+        self.first.headroom()
     }
 
     /// Forgets keys whose first record is older than `cutoff_ms` and lies before
@@ -239,7 +238,7 @@ impl KeyIndex {
             .is_none_or(|swept| cutoff_ms.saturating_sub(swept) >= SWEEP_EVERY_MS)
         {
             self.first
-                .retain(|_, (offset, ts)| *ts >= cutoff_ms || *offset >= replay_from);
+                .retain(|(offset, ts)| ts >= cutoff_ms || offset >= replay_from);
             self.swept_at_cutoff = Some(cutoff_ms);
         }
     }
@@ -251,7 +250,7 @@ impl KeyIndex {
 
     /// True when no key is remembered.
     pub fn is_empty(&self) -> bool {
-        self.first.is_empty()
+        self.first.len() == 0
     }
 }
 
@@ -280,7 +279,7 @@ impl KeyIndex {
     fn sorted_entries(&self) -> Vec<(u64, u64, i64, i64)> {
         let mut out: Vec<_> = self
             .live()
-            .map(|(k, &(offset, ts))| ((k >> 64) as u64, *k as u64, offset, ts))
+            .map(|(k, (offset, ts))| ((k >> 64) as u64, *k as u64, offset, ts))
             .collect();
         out.sort_unstable();
         out

@@ -15,11 +15,11 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow::array::RecordBatch;
-use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{LakeError, Result};
+use crate::filebuf::{FileBuffer, FileBytes};
 use crate::format::Codec;
 use crate::partition::PartitionPath;
 use crate::policy::FileStats;
@@ -116,7 +116,7 @@ impl Encoder {
 
 /// A file's writer as the encoder sees it, and the first error it met.
 struct EncodeState {
-    writer: Option<ArrowWriter<Vec<u8>>>,
+    writer: Option<ArrowWriter<FileBuffer>>,
     error: Option<LakeError>,
 }
 
@@ -190,7 +190,7 @@ impl PartitionFile {
         now_ms: i64,
     ) -> Result<Self> {
         let schema = path.table().arrow_schema();
-        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(properties))
+        let writer = ArrowWriter::try_new(FileBuffer::default(), schema, Some(properties))
             .map_err(|e| LakeError::parquet("open a writer", &path, e))?;
         Ok(Self {
             path,
@@ -376,6 +376,7 @@ impl PartitionFile {
                 (true, _) => Err(state.error.take().unwrap_or_else(|| failed_earlier(&path))),
                 (false, Some(writer)) => writer
                     .into_inner()
+                    .map(FileBuffer::finish)
                     .map_err(|e| LakeError::parquet("finish the file", &path, e)),
                 (false, None) => Err(LakeError::Encoder {
                     path: path.to_string(),
@@ -397,7 +398,7 @@ impl PartitionFile {
             first_offset,
             last_offset: self.last_offset,
             rows: self.rows,
-            bytes: Bytes::from(bytes),
+            bytes,
         }))
     }
 }
@@ -418,7 +419,7 @@ pub struct FinishedFile {
     /// Number of rows.
     pub rows: u64,
     /// The encoded file.
-    pub bytes: Bytes,
+    pub bytes: FileBytes,
 }
 
 impl FinishedFile {

@@ -119,8 +119,9 @@ impl LakeStore {
 
     async fn upload(&self, path: &Path, file: &FinishedFile) -> Result<()> {
         if file.bytes.len() <= self.multipart_threshold {
+            let payload: PutPayload = file.bytes.chunks().iter().cloned().collect();
             self.store
-                .put(path, PutPayload::from_bytes(file.bytes.clone()))
+                .put(path, payload)
                 .await
                 .map_err(|e| LakeError::storage("put", path, e))?;
             return Ok(());
@@ -131,16 +132,19 @@ impl LakeStore {
             .await
             .map_err(|e| LakeError::storage("start a multipart upload of", path, e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_bytes);
-        let mut rest = file.bytes.clone();
-        while !rest.is_empty() {
-            let chunk = rest.split_to(rest.len().min(self.part_bytes));
-            if let Err(e) = writer.wait_for_capacity(4).await {
-                // Nothing became visible; a failed abort only leaves parts for the
-                // bucket's lifecycle rule to clean up.
-                let _ = writer.abort().await;
-                return Err(LakeError::storage("upload a part of", path, e));
+        for chunk in file.bytes.chunks() {
+            let mut rest = chunk.clone();
+            while !rest.is_empty() {
+                let piece = rest.split_to(rest.len().min(self.part_bytes));
+                if let Err(e) = writer.wait_for_capacity(4).await {
+                    // Nothing became visible; a failed abort only leaves parts for
+                    // the bucket's lifecycle rule to clean up.
+                    let _ = writer.abort().await;
+                    return Err(LakeError::storage("upload a part of", path, e));
+                }
+                // The writer gathers pieces into parts of `part_bytes`.
+                writer.put(piece);
             }
-            writer.put(chunk);
         }
         writer
             .finish()
@@ -172,7 +176,10 @@ mod tests {
             first_offset: 0,
             last_offset: 9,
             rows: 10,
-            bytes: Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>()),
+            bytes: (0..len)
+                .map(|i| (i % 251) as u8)
+                .collect::<Vec<u8>>()
+                .into(),
         }
     }
 
@@ -197,7 +204,7 @@ mod tests {
                 path.as_ref(),
                 "lake/prefix/daily/dt=2025-06-01/part-x.zstd.parquet"
             );
-            assert_eq!(read(&memory, &path).await, f.bytes, "{len}");
+            assert_eq!(read(&memory, &path).await, f.bytes.to_bytes(), "{len}");
         }
         assert!(store.clone().with_multipart(1, 0).is_err());
     }
@@ -217,7 +224,7 @@ mod tests {
         for len in [100, 4_000] {
             let f = file(len);
             let path = store.publish(&f).await.unwrap();
-            assert_eq!(read(&local, &path).await, f.bytes);
+            assert_eq!(read(&local, &path).await, f.bytes.to_bytes());
             // Publishing again (a replay) leaves the same single file.
             store.publish(&f).await.unwrap();
             let table_dir = dir.path().join("daily/dt=2025-06-01");

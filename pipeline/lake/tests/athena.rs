@@ -111,7 +111,11 @@ fn written_file(table: Table) -> bytes::Bytes {
     let properties = ParquetOptions::default().writer_properties().unwrap();
     let mut file = PartitionFile::new(path, source, properties, Encoder::inline(), 0).unwrap();
     file.write(&batch(table), 0, 0).unwrap();
-    file.finish(Codec::default()).unwrap().unwrap().bytes
+    file.finish(Codec::default())
+        .unwrap()
+        .unwrap()
+        .bytes
+        .to_bytes()
 }
 
 /// The Athena type a reader derives from a Parquet column's physical and logical

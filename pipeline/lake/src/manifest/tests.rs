@@ -354,7 +354,7 @@ fn a_backlog_sizes_the_index_once_and_within_the_cap() {
     manifest.expect_records(100_000);
     let room = manifest.seen.headroom();
     assert!(room >= 100_000, "{room}");
-    for key in 0..1_000u128 {
+    for key in 1..=1_000u128 {
         manifest.admit("p", key, key as i64, 0);
     }
     manifest.expect_records(50_000);
@@ -387,7 +387,7 @@ fn cuts_recorded_by_the_running_sink_are_made_and_restored_ones_are_not() {
         first_offset: 3,
         last_offset: 9,
         rows: 4,
-        bytes: bytes::Bytes::new(),
+        bytes: Default::default(),
     };
     live.record_cuts([&file]).unwrap();
     assert!(live.replay_complete());

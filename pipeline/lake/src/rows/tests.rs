@@ -84,7 +84,7 @@ fn written_files_carry_types_compression_statistics_and_page_index() {
                 codec.name()
             )
         );
-        let reader = SerializedFileReader::new(done.bytes.clone()).unwrap();
+        let reader = SerializedFileReader::new(done.bytes.to_bytes()).unwrap();
         let meta = reader.metadata();
         assert_eq!(meta.file_metadata().num_rows(), 50);
         let schema = meta.file_metadata().schema_descr();
