@@ -128,6 +128,10 @@ pub struct SinkFileConfig {
     pub target_file_size_bytes: Option<u64>,
     pub max_rows_per_file: Option<u64>,
     pub memory_budget_bytes: Option<u64>,
+    /// Parquet compression: `zstd` (the default) or `snappy`.
+    pub compression: Option<String>,
+    /// zstd level, 1 (the default: fastest) to 22 (smallest files).
+    pub zstd_level: Option<i32>,
 }
 
 /// `[process]`: how `playlake process` runs.
@@ -464,6 +468,7 @@ pub fn resolve_sink(
             "use a name such as UTC, Asia/Seoul or Europe/Paris, the same as the processor's",
         )
     })?;
+    let codec = sink_codec(file)?;
     // The cdc table reads the topics of the DynamoDB tables named here, or of the
     // one this config's source streams.
     let cdc_tables = if !args.cdc_tables.is_empty() {
@@ -503,9 +508,45 @@ pub fn resolve_sink(
             .or(file.memory_budget_bytes)
             .unwrap_or(defaults.memory_budget_bytes),
         time_zone,
+        codec,
         drain: args.drain,
         ..defaults
     })
+}
+
+/// `[sink] compression` and `zstd_level` as the lake writer's codec.
+fn sink_codec(file: &SinkFileConfig) -> Result<playlake_lake::Codec, ConfigError> {
+    use playlake_lake::{Codec, DEFAULT_ZSTD_LEVEL};
+    let level = file.zstd_level;
+    match file.compression.as_deref().map(str::trim) {
+        None | Some("zstd") => {
+            let level = level.unwrap_or(DEFAULT_ZSTD_LEVEL);
+            if !(1..=22).contains(&level) {
+                return Err(ConfigError::invalid(
+                    "sink.zstd_level",
+                    level.to_string(),
+                    "not a zstd level",
+                    "use 1 (fastest, the default) to 22 (smallest files); 3 is Spark's default",
+                ));
+            }
+            Ok(Codec::Zstd { level })
+        }
+        Some("snappy") => match level {
+            None => Ok(Codec::Snappy),
+            Some(level) => Err(ConfigError::invalid(
+                "sink.zstd_level",
+                level.to_string(),
+                "only applies to zstd, and compression is snappy",
+                "remove zstd_level, or set compression = \"zstd\"",
+            )),
+        },
+        Some(other) => Err(ConfigError::invalid(
+            "sink.compression",
+            other,
+            "not a supported Parquet codec",
+            "use zstd (the default) or snappy",
+        )),
+    }
 }
 
 /// Applies `playlake process` flags over the file's `[processor]` and `[process]`
@@ -816,6 +857,40 @@ mod tests {
             .topics()
             .unwrap_err();
         assert!(err.to_string().contains("cdc_tables"), "{err}");
+    }
+
+    #[test]
+    fn compression_and_zstd_level_choose_the_codec() {
+        use playlake_lake::Codec;
+        let codec = |text: &str| {
+            let file = parse_file(Path::new("t.toml"), text).unwrap();
+            let s = resolve(&args(), &file, TopicOverrides::default()).unwrap();
+            resolve_sink(&s, &SinkArgs::default()).map(|c| c.codec)
+        };
+        assert_eq!(codec("").unwrap(), Codec::default());
+        assert_eq!(
+            codec("[sink]\nzstd_level = 9\n").unwrap(),
+            Codec::Zstd { level: 9 }
+        );
+        assert_eq!(
+            codec("[sink]\ncompression = \"snappy\"\n").unwrap(),
+            Codec::Snappy
+        );
+        for (text, setting) in [
+            ("[sink]\nzstd_level = 0\n", "sink.zstd_level"),
+            ("[sink]\nzstd_level = 23\n", "sink.zstd_level"),
+            (
+                "[sink]\ncompression = \"snappy\"\nzstd_level = 3\n",
+                "sink.zstd_level",
+            ),
+            ("[sink]\ncompression = \"gzip\"\n", "sink.compression"),
+        ] {
+            let msg = codec(text).unwrap_err().to_string();
+            assert!(
+                msg.contains(setting) && msg.contains("hint:"),
+                "{text}: {msg}"
+            );
+        }
     }
 
     #[test]
