@@ -99,7 +99,7 @@ impl Skips {
 /// the helper thread can decode part of it.
 #[derive(Debug, Clone)]
 pub(crate) struct Chunk {
-    records: Arc<[Record]>,
+    records: Arc<Vec<Record>>,
     range: Range<usize>,
 }
 
@@ -111,7 +111,10 @@ impl Chunk {
         max_records: usize,
         max_bytes: usize,
     ) -> impl Iterator<Item = Chunk> {
-        let records: Arc<[Record]> = records.into();
+        // `Arc<Vec<_>>`, not `Arc<[_]>`: the vector moves in, where converting it
+        // to a slice copied every record struct of every poll (measured: 2-3% of
+        // the sink benchmark's time).
+        let records = Arc::new(records);
         let max_records = max_records.max(1);
         let mut start = 0;
         std::iter::from_fn(move || {
