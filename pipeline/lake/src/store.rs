@@ -164,7 +164,16 @@ mod tests {
     use crate::file::SourcePartition;
     use crate::partition::PartitionPath;
 
+    /// A file of `len` bytes, written the way the encoder writes one: in pieces
+    /// into a [`crate::filebuf::FileBuffer`], so a file over 64 KiB has several
+    /// chunks.
     fn file(len: usize) -> FinishedFile {
+        use std::io::Write;
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut buffer = crate::filebuf::FileBuffer::default();
+        for piece in data.chunks(10_000) {
+            buffer.write_all(piece).unwrap();
+        }
         FinishedFile {
             path: PartitionPath::new(playlake_schemas::Table::Daily, &[Some("2025-06-01")])
                 .unwrap(),
@@ -176,10 +185,7 @@ mod tests {
             first_offset: 0,
             last_offset: 9,
             rows: 10,
-            bytes: (0..len)
-                .map(|i| (i % 251) as u8)
-                .collect::<Vec<u8>>()
-                .into(),
+            bytes: buffer.finish(),
         }
     }
 
@@ -197,8 +203,9 @@ mod tests {
         )
         .with_multipart(1024, 300)
         .unwrap();
-        for len in [10, 1024, 1025, 5_000] {
+        for len in [10, 1024, 1025, 5_000, 150_000] {
             let f = file(len);
+            assert_eq!(f.bytes.chunks().len() > 1, len > 65_536, "{len}");
             let path = store.publish(&f).await.unwrap();
             assert_eq!(
                 path.as_ref(),
@@ -219,9 +226,10 @@ mod tests {
             Path::default(),
             PublishMode::for_url("file://x"),
         )
-        .with_multipart(1024, 512)
+        .with_multipart(100_000, 30_000)
         .unwrap();
-        for len in [100, 4_000] {
+        // One PUT of one chunk, one PUT of several chunks, a multipart upload.
+        for len in [100, 90_000, 150_000] {
             let f = file(len);
             let path = store.publish(&f).await.unwrap();
             assert_eq!(read(&local, &path).await, f.bytes.to_bytes());
