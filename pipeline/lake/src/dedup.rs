@@ -149,20 +149,15 @@ impl KeyIndex {
                 true
             }
             Some(mut held) => {
-                let (first, first_ms) = held.get();
-                if is_forgotten(forget, (first, first_ms)) {
-                    // Pruned, not yet swept: as if absent.
+                let entry = held.get();
+                // Pruned and not yet swept (as if absent), or replaying from before
+                // the first sighting: either way this record is the first.
+                if is_forgotten(forget, entry) || offset < entry.0 {
                     held.set((offset, record_ms));
                     self.fresh.push(key, offset, record_ms);
                     return true;
                 }
-                if offset < first {
-                    // Replaying from before the first sighting: this one is the first.
-                    held.set((offset, record_ms));
-                    self.fresh.push(key, offset, record_ms);
-                    return true;
-                }
-                first == offset
+                entry.0 == offset
             }
         }
     }

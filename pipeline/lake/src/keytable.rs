@@ -229,7 +229,9 @@ impl KeyTable {
 
 impl FromIterator<(u128, (i64, i64))> for KeyTable {
     fn from_iter<I: IntoIterator<Item = (u128, (i64, i64))>>(entries: I) -> Self {
+        let entries = entries.into_iter();
         let mut table = Self::default();
+        table.reserve(entries.size_hint().0);
         for (key, value) in entries {
             if let Some(mut held) = table.insert_or_get(key, value) {
                 held.set(value);
