@@ -11,8 +11,8 @@
 //! records are rebuilt from their headers and original bytes.
 
 use playlake_schemas::{
-    parse_playback_event, ChangeEvent, DailyStat, DlqHeaderError, DlqRecord, PlaybackEvent,
-    Session, ViewerWindow,
+    parse_playback_event, parse_playback_event_into, ChangeEvent, DailyStat, DlqHeaderError,
+    DlqRecord, PlaybackEvent, Session, ViewerWindow,
 };
 
 use crate::error::{LakeError, Result};
@@ -33,6 +33,25 @@ pub enum DecodeError {
 pub trait DecodeRow: LakeRow {
     /// The row of one record, or `None` when the record holds no row for the lake.
     fn decode(meta: &RecordMeta, value: &[u8], headers: &[(&str, &[u8])]) -> Result<Option<Self>>;
+
+    /// [`DecodeRow::decode`] into `row`, an earlier row given back for reuse
+    /// ([`crate::RowBin`]): `Ok(true)` when `row` now holds the record's row,
+    /// `Ok(false)` (and `row` in any state) when the record holds none. Row types
+    /// whose parser can refill a row in place override it.
+    fn decode_into(
+        meta: &RecordMeta,
+        value: &[u8],
+        headers: &[(&str, &[u8])],
+        row: &mut Self,
+    ) -> Result<bool> {
+        Ok(match Self::decode(meta, value, headers)? {
+            Some(decoded) => {
+                *row = decoded;
+                true
+            }
+            None => false,
+        })
+    }
 }
 
 fn error(table: &'static str, meta: &RecordMeta, source: DecodeError) -> LakeError {
@@ -62,6 +81,15 @@ json_rows!(Session, ViewerWindow, DailyStat, ChangeEvent);
 impl DecodeRow for PlaybackEvent {
     fn decode(meta: &RecordMeta, value: &[u8], _: &[(&str, &[u8])]) -> Result<Option<Self>> {
         Ok(parse_playback_event(value, meta.timestamp.as_millis()).ok())
+    }
+
+    fn decode_into(
+        meta: &RecordMeta,
+        value: &[u8],
+        _: &[(&str, &[u8])],
+        row: &mut Self,
+    ) -> Result<bool> {
+        Ok(parse_playback_event_into(value, meta.timestamp.as_millis(), row).is_ok())
     }
 }
 
@@ -98,6 +126,19 @@ mod tests {
             .unwrap();
         assert_eq!(event.stream_id, "s");
         assert_eq!(PlaybackEvent::decode(&m, b"not json", &[]).unwrap(), None);
+        // Into an old row: the same event, every field overwritten.
+        let mut old = crate::fixtures::event(9, "an old stream");
+        old.user_id = Some("an old user".into());
+        assert!(PlaybackEvent::decode_into(&m, good.as_bytes(), &[], &mut old).unwrap());
+        assert_eq!(old, event);
+        assert!(!PlaybackEvent::decode_into(&m, b"not json", &[], &mut old).unwrap());
+        // The default (a row type without an in-place parser) replaces the row.
+        let s = session(3, "a/b");
+        let bytes = serde_json::to_vec(&s).unwrap();
+        let mut old = session(4, "c");
+        assert!(Session::decode_into(&m, &bytes, &[], &mut old).unwrap());
+        assert_eq!(old, s);
+        assert!(Session::decode_into(&m, b"{}", &[], &mut old).is_err());
     }
 
     #[test]

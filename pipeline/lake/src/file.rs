@@ -23,7 +23,7 @@ use crate::filebuf::{FileBuffer, FileBytes};
 use crate::format::Codec;
 use crate::partition::PartitionPath;
 use crate::policy::FileStats;
-use crate::rows::LakeRow;
+use crate::rows::{LakeRow, RowBin, Rows};
 
 /// Estimated fixed memory of one open writer that its own accounting does not
 /// report (schema descriptors, column writer state, the output buffer's slack).
@@ -230,29 +230,28 @@ impl PartitionFile {
         first_offset: i64,
         last_offset: i64,
     ) -> Result<()> {
-        self.write_row_pieces(vec![rows], first_offset, last_offset)
+        self.write_row_pieces(vec![rows], first_offset, last_offset, None)
     }
 
-    /// [`PartitionFile::write_rows`] of rows in consecutive pieces, joined by the
-    /// encoder (the caller's thread does not copy them).
+    /// [`PartitionFile::write_rows`] of rows in consecutive pieces, read in place by
+    /// the encoder (the caller's thread does not copy them, nor does the encoder);
+    /// once encoded, the pieces go to `recycle` when there is one.
     pub fn write_row_pieces<R: LakeRow>(
         &mut self,
-        mut pieces: Vec<Vec<R>>,
+        pieces: Vec<Vec<R>>,
         first_offset: i64,
         last_offset: i64,
+        recycle: Option<RowBin<R>>,
     ) -> Result<()> {
         let count = pieces.iter().map(Vec::len).sum();
         self.submit(first_offset, last_offset, count, move || {
-            if pieces.len() == 1 {
-                if let Some(rows) = pieces.pop() {
-                    return R::to_batch(&rows);
-                }
+            let slices: Vec<&[R]> = pieces.iter().map(Vec::as_slice).collect();
+            let batch = R::batch_of(Rows::new(&slices));
+            drop(slices);
+            if let Some(bin) = recycle {
+                bin.give(pieces);
             }
-            let mut rows = Vec::with_capacity(count);
-            for piece in pieces {
-                rows.extend(piece);
-            }
-            R::to_batch(&rows)
+            batch
         })
     }
 

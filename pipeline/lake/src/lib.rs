@@ -8,7 +8,7 @@
 //! Kafka record --DecodeRow::decode--> row (playlake-schemas) + RecordMeta  [decode]
 //!    | SinkManifest::admit (dedup by natural key, skip what is durable)   [manifest, dedup]
 //!    | LakeRow::partition -> PartitionPath (Hive-escaped, dt/hour in a time zone) [partition, hive]
-//!    | LakeRow::to_batch -> Arrow RecordBatch                              [rows]
+//!    | LakeRow::batch_of -> Arrow RecordBatch                              [rows]
 //!    v
 //! WriterPool: one PartitionFile (ArrowWriter, explicit WriterProperties)    [pool, file, format]
 //!    | RollPolicy::plan: size, rows, flush interval, memory budget          [policy]
@@ -55,5 +55,5 @@ pub use manifest::{Admit, FileCut, SinkManifest};
 pub use partition::{PartitionConfig, PartitionPath, PathMemo, PathParts};
 pub use policy::{EvictOrder, FileStats, RollPolicy, RollReason};
 pub use pool::{FileKey, WriterPool};
-pub use rows::{LakeRow, RecordMeta};
+pub use rows::{LakeRow, RecordMeta, RowBin, RowIter, Rows};
 pub use store::{LakeStore, PublishMode};

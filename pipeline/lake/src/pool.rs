@@ -22,7 +22,7 @@ use crate::file::{Encoder, FinishedFile, PartitionFile, SourcePartition};
 use crate::format::{Codec, ParquetOptions};
 use crate::partition::{PartitionConfig, PartitionPath};
 use crate::policy::{RollPolicy, RollReason};
-use crate::rows::{LakeRow, RecordMeta};
+use crate::rows::{LakeRow, RecordMeta, RowBin};
 
 /// Identity of an open file: its directory and the input partition of its rows.
 pub type FileKey = (PartitionPath, SourcePartition);
@@ -113,7 +113,8 @@ impl WriterPool {
 
     /// Appends rows of one directory, `first_offset..=last_offset` of `source` in
     /// offset order, given in pieces: they are joined into one batch on the
-    /// encoder's thread, not on the caller's.
+    /// encoder's thread, not on the caller's, and then given to `recycle`.
+    #[allow(clippy::too_many_arguments)]
     pub fn write_row_pieces<R: LakeRow>(
         &mut self,
         source: &SourcePartition,
@@ -122,9 +123,14 @@ impl WriterPool {
         first_offset: i64,
         last_offset: i64,
         now_ms: i64,
+        recycle: Option<RowBin<R>>,
     ) -> Result<()> {
-        self.file(path, source, now_ms)?
-            .write_row_pieces(pieces, first_offset, last_offset)
+        self.file(path, source, now_ms)?.write_row_pieces(
+            pieces,
+            first_offset,
+            last_offset,
+            recycle,
+        )
     }
 
     /// The open file of `path` for `source`, opened at `now_ms` if there is none.
@@ -339,17 +345,32 @@ mod tests {
             .unwrap();
         let mut whole = pool(RollPolicy::default());
         whole
-            .write_row_pieces(&source(), path.clone(), vec![rows.clone()], 100, 109, 0)
+            .write_row_pieces(
+                &source(),
+                path.clone(),
+                vec![rows.clone()],
+                100,
+                109,
+                0,
+                None,
+            )
             .unwrap();
         let mut pieces = pool(RollPolicy::default());
         let split = vec![rows[..3].to_vec(), Vec::new(), rows[3..].to_vec()];
+        let bin = RowBin::default();
         pieces
-            .write_row_pieces(&source(), path, split, 100, 109, 0)
+            .write_row_pieces(&source(), path, split, 100, 109, 0, Some(bin.clone()))
             .unwrap();
         let (whole, pieces) = (whole.finish_all().unwrap(), pieces.finish_all().unwrap());
         assert_eq!(whole.len(), 1);
         assert_eq!(whole[0].rows, 10);
         assert_eq!(whole, pieces);
+        // Once encoded, the pieces with rows come back for the decoders to reuse
+        // (last given, first taken); then the bin hands out fresh vectors.
+        assert_eq!(bin.take(1), rows[3..].to_vec());
+        assert_eq!(bin.take(1), rows[..3].to_vec());
+        let fresh = bin.take(7);
+        assert!(fresh.is_empty() && fresh.capacity() >= 7);
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //! Data flow: the sink decodes a Kafka record into one of the schema crate's row
 //! types, then uses [`LakeRow`] three ways: [`LakeRow::partition`] picks the
 //! directory, [`LakeRow::natural_key`] feeds the dedup of re-emitted results
-//! ([`crate::manifest`]), and [`LakeRow::to_batch`] turns the rows of one directory
+//! ([`crate::manifest`]), and [`LakeRow::batch_of`] turns the rows of one directory
 //! into a [`RecordBatch`] with exactly [`Table::arrow_schema`]'s columns (partition
 //! columns are left out: they live in the path) for [`crate::file::PartitionFile`].
+//! The rows come as [`Rows`], consecutive pieces (each decoded apart), and once in
+//! a batch their vectors go back to the decoders through a [`RowBin`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow::array::{
     ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
@@ -67,8 +69,147 @@ pub trait LakeRow: Sized + Send + 'static {
         out
     }
 
-    /// The rows as one batch with the table's Arrow schema.
-    fn to_batch(rows: &[Self]) -> Result<RecordBatch>;
+    /// The rows, given in pieces, as one batch with the table's Arrow schema.
+    fn batch_of(rows: Rows<'_, Self>) -> Result<RecordBatch>;
+
+    /// [`LakeRow::batch_of`] of one slice of rows.
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+        Self::batch_of(Rows::new(&[rows]))
+    }
+}
+
+/// Rows in consecutive pieces, read as one sequence: the encoder builds a batch
+/// from the pieces the decoding threads made without moving the rows into one
+/// vector first (that copy was the sink's biggest `memmove`).
+#[derive(Debug)]
+pub struct Rows<'a, T> {
+    pieces: &'a [&'a [T]],
+    len: usize,
+}
+
+impl<T> Clone for Rows<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Rows<'_, T> {}
+
+impl<'a, T> Rows<'a, T> {
+    /// The rows of `pieces`, in order.
+    pub fn new(pieces: &'a [&'a [T]]) -> Self {
+        Self {
+            pieces,
+            len: pieces.iter().map(|p| p.len()).sum(),
+        }
+    }
+
+    /// How many rows there are in all.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there is no row.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every row, piece after piece.
+    pub fn iter(&self) -> RowIter<'a, T> {
+        RowIter {
+            pieces: self.pieces.iter(),
+            current: [].iter(),
+            left: self.len,
+        }
+    }
+}
+
+/// The iterator of [`Rows::iter`]; its exact length lets Arrow's builders size
+/// their buffers once.
+#[derive(Debug)]
+pub struct RowIter<'a, T> {
+    pieces: std::slice::Iter<'a, &'a [T]>,
+    current: std::slice::Iter<'a, T>,
+    left: usize,
+}
+
+impl<'a, T> Iterator for RowIter<'a, T> {
+    type Item = &'a T;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a T> {
+        loop {
+            if let Some(row) = self.current.next() {
+                self.left -= 1;
+                return Some(row);
+            }
+            self.current = self.pieces.next()?.iter();
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl<T> ExactSizeIterator for RowIter<'_, T> {}
+
+/// Vectors of rows the encoder is done with, for the decoders to fill again: a
+/// recycled row keeps its strings' buffers, so decoding into it allocates nothing
+/// for the usual record, and the encoder's thread frees nothing the decoding
+/// threads allocated (those cross-thread frees and the allocations were a tenth of
+/// the sink's CPU). Shared by the decoders and the encoder; bounded, so a burst
+/// never keeps more than [`RowBin::MAX_VECTORS`] vectors alive.
+#[derive(Debug)]
+pub struct RowBin<R> {
+    vectors: Arc<Mutex<Vec<Vec<R>>>>,
+}
+
+impl<R> Clone for RowBin<R> {
+    fn clone(&self) -> Self {
+        Self {
+            vectors: Arc::clone(&self.vectors),
+        }
+    }
+}
+
+impl<R> Default for RowBin<R> {
+    fn default() -> Self {
+        Self {
+            vectors: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+}
+
+impl<R> RowBin<R> {
+    /// The most vectors the bin keeps (the sink's pieces hold up to 128 rows: a few
+    /// MiB in all, about the encoder's queue of batches).
+    pub const MAX_VECTORS: usize = 512;
+
+    /// A vector of old rows to decode into (its rows are stale, there to be
+    /// overwritten), or an empty one with room for `capacity` rows.
+    pub fn take(&self, capacity: usize) -> Vec<R> {
+        let recycled = self
+            .vectors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        recycled.unwrap_or_else(|| Vec::with_capacity(capacity))
+    }
+
+    /// Gives vectors back once their rows are encoded (beyond the bound they are
+    /// dropped here).
+    pub fn give(&self, vectors: impl IntoIterator<Item = Vec<R>>) {
+        let mut bin = self.vectors.lock().unwrap_or_else(PoisonError::into_inner);
+        for rows in vectors {
+            if bin.len() >= Self::MAX_VECTORS {
+                break;
+            }
+            if !rows.is_empty() {
+                bin.push(rows);
+            }
+        }
+    }
 }
 
 /// Length-prefixed concatenation into `out`, so `("a", "bc")` and `("ab", "c")`
@@ -89,26 +230,26 @@ fn batch(table: Table, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
     })
 }
 
-fn text<'a, T: 'a>(rows: &'a [T], f: impl Fn(&'a T) -> &'a str) -> ArrayRef {
+fn text<'a, T: 'a>(rows: Rows<'a, T>, f: impl Fn(&'a T) -> &'a str) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
 }
 
-fn opt_text<'a, T: 'a>(rows: &'a [T], f: impl Fn(&'a T) -> Option<&'a str>) -> ArrayRef {
+fn opt_text<'a, T: 'a>(rows: Rows<'a, T>, f: impl Fn(&'a T) -> Option<&'a str>) -> ArrayRef {
     Arc::new(rows.iter().map(f).collect::<StringArray>())
 }
 
-fn ts<T>(rows: &[T], f: impl Fn(&T) -> TimestampMs) -> ArrayRef {
+fn ts<T>(rows: Rows<'_, T>, f: impl Fn(&T) -> TimestampMs) -> ArrayRef {
     Arc::new(
         TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| f(r).as_millis()))
             .with_timezone("UTC"),
     )
 }
 
-fn int<T>(rows: &[T], f: impl Fn(&T) -> i64) -> ArrayRef {
+fn int<T>(rows: Rows<'_, T>, f: impl Fn(&T) -> i64) -> ArrayRef {
     Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
 }
 
-fn float<T>(rows: &[T], f: impl Fn(&T) -> f64) -> ArrayRef {
+fn float<T>(rows: Rows<'_, T>, f: impl Fn(&T) -> f64) -> ArrayRef {
     Arc::new(Float64Array::from_iter_values(rows.iter().map(f)))
 }
 
@@ -131,7 +272,7 @@ impl LakeRow for Session {
         )
     }
 
-    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+    fn batch_of(rows: Rows<'_, Self>) -> Result<RecordBatch> {
         batch(
             Self::TABLE,
             vec![
@@ -166,7 +307,7 @@ impl LakeRow for ViewerWindow {
         key(out, &[self.stream_id.as_bytes(), &start])
     }
 
-    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+    fn batch_of(rows: Rows<'_, Self>) -> Result<RecordBatch> {
         batch(
             Self::TABLE,
             vec![
@@ -190,7 +331,7 @@ impl LakeRow for DailyStat {
         key(out, &[day.as_bytes(), self.stream_id.as_bytes()])
     }
 
-    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+    fn batch_of(rows: Rows<'_, Self>) -> Result<RecordBatch> {
         batch(
             Self::TABLE,
             vec![
@@ -219,7 +360,7 @@ impl LakeRow for PlaybackEvent {
         key(out, &[self.uuid.as_bytes(), self.event_id.as_bytes()])
     }
 
-    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+    fn batch_of(rows: Rows<'_, Self>) -> Result<RecordBatch> {
         batch(
             Self::TABLE,
             vec![
@@ -256,7 +397,7 @@ impl LakeRow for ChangeEvent {
         key(out, &[self.table.as_bytes(), self.event_id.as_bytes()])
     }
 
-    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+    fn batch_of(rows: Rows<'_, Self>) -> Result<RecordBatch> {
         let json = |v: Option<&serde_json::Value>| ChangeEvent::image_json(v);
         let keys: StringArray = rows.iter().map(|r| Some(r.keys.to_string())).collect();
         let new: StringArray = rows.iter().map(|r| json(r.new_image.as_ref())).collect();
@@ -299,7 +440,7 @@ impl LakeRow for DlqRecord {
         key(out, &[self.source_topic.as_bytes(), &partition, &offset])
     }
 
-    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+    fn batch_of(rows: Rows<'_, Self>) -> Result<RecordBatch> {
         let raw: StringArray = rows.iter().map(|r| Some(r.raw_lossy())).collect();
         batch(
             Self::TABLE,

@@ -15,12 +15,14 @@
 //! left a third of a core idle. The result is the same rows in the same order
 //! either way.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use playlake_lake::{
-    DecodeRow, KeyDigest, KeyHasher, PartitionConfig, PartitionPath, PathMemo, RecordMeta,
+    DecodeRow, KeyDigest, KeyHasher, PartitionConfig, PartitionPath, PathMemo, RecordMeta, RowBin,
 };
 use playlake_schemas::TimestampMs;
 use playlake_transport::Record;
@@ -60,16 +62,13 @@ pub(crate) struct Piece<R> {
 }
 
 impl<R> Piece<R> {
-    fn with_capacity(n: usize) -> Self {
+    /// An empty piece for `n` records whose rows vector comes from `bin` (old rows
+    /// to decode into, when the encoder gave some back).
+    fn recycled(n: usize, bin: &RowBin<R>) -> Self {
         Self {
             info: Vec::with_capacity(n),
-            rows: Vec::with_capacity(n),
+            rows: bin.take(n),
         }
-    }
-
-    fn push(&mut self, decoded: Decoded<R>) {
-        self.info.push(decoded.info);
-        self.rows.push(decoded.row);
     }
 }
 
@@ -200,8 +199,8 @@ const PIECE_RECORDS: usize = 128;
 /// is left, so a helper that is slow to be scheduled holds nobody up: the sink's
 /// thread decodes what the helper has not taken.
 struct Shared<R> {
-    chunk: Chunk,
     cx: Context,
+    bin: RowBin<R>,
     pieces: usize,
     next: AtomicUsize,
     state: Mutex<Pieces<R>>,
@@ -212,6 +211,12 @@ struct Pieces<R> {
     done: Vec<Option<(Piece<R>, Skips)>>,
     /// The helper died while decoding a piece (a panic): its piece stays `None`.
     helper_failed: bool,
+    /// The helper has let go of the chunk. The sink's thread waits for this too:
+    /// whoever lets go of a poll's records last frees them, and the helper, when
+    /// it was last (descheduled before it dropped its job), freeing records
+    /// allocated on the sink's thread cost 3% of the sink's CPU (mimalloc's
+    /// cross-thread free path, then the owner collecting them).
+    helper_left: bool,
 }
 
 impl<R: DecodeRow> Shared<R> {
@@ -221,8 +226,8 @@ impl<R: DecodeRow> Shared<R> {
 
     /// Decodes pieces until none is left to take; `helper` wakes the sink's thread
     /// (the only one that waits) after each.
-    fn work(&self, scratch: &mut Scratch, helper: bool) {
-        let records = self.chunk.records();
+    fn work(&self, chunk: &Chunk, scratch: &mut Scratch, helper: bool) {
+        let records = chunk.records();
         loop {
             let piece = self.next.fetch_add(1, Ordering::Relaxed);
             if piece >= self.pieces {
@@ -230,7 +235,7 @@ impl<R: DecodeRow> Shared<R> {
             }
             let start = piece * PIECE_RECORDS;
             let end = (start + PIECE_RECORDS).min(records.len());
-            let mut rows = Piece::with_capacity(end - start);
+            let mut rows = Piece::recycled(end - start, &self.bin);
             let mut skips = Skips::default();
             decode_into(
                 self.cx,
@@ -271,6 +276,8 @@ pub(crate) struct RowDecoder {
     scratch: Scratch,
     /// `None` on one core, or once the helper failed to start or died.
     helper: Option<Helper>,
+    /// The [`RowBin`] of each row type decoded so far (by `TypeId`).
+    bins: HashMap<TypeId, Box<dyn Any + Send>>,
 }
 
 /// What decoding one record needs; copied to both threads.
@@ -298,7 +305,21 @@ impl RowDecoder {
             max_dir_name_bytes,
             scratch: Scratch::default(),
             helper,
+            bins: HashMap::new(),
         }
+    }
+
+    /// Where the encoder gives back the vectors of `R` rows it is done with, for
+    /// this decoder to fill again.
+    pub fn bin<R: DecodeRow>(&mut self) -> RowBin<R> {
+        self.bins
+            .entry(TypeId::of::<R>())
+            .or_insert_with(|| Box::new(RowBin::<R>::default()))
+            .downcast_ref::<RowBin<R>>()
+            .cloned()
+            // Unreachable (the map is keyed by the type); a bin of its own would
+            // only mean no reuse.
+            .unwrap_or_default()
     }
 
     /// The row of one record (`None`: counted in `skips` and logged).
@@ -327,28 +348,34 @@ impl RowDecoder {
         hasher: KeyHasher,
         skips: &mut Skips,
     ) -> Vec<Piece<R>> {
-        if chunk.range.len() >= SPLIT_MIN_RECORDS {
+        if chunk.range.len() >= SPLIT_MIN_RECORDS && self.helper.is_some() {
+            let bin = self.bin();
             if let Some(helper) = &self.helper {
                 let pieces = chunk.range.len().div_ceil(PIECE_RECORDS);
                 let shared = Arc::new(Shared::<R> {
-                    chunk: chunk.clone(),
                     cx: self.context(hasher),
+                    bin,
                     pieces,
                     next: AtomicUsize::new(0),
                     state: Mutex::new(Pieces {
                         done: (0..pieces).map(|_| None).collect(),
                         helper_failed: false,
+                        helper_left: false,
                     }),
                     changed: Condvar::new(),
                 });
                 let theirs = Arc::clone(&shared);
+                let their_chunk = chunk.clone();
                 let job: Job = Box::new(move |scratch| {
                     let _notice = PanicNotice(&theirs);
-                    theirs.work(scratch, true);
+                    theirs.work(&their_chunk, scratch, true);
+                    drop(their_chunk);
+                    theirs.pieces().helper_left = true;
+                    theirs.changed.notify_all();
                 });
                 if helper.jobs.send(job).is_ok() {
-                    shared.work(&mut self.scratch, false);
-                    return self.collect(&shared, skips);
+                    shared.work(chunk, &mut self.scratch, false);
+                    return self.collect(chunk, &shared, skips);
                 }
                 tracing::error!("the decoding helper thread is gone; decoding on one thread");
                 self.helper = None;
@@ -363,16 +390,23 @@ impl RowDecoder {
         hasher: KeyHasher,
         skips: &mut Skips,
     ) -> Piece<R> {
-        let mut rows = Piece::with_capacity(records.len());
+        let mut rows = Piece::recycled(records.len(), &self.bin());
         let cx = self.context(hasher);
         decode_into(cx, &mut self.scratch, records, skips, &mut rows);
         rows
     }
 
-    /// Waits for the pieces the helper took; every piece, in order.
-    fn collect<R: DecodeRow>(&mut self, shared: &Shared<R>, skips: &mut Skips) -> Vec<Piece<R>> {
+    /// Waits for the pieces the helper took (and for it to let go of `chunk`);
+    /// every piece, in order.
+    fn collect<R: DecodeRow>(
+        &mut self,
+        chunk: &Chunk,
+        shared: &Shared<R>,
+        skips: &mut Skips,
+    ) -> Vec<Piece<R>> {
         let mut state = shared.pieces();
-        while !state.helper_failed && state.done.iter().any(Option::is_none) {
+        while !state.helper_failed && (!state.helper_left || state.done.iter().any(Option::is_none))
+        {
             state = shared
                 .changed
                 .wait(state)
@@ -387,7 +421,7 @@ impl RowDecoder {
             tracing::error!("the decoding helper thread stopped; decoding on one thread");
             self.helper = None;
         }
-        let records = shared.chunk.records();
+        let records = chunk.records();
         done.into_iter()
             .enumerate()
             .map(|(piece, result)| match result {
@@ -405,6 +439,9 @@ impl RowDecoder {
     }
 }
 
+/// Appends the rows of `records` to `out`. `out.rows` may hold old rows past the
+/// decoded ones (a vector from the [`RowBin`]): each record is decoded into the
+/// next of them, in place, and those left over are dropped at the end.
 fn decode_into<R: DecodeRow>(
     cx: Context,
     scratch: &mut Scratch,
@@ -412,11 +449,29 @@ fn decode_into<R: DecodeRow>(
     skips: &mut Skips,
     out: &mut Piece<R>,
 ) {
+    let mut filled = out.info.len();
     for record in records {
-        if let Some(decoded) = decode_one(cx, scratch, record, skips) {
-            out.push(decoded);
+        let meta = record_meta(record);
+        let parsed = match out.rows.get_mut(filled) {
+            Some(old) => matches!(parse(&meta, record, skips, Some(old)), Parsed::Refilled),
+            None => match parse(&meta, record, skips, None) {
+                Parsed::New(row) => {
+                    out.rows.push(row);
+                    true
+                }
+                Parsed::Refilled | Parsed::Skipped => false,
+            },
+        };
+        if !parsed {
+            continue;
+        }
+        // A row that fails here stays in the vector, the next record's to reuse.
+        if let Some(info) = describe(cx, scratch, &meta, &out.rows[filled], skips) {
+            out.info.push(info);
+            filled += 1;
         }
     }
+    out.rows.truncate(filled);
 }
 
 fn decode_one<R: DecodeRow>(
@@ -425,41 +480,84 @@ fn decode_one<R: DecodeRow>(
     record: &Record,
     skips: &mut Skips,
 ) -> Option<Decoded<R>> {
-    let meta = RecordMeta {
+    let meta = record_meta(record);
+    let Parsed::New(row) = parse(&meta, record, skips, None) else {
+        return None;
+    };
+    let info = describe(cx, scratch, &meta, &row, skips)?;
+    Some(Decoded { info, row })
+}
+
+fn record_meta(record: &Record) -> RecordMeta<'_> {
+    RecordMeta {
         topic: &record.topic,
         partition: record.partition,
         offset: record.offset,
         timestamp: TimestampMs(record.timestamp_ms.unwrap_or(0)),
-    };
+    }
+}
+
+/// What [`parse`] did with a record.
+enum Parsed<R> {
+    /// The record holds no row for the lake (counted and logged).
+    Skipped,
+    /// The old row given now holds the record's row.
+    Refilled,
+    /// The record's row, new (no old row was given).
+    New(R),
+}
+
+/// The row in the record's value, decoded into `old` when there is one.
+fn parse<R: DecodeRow>(
+    meta: &RecordMeta,
+    record: &Record,
+    skips: &mut Skips,
+    old: Option<&mut R>,
+) -> Parsed<R> {
     let Some(value) = record.value.as_deref() else {
-        undecodable(skips, &meta, "the record has no value (tombstone)");
-        return None;
+        undecodable(skips, meta, "the record has no value (tombstone)");
+        return Parsed::Skipped;
     };
     let headers: Vec<(&str, &[u8])> = record
         .headers
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_slice()))
         .collect();
-    let row = match R::decode(&meta, value, &headers) {
-        Ok(Some(row)) => row,
+    let decoded = match old {
+        Some(old) => R::decode_into(meta, value, &headers, old)
+            .map(|filled| filled.then_some(Parsed::Refilled)),
+        None => R::decode(meta, value, &headers).map(|row| row.map(Parsed::New)),
+    };
+    match decoded {
+        Ok(Some(parsed)) => parsed,
         Ok(None) => {
             skips.invalid_events += 1;
             tracing::debug!(topic = %meta.topic, partition = meta.partition,
                 offset = meta.offset, "invalid event left to the DLQ archive");
-            return None;
+            Parsed::Skipped
         }
         Err(e) => {
-            undecodable(skips, &meta, &error_chain(&e));
-            return None;
+            undecodable(skips, meta, &error_chain(&e));
+            Parsed::Skipped
         }
-    };
+    }
+}
+
+/// The row's directory and key digest (`None`: counted in `skips` and logged).
+fn describe<R: DecodeRow>(
+    cx: Context,
+    scratch: &mut Scratch,
+    meta: &RecordMeta,
+    row: &R,
+    skips: &mut Skips,
+) -> Option<RowInfo> {
     let path = match row
-        .path_parts(&meta, &cx.config)
+        .path_parts(meta, &cx.config)
         .and_then(|parts| scratch.paths.path(parts))
     {
         Ok(path) => path,
         Err(e) => {
-            undecodable(skips, &meta, &error_chain(&e));
+            undecodable(skips, meta, &error_chain(&e));
             return None;
         }
     };
@@ -478,15 +576,12 @@ fn decode_one<R: DecodeRow>(
             return None;
         }
     }
-    row.write_natural_key(&meta, &mut scratch.key);
-    Some(Decoded {
-        info: RowInfo {
-            key: cx.hasher.digest(&scratch.key),
-            record_ms: meta.timestamp.as_millis(),
-            offset: record.offset,
-            path,
-        },
-        row,
+    row.write_natural_key(meta, &mut scratch.key);
+    Some(RowInfo {
+        key: cx.hasher.digest(&scratch.key),
+        record_ms: meta.timestamp.as_millis(),
+        offset: meta.offset,
+        path,
     })
 }
 
@@ -544,7 +639,8 @@ mod tests {
             assert_eq!(piece.info.len(), piece.rows.len());
             for (i, row) in piece.info.iter().zip(&piece.rows) {
                 let path = i.path.as_str().to_owned();
-                out.push((path, i.offset, i.record_ms, i.key, row.uuid.clone()));
+                let row = format!("{row:?}");
+                out.push((path, i.offset, i.record_ms, i.key, row));
             }
         }
         out
@@ -554,7 +650,9 @@ mod tests {
     fn split_decoding_gives_the_rows_and_counts_of_one_thread() {
         let input = records(5_000);
         let hasher = KeyHasher::random();
-        let decode = |split: bool| {
+        // `recycle`: the rows go back to the decoder's bin after each chunk, as the
+        // encoder gives them back, so later chunks are decoded into old rows.
+        let decode = |split: bool, recycle: bool| {
             let mut decoder = RowDecoder::new(PartitionConfig::default(), Some(255));
             if split {
                 assert!(
@@ -565,18 +663,26 @@ mod tests {
                 decoder.helper = None;
             }
             let mut skips = Skips::default();
-            let mut rows = Vec::new();
+            let mut rows = Summary::new();
             // In chunks, as the sink hands them over, so the memos carry over.
             for chunk in Chunk::split(input.clone(), 1_000, usize::MAX) {
-                rows.extend(decoder.decode_all::<PlaybackEvent>(&chunk, hasher, &mut skips));
+                let pieces = decoder.decode_all::<PlaybackEvent>(&chunk, hasher, &mut skips);
+                rows.extend(summary(&pieces));
+                if recycle {
+                    decoder
+                        .bin::<PlaybackEvent>()
+                        .give(pieces.into_iter().map(|p| p.rows));
+                }
             }
-            (summary(&rows), skips)
+            (rows, skips)
         };
-        let (one, one_skips) = decode(false);
-        let (two, two_skips) = decode(true);
-        assert_eq!(one.len(), two.len());
-        assert_eq!(one, two);
-        assert_eq!(one_skips, two_skips);
+        let (one, one_skips) = decode(false, false);
+        for (split, recycle) in [(true, false), (false, true), (true, true)] {
+            let (two, two_skips) = decode(split, recycle);
+            assert_eq!(one.len(), two.len());
+            assert_eq!(one, two, "split {split}, recycle {recycle}");
+            assert_eq!(one_skips, two_skips);
+        }
         // Both kinds of skip happened, in both halves of the chunks.
         assert_eq!(one_skips.invalid_events, 52, "{one_skips:?}");
         assert_eq!(one_skips.undecodable, 52, "{one_skips:?}");
@@ -609,7 +715,9 @@ mod tests {
             self.0.write_natural_key(meta, out)
         }
 
-        fn to_batch(rows: &[Self]) -> playlake_lake::Result<arrow::array::RecordBatch> {
+        fn batch_of(
+            rows: playlake_lake::Rows<'_, Self>,
+        ) -> playlake_lake::Result<arrow::array::RecordBatch> {
             let rows: Vec<PlaybackEvent> = rows.iter().map(|r| r.0.clone()).collect();
             PlaybackEvent::to_batch(&rows)
         }

@@ -417,9 +417,10 @@ impl Writer {
         }
         if rows.is_empty() && one_directory && keep.iter().all(|k| *k) {
             let pieces: Vec<Vec<R>> = pieces.into_iter().map(|p| p.rows).collect();
+            let recycle = Some(self.decoder.bin::<R>());
             return self
                 .pool
-                .write_row_pieces(&st.source, path, pieces, first, last, now_ms())
+                .write_row_pieces(&st.source, path, pieces, first, last, now_ms(), recycle)
                 .map_err(|e| SinkError::lake("write rows", e));
         }
         let mut keep = keep.into_iter();

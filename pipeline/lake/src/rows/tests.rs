@@ -9,8 +9,8 @@ use crate::file::{Encoder, PartitionFile, SourcePartition};
 use crate::fixtures::*;
 use crate::format::{Codec, ParquetOptions};
 use crate::partition::PartitionConfig;
-use crate::rows::LakeRow;
-use playlake_schemas::Session;
+use crate::rows::{LakeRow, RowBin, Rows};
+use playlake_schemas::{PlaybackEvent, Session};
 
 fn check_schema<R: LakeRow>(rows: &[R]) -> RecordBatch {
     let batch = R::to_batch(rows).unwrap();
@@ -112,4 +112,36 @@ fn written_files_carry_types_compression_statistics_and_page_index() {
             assert!(col.dictionary_page_offset().is_some(), "dictionary");
         }
     }
+}
+
+#[test]
+fn rows_in_pieces_build_the_batch_of_the_whole() {
+    let rows: Vec<_> = (0..9).map(|i| event(i, "s")).collect();
+    let whole = PlaybackEvent::to_batch(&rows).unwrap();
+    for cuts in [[0, 0], [0, 9], [3, 3], [2, 7], [9, 9]] {
+        let pieces = [&rows[..cuts[0]], &rows[cuts[0]..cuts[1]], &rows[cuts[1]..]];
+        let view = Rows::new(&pieces);
+        assert_eq!(view.len(), 9);
+        let mut iter = view.iter();
+        assert_eq!(iter.size_hint(), (9, Some(9)));
+        iter.next();
+        assert_eq!(iter.len(), 8);
+        assert_eq!(view.iter().cloned().collect::<Vec<_>>(), rows, "{cuts:?}");
+        let batch = PlaybackEvent::batch_of(view).unwrap();
+        assert_eq!(batch, whole, "{cuts:?}");
+    }
+    assert!(Rows::<Session>::new(&[]).is_empty());
+}
+
+#[test]
+fn the_row_bin_is_bounded_and_keeps_no_empty_vector() {
+    let bin = RowBin::<Session>::default();
+    bin.give([Vec::new()]);
+    assert_eq!(bin.take(3).len(), 0, "an empty vector is not kept");
+    bin.give((0..RowBin::<Session>::MAX_VECTORS + 5).map(|i| vec![session(i as i64, "s")]));
+    let mut kept = 0;
+    while !bin.take(1).is_empty() {
+        kept += 1;
+    }
+    assert_eq!(kept, RowBin::<Session>::MAX_VECTORS);
 }
