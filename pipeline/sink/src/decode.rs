@@ -211,11 +211,15 @@ struct Pieces<R> {
     done: Vec<Option<(Piece<R>, Skips)>>,
     /// The helper died while decoding a piece (a panic): its piece stays `None`.
     helper_failed: bool,
-    /// The helper has let go of the chunk. The sink's thread waits for this too:
-    /// whoever lets go of a poll's records last frees them, and the helper, when
-    /// it was last (descheduled before it dropped its job), freeing records
-    /// allocated on the sink's thread cost 3% of the sink's CPU (mimalloc's
-    /// cross-thread free path, then the owner collecting them).
+    /// The helper's clone of the chunk until the helper starts on it. If the
+    /// sink's thread decoded every piece first, it takes the clone back and does
+    /// not wait for the helper to be scheduled.
+    their_chunk: Option<Chunk>,
+    /// The helper has let go of the chunk. Once it has started, the sink's thread
+    /// waits for this too: whoever lets go of a poll's records last frees them,
+    /// and the helper, when it was last (descheduled before it dropped its job),
+    /// freeing records allocated on the sink's thread cost 3% of the sink's CPU
+    /// (mimalloc's cross-thread free path, then the owner collecting them).
     helper_left: bool,
 }
 
@@ -360,16 +364,19 @@ impl RowDecoder {
                     state: Mutex::new(Pieces {
                         done: (0..pieces).map(|_| None).collect(),
                         helper_failed: false,
+                        their_chunk: Some(chunk.clone()),
                         helper_left: false,
                     }),
                     changed: Condvar::new(),
                 });
                 let theirs = Arc::clone(&shared);
-                let their_chunk = chunk.clone();
                 let job: Job = Box::new(move |scratch| {
                     let _notice = PanicNotice(&theirs);
-                    theirs.work(&their_chunk, scratch, true);
-                    drop(their_chunk);
+                    // `None`: the sink's thread did every piece and took it back.
+                    let their_chunk = theirs.pieces().their_chunk.take();
+                    if let Some(their_chunk) = their_chunk {
+                        theirs.work(&their_chunk, scratch, true);
+                    }
                     theirs.pieces().helper_left = true;
                     theirs.changed.notify_all();
                 });
@@ -396,8 +403,8 @@ impl RowDecoder {
         rows
     }
 
-    /// Waits for the pieces the helper took (and for it to let go of `chunk`);
-    /// every piece, in order.
+    /// Waits for the pieces the helper took (and, once it started, for it to let
+    /// go of `chunk`); every piece, in order.
     fn collect<R: DecodeRow>(
         &mut self,
         chunk: &Chunk,
@@ -405,8 +412,14 @@ impl RowDecoder {
         skips: &mut Skips,
     ) -> Vec<Piece<R>> {
         let mut state = shared.pieces();
-        while !state.helper_failed && (!state.helper_left || state.done.iter().any(Option::is_none))
-        {
+        let mut unstarted = None;
+        while !state.helper_failed {
+            if state.done.iter().all(Option::is_some) {
+                unstarted = state.their_chunk.take();
+                if unstarted.is_some() || state.helper_left {
+                    break;
+                }
+            }
             state = shared
                 .changed
                 .wait(state)
@@ -415,6 +428,7 @@ impl RowDecoder {
         let done = std::mem::take(&mut state.done);
         let failed = state.helper_failed;
         drop(state);
+        drop(unstarted);
         if failed {
             // A panic while decoding (reported by the panic hook): this thread
             // decodes from now on, and meets the same record itself.
