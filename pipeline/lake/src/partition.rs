@@ -35,6 +35,19 @@ impl Default for PartitionConfig {
 impl PartitionConfig {
     /// The calendar day and hour of `ts` in the configured zone.
     pub fn day_hour(&self, table: Table, ts: TimestampMs) -> Result<(NaiveDate, u32)> {
+        if self.time_zone == Tz::UTC {
+            // The default zone needs no zone database: asking chrono-tz for UTC's
+            // offset was most of the cost of placing a row (about 80 ns a row, 3% of
+            // the sink benchmark's CPU time).
+            if let Some(day_hour) = utc_day_hour(ts.0) {
+                return Ok(day_hour);
+            }
+        }
+        self.zoned_day_hour(table, ts)
+    }
+
+    /// [`Self::day_hour`] through the zone database (any zone; out-of-range errors).
+    fn zoned_day_hour(&self, table: Table, ts: TimestampMs) -> Result<(NaiveDate, u32)> {
         let utc = ts
             .to_datetime()
             .map_err(|source| LakeError::TimestampOutOfRange {
@@ -44,6 +57,20 @@ impl PartitionConfig {
         let local = self.time_zone.from_utc_datetime(&utc.naive_utc());
         Ok((local.date_naive(), local.hour()))
     }
+}
+
+const MS_PER_HOUR: i64 = 3_600_000;
+const MS_PER_DAY: i64 = 24 * MS_PER_HOUR;
+/// 1970-01-01 counted in days from 0001-01-01 (day 1 of the common era).
+const UNIX_EPOCH_FROM_CE_DAYS: i64 = 719_163;
+
+/// The UTC day and hour of epoch milliseconds `ms`; `None` beyond chrono's dates.
+fn utc_day_hour(ms: i64) -> Option<(NaiveDate, u32)> {
+    let days = ms.div_euclid(MS_PER_DAY);
+    // In 0..24: the remainder is in 0..MS_PER_DAY.
+    let hour = (ms.rem_euclid(MS_PER_DAY) / MS_PER_HOUR) as u32;
+    let from_ce = i32::try_from(days.checked_add(UNIX_EPOCH_FROM_CE_DAYS)?).ok()?;
+    Some((NaiveDate::from_num_days_from_ce_opt(from_ce)?, hour))
 }
 
 /// The partition directory of one table, relative to the lake root: the table name
@@ -315,6 +342,67 @@ mod tests {
     use super::*;
 
     const JUNE_1_2330_UTC: TimestampMs = TimestampMs(1_748_820_600_000);
+
+    /// The UTC shortcut gives what the zone database gives, out-of-range included.
+    fn utc_shortcut_agrees(ms: i64) {
+        let utc = PartitionConfig::default();
+        let shortcut = utc_day_hour(ms);
+        let zoned = utc.zoned_day_hour(Table::Events, TimestampMs(ms)).ok();
+        assert_eq!(shortcut, zoned, "{ms}");
+        assert_eq!(
+            utc.day_hour(Table::Events, TimestampMs(ms)).ok(),
+            zoned,
+            "{ms}"
+        );
+    }
+
+    #[test]
+    fn the_utc_shortcut_agrees_with_the_zone_database_at_the_edges() {
+        let edges = [
+            0,
+            -1,
+            1,
+            MS_PER_HOUR - 1,
+            MS_PER_HOUR,
+            MS_PER_DAY - 1,
+            MS_PER_DAY,
+            -MS_PER_DAY,
+            -MS_PER_DAY - 1,
+            JUNE_1_2330_UTC.0,
+            i64::MIN,
+            i64::MAX,
+        ];
+        for ms in edges {
+            utc_shortcut_agrees(ms);
+        }
+        // chrono's first and last instants, and one millisecond beyond each.
+        let first = NaiveDate::MIN
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc().timestamp_millis());
+        let last = NaiveDate::MAX
+            .and_hms_milli_opt(23, 59, 59, 999)
+            .map(|t| t.and_utc().timestamp_millis());
+        for ms in [first.unwrap(), last.unwrap()] {
+            utc_shortcut_agrees(ms);
+            utc_shortcut_agrees(ms - 1);
+            utc_shortcut_agrees(ms + 1);
+        }
+        assert!(utc_day_hour(first.unwrap() - 1).is_none());
+        assert!(utc_day_hour(last.unwrap() + 1).is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_utc_shortcut_agrees_with_the_zone_database(
+            ms in proptest::prop_oneof![
+                proptest::num::i64::ANY,
+                -9_000_000_000_000_000i64..9_000_000_000_000_000,
+                1_600_000_000_000i64..1_900_000_000_000,
+            ]
+        ) {
+            utc_shortcut_agrees(ms);
+        }
+    }
 
     #[test]
     fn memo_hands_out_the_directory_each_row_would_get() {
