@@ -13,13 +13,17 @@
 //! chunk at once (each takes the next piece, [`Shared`]). On the 2-core bench
 //! machine that thread was the bottleneck (95% busy) while the Parquet encoder
 //! left a third of a core idle. The result is the same rows in the same order
-//! either way.
+//! either way. The sink's thread never waits long for the helper: a piece the
+//! helper has not finished within twice the sink's thread's own time per piece
+//! is decoded again on the sink's thread (the helper may sit runnable for
+//! milliseconds while the encoder holds the other core).
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use playlake_lake::{
     DecodeRow, KeyDigest, KeyHasher, PartitionConfig, PartitionPath, PathMemo, RecordMeta, RowBin,
@@ -195,9 +199,21 @@ impl Helper {
 /// waits little for the one the helper is still decoding.
 const PIECE_RECORDS: usize = 128;
 
+/// How long the sink's thread waits for a piece the helper is still decoding, in
+/// units of its own time per piece, before it decodes that piece itself: a helper
+/// that is running finishes well within that; one the scheduler took off its core
+/// (the encoder holds the other one) may not run again for milliseconds.
+const PATIENCE_PIECES: u32 = 2;
+
+/// Bounds of that wait, whatever the pieces' time.
+const MIN_PATIENCE: Duration = Duration::from_micros(20);
+const MAX_PATIENCE: Duration = Duration::from_millis(5);
+
 /// One chunk being decoded by both threads: each takes the next piece until none
 /// is left, so a helper that is slow to be scheduled holds nobody up: the sink's
-/// thread decodes what the helper has not taken.
+/// thread decodes what the helper has not taken, and briefly waits for a piece
+/// the helper has taken but not finished before decoding that one too (the first
+/// result is kept, the helper's is then recycled).
 struct Shared<R> {
     cx: Context,
     bin: RowBin<R>,
@@ -211,16 +227,13 @@ struct Pieces<R> {
     done: Vec<Option<(Piece<R>, Skips)>>,
     /// The helper died while decoding a piece (a panic): its piece stays `None`.
     helper_failed: bool,
-    /// The helper's clone of the chunk until the helper starts on it. If the
-    /// sink's thread decoded every piece first, it takes the clone back and does
-    /// not wait for the helper to be scheduled.
+    /// The helper's clone of the chunk until the helper starts on it. The sink's
+    /// thread takes it back when it collects the pieces: a helper that had not
+    /// started by then does nothing.
     their_chunk: Option<Chunk>,
-    /// The helper has let go of the chunk. Once it has started, the sink's thread
-    /// waits for this too: whoever lets go of a poll's records last frees them,
-    /// and the helper, when it was last (descheduled before it dropped its job),
-    /// freeing records allocated on the sink's thread cost 3% of the sink's CPU
-    /// (mimalloc's cross-thread free path, then the owner collecting them).
-    helper_left: bool,
+    /// The sink's thread has taken the pieces: what the helper finishes later is
+    /// a piece the sink's thread decoded itself, and its rows go back to the bin.
+    collected: bool,
 }
 
 impl<R: DecodeRow> Shared<R> {
@@ -229,14 +242,18 @@ impl<R: DecodeRow> Shared<R> {
     }
 
     /// Decodes pieces until none is left to take; `helper` wakes the sink's thread
-    /// (the only one that waits) after each.
-    fn work(&self, chunk: &Chunk, scratch: &mut Scratch, helper: bool) {
+    /// (the only one that waits) after each. Returns how many pieces this thread
+    /// decoded and the time they took.
+    fn work(&self, chunk: &Chunk, scratch: &mut Scratch, helper: bool) -> (u32, Duration) {
         let records = chunk.records();
+        let started = Instant::now();
+        let mut decoded = 0;
         loop {
             let piece = self.next.fetch_add(1, Ordering::Relaxed);
             if piece >= self.pieces {
-                return;
+                return (decoded, started.elapsed());
             }
+            decoded += 1;
             let start = piece * PIECE_RECORDS;
             let end = (start + PIECE_RECORDS).min(records.len());
             let mut rows = Piece::recycled(end - start, &self.bin);
@@ -248,7 +265,11 @@ impl<R: DecodeRow> Shared<R> {
                 &mut skips,
                 &mut rows,
             );
-            if let Some(slot) = self.pieces().done.get_mut(piece) {
+            let mut state = self.pieces();
+            if state.collected {
+                drop(state);
+                self.bin.give(std::iter::once(rows.rows));
+            } else if let Some(slot) = state.done.get_mut(piece) {
                 *slot = Some((rows, skips));
             }
             if helper {
@@ -282,6 +303,12 @@ pub(crate) struct RowDecoder {
     helper: Option<Helper>,
     /// The [`RowBin`] of each row type decoded so far (by `TypeId`).
     bins: HashMap<TypeId, Box<dyn Any + Send>>,
+    /// The last chunk decoded with the helper, held until the next one: the
+    /// thread that lets go of a poll's records last frees them, and when that was
+    /// the helper, freeing records allocated on the sink's thread cost 3% of the
+    /// sink's CPU (mimalloc's cross-thread path). By the next chunk the helper has
+    /// almost always dropped its clone.
+    held: Option<Chunk>,
 }
 
 /// What decoding one record needs; copied to both threads.
@@ -310,6 +337,7 @@ impl RowDecoder {
             scratch: Scratch::default(),
             helper,
             bins: HashMap::new(),
+            held: None,
         }
     }
 
@@ -365,7 +393,7 @@ impl RowDecoder {
                         done: (0..pieces).map(|_| None).collect(),
                         helper_failed: false,
                         their_chunk: Some(chunk.clone()),
-                        helper_left: false,
+                        collected: false,
                     }),
                     changed: Condvar::new(),
                 });
@@ -377,12 +405,14 @@ impl RowDecoder {
                     if let Some(their_chunk) = their_chunk {
                         theirs.work(&their_chunk, scratch, true);
                     }
-                    theirs.pieces().helper_left = true;
-                    theirs.changed.notify_all();
                 });
                 if helper.jobs.send(job).is_ok() {
-                    shared.work(chunk, &mut self.scratch, false);
-                    return self.collect(chunk, &shared, skips);
+                    let (pieces, took) = shared.work(chunk, &mut self.scratch, false);
+                    let patience = took
+                        .checked_div(pieces)
+                        .map_or(MAX_PATIENCE, |per_piece| per_piece * PATIENCE_PIECES)
+                        .clamp(MIN_PATIENCE, MAX_PATIENCE);
+                    return self.collect(chunk, &shared, skips, patience);
                 }
                 tracing::error!("the decoding helper thread is gone; decoding on one thread");
                 self.helper = None;
@@ -403,32 +433,33 @@ impl RowDecoder {
         rows
     }
 
-    /// Waits for the pieces the helper took (and, once it started, for it to let
-    /// go of `chunk`); every piece, in order.
+    /// Every piece, in order: waits up to `patience` for the pieces the helper
+    /// is decoding, then decodes those still missing here.
     fn collect<R: DecodeRow>(
         &mut self,
         chunk: &Chunk,
         shared: &Shared<R>,
         skips: &mut Skips,
+        patience: Duration,
     ) -> Vec<Piece<R>> {
+        let deadline = Instant::now() + patience;
         let mut state = shared.pieces();
-        let mut unstarted = None;
-        while !state.helper_failed {
-            if state.done.iter().all(Option::is_some) {
-                unstarted = state.their_chunk.take();
-                if unstarted.is_some() || state.helper_left {
-                    break;
-                }
-            }
+        while !state.helper_failed && !state.done.iter().all(Option::is_some) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
             state = shared
                 .changed
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+                .wait_timeout(state, left)
+                .map_or_else(|poisoned| poisoned.into_inner().0, |(state, _)| state);
         }
+        let unstarted = state.their_chunk.take();
+        state.collected = true;
         let done = std::mem::take(&mut state.done);
         let failed = state.helper_failed;
         drop(state);
         drop(unstarted);
+        self.held = Some(chunk.clone());
         if failed {
             // A panic while decoding (reported by the panic hook): this thread
             // decodes from now on, and meets the same record itself.
@@ -443,6 +474,9 @@ impl RowDecoder {
                     skips.add(skipped);
                     rows
                 }
+                // The helper's piece, unfinished when the patience ran out (or
+                // left by its panic): decoded here. Its bad records are logged
+                // again, but counted once: only these `skips` are added.
                 None => {
                     let start = piece * PIECE_RECORDS;
                     let end = (start + PIECE_RECORDS).min(records.len());
@@ -757,34 +791,164 @@ mod tests {
     fn a_helper_that_panics_leaves_its_pieces_to_the_sink_thread() {
         let input = records(1_000);
         let hasher = KeyHasher::random();
+        let chunk = Chunk::split(input.clone(), 1_000, usize::MAX)
+            .next()
+            .unwrap();
+        let mut alone = RowDecoder::new(PartitionConfig::default(), None);
+        alone.helper = None;
+        let mut want_skips = Skips::default();
+        let want = offsets(&alone.decode_all::<Touchy>(&chunk, hasher, &mut want_skips));
+        assert!(want.len() > 900, "{}", want.len());
+
         let mut decoder = RowDecoder::new(PartitionConfig::default(), None);
         assert!(
             decoder.helper.is_some(),
             "a test machine has 2 cores or more"
         );
-        let chunk = Chunk::split(input.clone(), 1_000, usize::MAX)
-            .next()
-            .unwrap();
+        // Every chunk gets all its rows whatever the helper does: the sink's
+        // thread decodes the pieces the helper left. Once the helper's thread has
+        // ended (its notice, or a job it can no longer receive, tells), it is not
+        // asked again.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut rounds = 0;
+        while decoder.helper.is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the dead helper is still asked after {rounds} chunks"
+            );
+            let mut skips = Skips::default();
+            let got = offsets(&decoder.decode_all::<Touchy>(&chunk, hasher, &mut skips));
+            assert_eq!(got, want);
+            assert_eq!(skips, want_skips);
+            rounds += 1;
+        }
         let mut skips = Skips::default();
-        // Without the helper's notice this would wait forever for its piece.
-        let pieces = decoder.decode_all::<Touchy>(&chunk, hasher, &mut skips);
-        assert!(
-            decoder.helper.is_none(),
-            "the helper died and is not asked again"
-        );
-        let got: Vec<i64> = pieces
+        let got = offsets(&decoder.decode_all::<Touchy>(&chunk, hasher, &mut skips));
+        assert_eq!(got, want);
+    }
+
+    /// Shut until a test opens it: the helper's decoding of a [`Stalled`] row
+    /// waits here, as a helper descheduled mid-piece would. `(open, helpers stuck
+    /// so far)`.
+    static GATE: (Mutex<(bool, usize)>, Condvar) = (Mutex::new((false, 0)), Condvar::new());
+
+    fn open_gate() {
+        GATE.0.lock().unwrap().0 = true;
+        GATE.1.notify_all();
+    }
+
+    /// An event row whose decoding stalls on the helper thread until the gate
+    /// opens; on any other thread, the record at offset 0 waits until the helper
+    /// is stuck in a piece.
+    #[derive(Debug)]
+    struct Stalled(PlaybackEvent);
+
+    impl playlake_lake::LakeRow for Stalled {
+        const TABLE: playlake_schemas::Table = PlaybackEvent::TABLE;
+
+        fn path_parts<'a>(
+            &'a self,
+            meta: &RecordMeta<'_>,
+            config: &PartitionConfig,
+        ) -> playlake_lake::Result<playlake_lake::PathParts<'a>> {
+            self.0.path_parts(meta, config)
+        }
+
+        fn write_natural_key(&self, meta: &RecordMeta, out: &mut Vec<u8>) {
+            self.0.write_natural_key(meta, out)
+        }
+
+        fn batch_of(
+            rows: playlake_lake::Rows<'_, Self>,
+        ) -> playlake_lake::Result<arrow::array::RecordBatch> {
+            let rows: Vec<PlaybackEvent> = rows.iter().map(|r| r.0.clone()).collect();
+            PlaybackEvent::to_batch(&rows)
+        }
+    }
+
+    impl DecodeRow for Stalled {
+        fn decode(
+            meta: &RecordMeta,
+            value: &[u8],
+            headers: &[(&str, &[u8])],
+        ) -> playlake_lake::Result<Option<Self>> {
+            let mut gate = GATE.0.lock().unwrap();
+            if std::thread::current().name() == Some("sink-decode") {
+                gate.1 += 1;
+                GATE.1.notify_all();
+                while !gate.0 {
+                    gate = GATE.1.wait(gate).unwrap();
+                }
+            } else if meta.offset == 0 && !gate.0 {
+                // Bounded, so a helper that never starts fails the test below
+                // rather than hanging it.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                while gate.1 == 0 {
+                    let Some(left) = deadline.checked_duration_since(std::time::Instant::now())
+                    else {
+                        break;
+                    };
+                    gate = GATE.1.wait_timeout(gate, left).unwrap().0;
+                }
+            }
+            drop(gate);
+            Ok(PlaybackEvent::decode(meta, value, headers)?.map(Stalled))
+        }
+    }
+
+    fn offsets<R>(pieces: &[Piece<R>]) -> Vec<i64> {
+        pieces
             .iter()
             .flat_map(|p| &p.info)
             .map(|i| i.offset)
-            .collect();
+            .collect()
+    }
 
-        decoder.helper = None;
-        let mut one_skips = Skips::default();
-        let one = decoder.decode_all::<Touchy>(&chunk, hasher, &mut one_skips);
-        let want: Vec<i64> = one.iter().flat_map(|p| &p.info).map(|i| i.offset).collect();
-        assert_eq!(got, want);
-        assert_eq!(skips, one_skips);
-        assert!(want.len() > 900, "{}", want.len());
+    #[test]
+    fn the_sink_thread_decodes_a_piece_the_helper_is_stuck_in_rather_than_wait() {
+        let input = records(2_000);
+        let hasher = KeyHasher::random();
+        let mut chunks = Chunk::split(input, 1_000, usize::MAX);
+        let (first, second) = (chunks.next().unwrap(), chunks.next().unwrap());
+        let mut alone = RowDecoder::new(PartitionConfig::default(), None);
+        alone.helper = None;
+        let mut want_skips = Skips::default();
+        // The same decoding, without the gate.
+        let want_first =
+            offsets(&alone.decode_all::<PlaybackEvent>(&first, hasher, &mut want_skips));
+        let want_second =
+            offsets(&alone.decode_all::<PlaybackEvent>(&second, hasher, &mut want_skips));
+
+        let mut decoder = RowDecoder::new(PartitionConfig::default(), None);
+        assert!(
+            decoder.helper.is_some(),
+            "a test machine has 2 cores or more"
+        );
+        let (tx, rx) = mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            let mut skips = Skips::default();
+            let pieces = decoder.decode_all::<Stalled>(&first, hasher, &mut skips);
+            tx.send(offsets(&pieces)).unwrap();
+            // The helper is still stuck in its piece of the first chunk; once it
+            // is let go, the next chunk is shared as usual.
+            open_gate();
+            let pieces = decoder.decode_all::<Stalled>(&second, hasher, &mut skips);
+            (offsets(&pieces), skips, decoder.helper.is_some())
+        });
+        // Waiting for the stuck helper would never return: give it a generous
+        // bound, then let the helper go so the test fails instead of hanging.
+        let got_first = rx.recv_timeout(std::time::Duration::from_secs(60));
+        open_gate();
+        let got_first = got_first.expect("the sink's thread waited for the stuck helper");
+        let (got_second, skips, helper_alive) = worker.join().unwrap();
+        assert_eq!(got_first, want_first);
+        assert_eq!(got_second, want_second);
+        assert_eq!(skips, want_skips, "each record counted once");
+        assert!(helper_alive, "a slow helper is not a dead one");
+        assert!(
+            GATE.0.lock().unwrap().1 > 0,
+            "the helper was stuck in a piece"
+        );
     }
 
     #[test]
