@@ -742,13 +742,21 @@ mod tests {
         assert!(one.windows(2).all(|w| w[0].1 < w[1].1), "offset order kept");
     }
 
-    /// An event row whose decoding panics on the helper thread (and, for the
-    /// record at offset 0, is slow on any other, so that the helper surely takes
-    /// a piece meanwhile).
-    #[derive(Debug)]
-    struct Touchy(PlaybackEvent);
+    /// What a test does when a [`Hooked`] row is decoded, before decoding it.
+    trait Hook: Send + 'static {
+        fn before_decode(meta: &RecordMeta);
+    }
 
-    impl playlake_lake::LakeRow for Touchy {
+    /// An event row whose decoding runs the hook `H` first.
+    struct Hooked<H>(PlaybackEvent, std::marker::PhantomData<H>);
+
+    impl<H> std::fmt::Debug for Hooked<H> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+
+    impl<H: Hook> playlake_lake::LakeRow for Hooked<H> {
         const TABLE: playlake_schemas::Table = PlaybackEvent::TABLE;
 
         fn path_parts<'a>(
@@ -771,19 +779,30 @@ mod tests {
         }
     }
 
-    impl DecodeRow for Touchy {
+    impl<H: Hook> DecodeRow for Hooked<H> {
         fn decode(
             meta: &RecordMeta,
             value: &[u8],
             headers: &[(&str, &[u8])],
         ) -> playlake_lake::Result<Option<Self>> {
+            H::before_decode(meta);
+            Ok(PlaybackEvent::decode(meta, value, headers)?
+                .map(|event| Hooked(event, std::marker::PhantomData)))
+        }
+    }
+
+    /// Decoding panics on the helper thread (and, for the record at offset 0, is
+    /// slow on any other, so that the helper surely takes a piece meanwhile).
+    struct Touchy;
+
+    impl Hook for Touchy {
+        fn before_decode(meta: &RecordMeta) {
             if std::thread::current().name() == Some("sink-decode") {
                 panic!("decoding bug (expected by the test)");
             }
             if meta.offset == 0 {
                 std::thread::sleep(std::time::Duration::from_millis(300));
             }
-            Ok(PlaybackEvent::decode(meta, value, headers)?.map(Touchy))
         }
     }
 
@@ -797,7 +816,7 @@ mod tests {
         let mut alone = RowDecoder::new(PartitionConfig::default(), None);
         alone.helper = None;
         let mut want_skips = Skips::default();
-        let want = offsets(&alone.decode_all::<Touchy>(&chunk, hasher, &mut want_skips));
+        let want = offsets(&alone.decode_all::<Hooked<Touchy>>(&chunk, hasher, &mut want_skips));
         assert!(want.len() > 900, "{}", want.len());
 
         let mut decoder = RowDecoder::new(PartitionConfig::default(), None);
@@ -817,19 +836,19 @@ mod tests {
                 "the dead helper is still asked after {rounds} chunks"
             );
             let mut skips = Skips::default();
-            let got = offsets(&decoder.decode_all::<Touchy>(&chunk, hasher, &mut skips));
+            let got = offsets(&decoder.decode_all::<Hooked<Touchy>>(&chunk, hasher, &mut skips));
             assert_eq!(got, want);
             assert_eq!(skips, want_skips);
             rounds += 1;
         }
         let mut skips = Skips::default();
-        let got = offsets(&decoder.decode_all::<Touchy>(&chunk, hasher, &mut skips));
+        let got = offsets(&decoder.decode_all::<Hooked<Touchy>>(&chunk, hasher, &mut skips));
         assert_eq!(got, want);
     }
 
-    /// Shut until a test opens it: the helper's decoding of a [`Stalled`] row
-    /// waits here, as a helper descheduled mid-piece would. `(open, helpers stuck
-    /// so far)`.
+    /// Shut until a test opens it: the helper's decoding of a `Hooked<Stalled>`
+    /// row waits here, as a helper descheduled mid-piece would. `(open, helpers
+    /// stuck so far)`.
     static GATE: (Mutex<(bool, usize)>, Condvar) = (Mutex::new((false, 0)), Condvar::new());
 
     fn open_gate() {
@@ -837,41 +856,12 @@ mod tests {
         GATE.1.notify_all();
     }
 
-    /// An event row whose decoding stalls on the helper thread until the gate
-    /// opens; on any other thread, the record at offset 0 waits until the helper
-    /// is stuck in a piece.
-    #[derive(Debug)]
-    struct Stalled(PlaybackEvent);
+    /// Decoding stalls on the helper thread until the gate opens; on any other
+    /// thread, the record at offset 0 waits until the helper is stuck in a piece.
+    struct Stalled;
 
-    impl playlake_lake::LakeRow for Stalled {
-        const TABLE: playlake_schemas::Table = PlaybackEvent::TABLE;
-
-        fn path_parts<'a>(
-            &'a self,
-            meta: &RecordMeta<'_>,
-            config: &PartitionConfig,
-        ) -> playlake_lake::Result<playlake_lake::PathParts<'a>> {
-            self.0.path_parts(meta, config)
-        }
-
-        fn write_natural_key(&self, meta: &RecordMeta, out: &mut Vec<u8>) {
-            self.0.write_natural_key(meta, out)
-        }
-
-        fn batch_of(
-            rows: playlake_lake::Rows<'_, Self>,
-        ) -> playlake_lake::Result<arrow::array::RecordBatch> {
-            let rows: Vec<PlaybackEvent> = rows.iter().map(|r| r.0.clone()).collect();
-            PlaybackEvent::to_batch(&rows)
-        }
-    }
-
-    impl DecodeRow for Stalled {
-        fn decode(
-            meta: &RecordMeta,
-            value: &[u8],
-            headers: &[(&str, &[u8])],
-        ) -> playlake_lake::Result<Option<Self>> {
+    impl Hook for Stalled {
+        fn before_decode(meta: &RecordMeta) {
             let mut gate = GATE.0.lock().unwrap();
             if std::thread::current().name() == Some("sink-decode") {
                 gate.1 += 1;
@@ -891,8 +881,6 @@ mod tests {
                     gate = GATE.1.wait_timeout(gate, left).unwrap().0;
                 }
             }
-            drop(gate);
-            Ok(PlaybackEvent::decode(meta, value, headers)?.map(Stalled))
         }
     }
 
@@ -927,12 +915,12 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let worker = std::thread::spawn(move || {
             let mut skips = Skips::default();
-            let pieces = decoder.decode_all::<Stalled>(&first, hasher, &mut skips);
+            let pieces = decoder.decode_all::<Hooked<Stalled>>(&first, hasher, &mut skips);
             tx.send(offsets(&pieces)).unwrap();
             // The helper is still stuck in its piece of the first chunk; once it
             // is let go, the next chunk is shared as usual.
             open_gate();
-            let pieces = decoder.decode_all::<Stalled>(&second, hasher, &mut skips);
+            let pieces = decoder.decode_all::<Hooked<Stalled>>(&second, hasher, &mut skips);
             (offsets(&pieces), skips, decoder.helper.is_some())
         });
         // Waiting for the stuck helper would never return: give it a generous
