@@ -81,6 +81,11 @@ pub struct PartitionPath {
     /// `table/col=value/...`, escaped, no trailing slash. Shared: the sink hands the
     /// same directory to every row of it ([`PathMemo`]).
     rendered: Arc<str>,
+    /// Bytes of the longest `/`-separated name in `rendered` (a function of it, so
+    /// the derived comparisons are unchanged): the sink checks it against the local
+    /// file system's limit for every row, and splitting the path per row cost about
+    /// 1% of its time.
+    longest_name: usize,
 }
 
 impl PartitionPath {
@@ -104,9 +109,11 @@ impl PartitionPath {
             rendered.push('=');
             rendered.push_str(&hive::escape(*value));
         }
+        let longest_name = rendered.split('/').map(str::len).max().unwrap_or(0);
         Ok(Self {
             table,
             rendered: rendered.into(),
+            longest_name,
         })
     }
 
@@ -175,6 +182,12 @@ impl PartitionPath {
     /// The escaped relative directory, without a trailing slash.
     pub fn as_str(&self) -> &str {
         &self.rendered
+    }
+
+    /// Bytes of the longest directory name in [`PartitionPath::as_str`] (what a
+    /// file system's NAME_MAX limits).
+    pub fn longest_name_bytes(&self) -> usize {
+        self.longest_name
     }
 }
 
@@ -448,6 +461,32 @@ mod tests {
         assert_eq!(p.as_str(), "cdc/table=play%3Aback/dt=2025-06-01/hour=23");
         let p = PartitionPath::day_of(Table::Errors, &utc, JUNE_1_2330_UTC).unwrap();
         assert_eq!(p.as_str(), "errors/dt=2025-06-01");
+    }
+
+    #[test]
+    fn the_longest_name_is_that_of_the_escaped_path() {
+        let utc = PartitionConfig::default();
+        let long = "s".repeat(300);
+        for (stream, want) in [
+            ("s1", "stream_id=s1".len()),
+            // Escaped: each '/' takes 3 bytes on disk.
+            ("a/b/c", "stream_id=a%2Fb%2Fc".len()),
+            (long.as_str(), "stream_id=".len() + 300),
+            ("", "stream_id=".len() + crate::HIVE_DEFAULT_PARTITION.len()),
+        ] {
+            let p =
+                PartitionPath::day_stream(Table::Sessions, &utc, JUNE_1_2330_UTC, stream).unwrap();
+            let by_split = p.as_str().split('/').map(str::len).max().unwrap();
+            assert_eq!(p.longest_name_bytes(), by_split, "{p}");
+            assert_eq!(
+                p.longest_name_bytes(),
+                want.max("dt=2025-06-01".len()),
+                "{p}"
+            );
+        }
+        let p =
+            PartitionPath::day(Table::Daily, NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()).unwrap();
+        assert_eq!(p.longest_name_bytes(), "dt=2025-06-01".len());
     }
 
     #[test]

@@ -17,6 +17,15 @@
 //! helper has not finished within twice the sink's thread's own time per piece
 //! is decoded again on the sink's thread (the helper may sit runnable for
 //! milliseconds while the encoder holds the other core).
+//!
+//! Decoding ahead: once a chunk is decoded, the sink's thread admits and writes
+//! its rows alone, and the helper would idle meanwhile. So the caller names the
+//! chunk that comes next ([`RowDecoder::decode_ahead`]) and the helper starts on
+//! its pieces at once; when that chunk's turn comes, [`RowDecoder::decode_all`]
+//! finds the pieces the helper decoded and takes the rest as usual. Decoding
+//! depends on nothing the admit changes, so the rows are the same; a chunk
+//! decoded ahead that does not come next (another range, row type or hasher) is
+//! abandoned: its rows go back to the bin and it is decoded again when it comes.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -291,6 +300,83 @@ impl<R: DecodeRow> Drop for PanicNotice<'_, R> {
     }
 }
 
+/// A chunk the helper decodes ahead, type-erased (the decoder holds one of any
+/// row type).
+trait Pending: Send {
+    /// Stops the work: a helper that has not started does nothing, pieces done
+    /// now or later go back to the bin.
+    fn abandon(&self);
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+}
+
+impl<R: DecodeRow> Pending for Arc<Shared<R>> {
+    fn abandon(&self) {
+        // No piece is taken from now on.
+        self.next.store(self.pieces, Ordering::Relaxed);
+        let mut state = self.pieces();
+        let unstarted = state.their_chunk.take();
+        state.collected = true;
+        let done = std::mem::take(&mut state.done);
+        drop(state);
+        drop(unstarted);
+        self.bin
+            .give(done.into_iter().flatten().map(|(piece, _)| piece.rows));
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+/// The chunk the helper is decoding ahead ([`RowDecoder::decode_ahead`]); abandoned
+/// when dropped unused.
+struct Ahead {
+    chunk: Chunk,
+    hasher: KeyHasher,
+    row_type: TypeId,
+    pending: Option<Box<dyn Pending>>,
+}
+
+impl Ahead {
+    /// The work, if it is that of `chunk` decoded into `R` rows with `hasher`.
+    fn take_if<R: DecodeRow>(
+        &mut self,
+        chunk: &Chunk,
+        hasher: KeyHasher,
+    ) -> Option<Arc<Shared<R>>> {
+        let same = Arc::ptr_eq(&self.chunk.records, &chunk.records)
+            && self.chunk.range == chunk.range
+            && self.hasher == hasher
+            && self.row_type == TypeId::of::<R>();
+        if !same {
+            return None;
+        }
+        let pending = self.pending.take()?;
+        pending
+            .into_any()
+            .downcast::<Arc<Shared<R>>>()
+            .ok()
+            .map(|shared| *shared)
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            pending.abandon();
+        }
+    }
+}
+
+impl std::fmt::Debug for Ahead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ahead")
+            .field("chunk", &self.chunk.range)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Decodes records into rows; see the module docs.
 #[derive(Debug)]
 pub(crate) struct RowDecoder {
@@ -309,6 +395,11 @@ pub(crate) struct RowDecoder {
     /// sink's CPU (mimalloc's cross-thread path). By the next chunk the helper has
     /// almost always dropped its clone.
     held: Option<Chunk>,
+    /// The chunk the helper decodes ahead, until its turn.
+    ahead: Option<Ahead>,
+    /// The sink's thread's latest time per piece: the patience when the helper
+    /// decoded every piece of a chunk ahead and this thread none.
+    piece_time: Option<Duration>,
 }
 
 /// What decoding one record needs; copied to both threads.
@@ -338,6 +429,8 @@ impl RowDecoder {
             helper,
             bins: HashMap::new(),
             held: None,
+            ahead: None,
+            piece_time: None,
         }
     }
 
@@ -380,45 +473,74 @@ impl RowDecoder {
         hasher: KeyHasher,
         skips: &mut Skips,
     ) -> Vec<Piece<R>> {
-        if chunk.range.len() >= SPLIT_MIN_RECORDS && self.helper.is_some() {
-            let bin = self.bin();
-            if let Some(helper) = &self.helper {
-                let pieces = chunk.range.len().div_ceil(PIECE_RECORDS);
-                let shared = Arc::new(Shared::<R> {
-                    cx: self.context(hasher),
-                    bin,
-                    pieces,
-                    next: AtomicUsize::new(0),
-                    state: Mutex::new(Pieces {
-                        done: (0..pieces).map(|_| None).collect(),
-                        helper_failed: false,
-                        their_chunk: Some(chunk.clone()),
-                        collected: false,
-                    }),
-                    changed: Condvar::new(),
-                });
-                let theirs = Arc::clone(&shared);
-                let job: Job = Box::new(move |scratch| {
-                    let _notice = PanicNotice(&theirs);
-                    // `None`: the sink's thread did every piece and took it back.
-                    let their_chunk = theirs.pieces().their_chunk.take();
-                    if let Some(their_chunk) = their_chunk {
-                        theirs.work(&their_chunk, scratch, true);
-                    }
-                });
-                if helper.jobs.send(job).is_ok() {
-                    let (pieces, took) = shared.work(chunk, &mut self.scratch, false);
-                    let patience = took
-                        .checked_div(pieces)
-                        .map_or(MAX_PATIENCE, |per_piece| per_piece * PATIENCE_PIECES)
-                        .clamp(MIN_PATIENCE, MAX_PATIENCE);
-                    return self.collect(chunk, &shared, skips, patience);
-                }
-                tracing::error!("the decoding helper thread is gone; decoding on one thread");
-                self.helper = None;
+        let ahead = self
+            .ahead
+            .take()
+            .and_then(|mut ahead| ahead.take_if::<R>(chunk, hasher));
+        if let Some(shared) = ahead.or_else(|| self.share::<R>(chunk, hasher)) {
+            let (pieces, took) = shared.work(chunk, &mut self.scratch, false);
+            if let Some(per_piece) = took.checked_div(pieces) {
+                self.piece_time = Some(per_piece);
             }
+            let patience = self
+                .piece_time
+                .map_or(MAX_PATIENCE, |per_piece| per_piece * PATIENCE_PIECES)
+                .clamp(MIN_PATIENCE, MAX_PATIENCE);
+            return self.collect(chunk, &shared, skips, patience);
         }
         vec![self.decode_here(chunk.records(), hasher, skips)]
+    }
+
+    /// Lets the helper start on `chunk`, the one [`RowDecoder::decode_all`] gets
+    /// next (see the module docs); a chunk decoded ahead earlier and not asked for
+    /// is abandoned.
+    pub fn decode_ahead<R: DecodeRow>(&mut self, chunk: &Chunk, hasher: KeyHasher) {
+        self.ahead = None;
+        if let Some(shared) = self.share::<R>(chunk, hasher) {
+            self.ahead = Some(Ahead {
+                chunk: chunk.clone(),
+                hasher,
+                row_type: TypeId::of::<R>(),
+                pending: Some(Box::new(shared)),
+            });
+        }
+    }
+
+    /// `chunk`'s pieces, shared with the helper, which is asked to start on them
+    /// (`None`: the chunk is too small to share, or there is no helper).
+    fn share<R: DecodeRow>(&mut self, chunk: &Chunk, hasher: KeyHasher) -> Option<Arc<Shared<R>>> {
+        if chunk.range.len() < SPLIT_MIN_RECORDS || self.helper.is_none() {
+            return None;
+        }
+        let pieces = chunk.range.len().div_ceil(PIECE_RECORDS);
+        let shared = Arc::new(Shared::<R> {
+            cx: self.context(hasher),
+            bin: self.bin(),
+            pieces,
+            next: AtomicUsize::new(0),
+            state: Mutex::new(Pieces {
+                done: (0..pieces).map(|_| None).collect(),
+                helper_failed: false,
+                their_chunk: Some(chunk.clone()),
+                collected: false,
+            }),
+            changed: Condvar::new(),
+        });
+        let theirs = Arc::clone(&shared);
+        let job: Job = Box::new(move |scratch| {
+            let _notice = PanicNotice(&theirs);
+            // `None`: the sink's thread did every piece and took it back.
+            let their_chunk = theirs.pieces().their_chunk.take();
+            if let Some(their_chunk) = their_chunk {
+                theirs.work(&their_chunk, scratch, true);
+            }
+        });
+        if self.helper.as_ref()?.jobs.send(job).is_ok() {
+            return Some(shared);
+        }
+        tracing::error!("the decoding helper thread is gone; decoding on one thread");
+        self.helper = None;
+        None
     }
 
     fn decode_here<R: DecodeRow>(
@@ -610,14 +732,14 @@ fn describe<R: DecodeRow>(
         }
     };
     if let Some(limit) = cx.max_dir_name_bytes {
-        if let Some(long) = path.as_str().split('/').find(|name| name.len() > limit) {
+        if path.longest_name_bytes() > limit {
             // Writing it would fail on every retry and wedge the partition.
             skips.path_too_long += 1;
             tracing::error!(
                 topic = %meta.topic,
                 partition = meta.partition,
                 offset = meta.offset,
-                bytes = long.len(),
+                bytes = path.longest_name_bytes(),
                 limit,
                 "row skipped: its partition directory name is longer than a local lake can hold (use an s3:// lake for stream ids this long); counted in path_too_long_skipped"
             );
@@ -700,7 +822,7 @@ mod tests {
         let hasher = KeyHasher::random();
         // `recycle`: the rows go back to the decoder's bin after each chunk, as the
         // encoder gives them back, so later chunks are decoded into old rows.
-        let decode = |split: bool, recycle: bool| {
+        let decode = |split: bool, recycle: bool, ahead: bool| {
             let mut decoder = RowDecoder::new(PartitionConfig::default(), Some(255));
             if split {
                 assert!(
@@ -712,9 +834,14 @@ mod tests {
             }
             let mut skips = Skips::default();
             let mut rows = Summary::new();
-            // In chunks, as the sink hands them over, so the memos carry over.
-            for chunk in Chunk::split(input.clone(), 1_000, usize::MAX) {
+            // In chunks, as the sink hands them over, so the memos carry over; with
+            // `ahead`, the next chunk is named before this one's rows are used.
+            let mut chunks = Chunk::split(input.clone(), 1_000, usize::MAX).peekable();
+            while let Some(chunk) = chunks.next() {
                 let pieces = decoder.decode_all::<PlaybackEvent>(&chunk, hasher, &mut skips);
+                if let (true, Some(next)) = (ahead, chunks.peek()) {
+                    decoder.decode_ahead::<PlaybackEvent>(next, hasher);
+                }
                 rows.extend(summary(&pieces));
                 if recycle {
                     decoder
@@ -724,11 +851,17 @@ mod tests {
             }
             (rows, skips)
         };
-        let (one, one_skips) = decode(false, false);
-        for (split, recycle) in [(true, false), (false, true), (true, true)] {
-            let (two, two_skips) = decode(split, recycle);
+        let (one, one_skips) = decode(false, false, false);
+        for (split, recycle, ahead) in [
+            (true, false, false),
+            (false, true, false),
+            (true, true, false),
+            (true, false, true),
+            (true, true, true),
+        ] {
+            let (two, two_skips) = decode(split, recycle, ahead);
             assert_eq!(one.len(), two.len());
-            assert_eq!(one, two, "split {split}, recycle {recycle}");
+            assert_eq!(one, two, "split {split}, recycle {recycle}, ahead {ahead}");
             assert_eq!(one_skips, two_skips);
         }
         // Both kinds of skip happened, in both halves of the chunks.
@@ -937,6 +1070,84 @@ mod tests {
             GATE.0.lock().unwrap().1 > 0,
             "the helper was stuck in a piece"
         );
+    }
+
+    /// The offsets decoded so far by the helper thread (`true`) or another one.
+    static TRACKED: (Mutex<Vec<(i64, bool)>>, Condvar) = (Mutex::new(Vec::new()), Condvar::new());
+
+    /// Decoding notes which thread decoded each record.
+    struct Tracked;
+
+    impl Hook for Tracked {
+        fn before_decode(meta: &RecordMeta) {
+            let on_helper = std::thread::current().name() == Some("sink-decode");
+            TRACKED.0.lock().unwrap().push((meta.offset, on_helper));
+            TRACKED.1.notify_all();
+        }
+    }
+
+    #[test]
+    fn a_chunk_decoded_ahead_is_taken_not_decoded_again_and_others_are_abandoned() {
+        let input = records(3_000);
+        let hasher = KeyHasher::random();
+        let chunks: Vec<Chunk> = Chunk::split(input, 1_000, usize::MAX).collect();
+        let mut alone = RowDecoder::new(PartitionConfig::default(), None);
+        alone.helper = None;
+        let mut want_skips = Skips::default();
+        let want: Vec<Vec<i64>> = chunks
+            .iter()
+            .map(|c| offsets(&alone.decode_all::<PlaybackEvent>(c, hasher, &mut want_skips)))
+            .collect();
+
+        let mut decoder = RowDecoder::new(PartitionConfig::default(), None);
+        assert!(
+            decoder.helper.is_some(),
+            "a test machine has 2 cores or more"
+        );
+        let mut skips = Skips::default();
+        // The first chunk is decoded ahead: the helper decodes every record of it
+        // before the chunk's turn comes ...
+        decoder.decode_ahead::<Hooked<Tracked>>(&chunks[0], hasher);
+        // (Tombstones never reach the row's decoding.)
+        let records: Vec<&Record> = chunks[0]
+            .records()
+            .iter()
+            .filter(|r| r.value.is_some())
+            .collect();
+        let decoded = |log: &Vec<(i64, bool)>| {
+            records
+                .iter()
+                .filter(|r| log.iter().any(|(offset, _)| *offset == r.offset))
+                .count()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut log = TRACKED.0.lock().unwrap();
+        while decoded(&log) < records.len() {
+            let left = deadline
+                .checked_duration_since(std::time::Instant::now())
+                .expect("the helper decoded the chunk ahead within 60 s");
+            log = TRACKED.1.wait_timeout(log, left).unwrap().0;
+        }
+        assert!(log.iter().all(|(_, on_helper)| *on_helper), "{log:?}");
+        drop(log);
+        // ... and then its rows are taken as they are, none decoded again.
+        let got = offsets(&decoder.decode_all::<Hooked<Tracked>>(&chunks[0], hasher, &mut skips));
+        assert_eq!(got, want[0]);
+        let decodings = TRACKED.0.lock().unwrap().len();
+        assert_eq!(decodings, records.len(), "each record decoded once");
+
+        // A chunk decoded ahead that does not come next is abandoned: the one
+        // that comes is decoded in full, and the abandoned one when it comes.
+        decoder.decode_ahead::<PlaybackEvent>(&chunks[2], hasher);
+        let got = offsets(&decoder.decode_all::<PlaybackEvent>(&chunks[1], hasher, &mut skips));
+        assert_eq!(got, want[1]);
+        assert!(decoder.ahead.is_none(), "abandoned");
+        // The same range of another row type or hasher is not taken either.
+        decoder.decode_ahead::<Hooked<Tracked>>(&chunks[2], hasher);
+        decoder.decode_ahead::<PlaybackEvent>(&chunks[2], KeyHasher::random());
+        let got = offsets(&decoder.decode_all::<PlaybackEvent>(&chunks[2], hasher, &mut skips));
+        assert_eq!(got, want[2]);
+        assert_eq!(skips, want_skips, "each record counted once");
     }
 
     #[test]

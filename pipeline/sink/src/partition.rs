@@ -307,14 +307,21 @@ impl Writer {
 
     /// Feeds records of one partition (in offset order) to the pool; re-makes and
     /// publishes recorded cuts that end among them, and commits once all are re-made.
-    pub async fn ingest(&mut self, st: &mut PartitionState, records: &Chunk) -> Result<()> {
+    /// `next`: the partition's chunk that comes next, if the caller has it already
+    /// (decoded ahead while this one is admitted and written).
+    pub async fn ingest(
+        &mut self,
+        st: &mut PartitionState,
+        records: &Chunk,
+        next: Option<&Chunk>,
+    ) -> Result<()> {
         let remade = match st.table {
-            Table::Sessions => self.ingest_rows::<Session>(st, records)?,
-            Table::Viewers => self.ingest_rows::<ViewerWindow>(st, records)?,
-            Table::Daily => self.ingest_rows::<DailyStat>(st, records)?,
-            Table::Events => self.ingest_rows::<PlaybackEvent>(st, records)?,
-            Table::Cdc => self.ingest_rows::<ChangeEvent>(st, records)?,
-            Table::Errors => self.ingest_rows::<DlqRecord>(st, records)?,
+            Table::Sessions => self.ingest_rows::<Session>(st, records, next)?,
+            Table::Viewers => self.ingest_rows::<ViewerWindow>(st, records, next)?,
+            Table::Daily => self.ingest_rows::<DailyStat>(st, records, next)?,
+            Table::Events => self.ingest_rows::<PlaybackEvent>(st, records, next)?,
+            Table::Cdc => self.ingest_rows::<ChangeEvent>(st, records, next)?,
+            Table::Errors => self.ingest_rows::<DlqRecord>(st, records, next)?,
         };
         if remade.is_empty() {
             return Ok(());
@@ -335,6 +342,7 @@ impl Writer {
         &mut self,
         st: &mut PartitionState,
         chunk: &Chunk,
+        next: Option<&Chunk>,
     ) -> Result<Vec<FinishedFile>> {
         let records = chunk.records();
         let mut rows: Vec<(PartitionPath, i64, R)> = Vec::with_capacity(records.len());
@@ -371,7 +379,7 @@ impl Writer {
             // batch.
             let done = st.next_offset.unwrap_or(i64::MIN);
             let rest = records.partition_point(|r| r.offset < done);
-            self.ingest_batch(st, &chunk.skip(rest), &mut rows)?;
+            self.ingest_batch(st, &chunk.skip(rest), next, &mut rows)?;
         }
         self.write(st, rows)?;
         Ok(remade)
@@ -387,6 +395,7 @@ impl Writer {
         &mut self,
         st: &mut PartitionState,
         chunk: &Chunk,
+        next: Option<&Chunk>,
         rows: &mut Vec<(PartitionPath, i64, R)>,
     ) -> Result<()> {
         let unread = chunk.records().partition_point(|r| !st.unread(r.offset));
@@ -400,6 +409,11 @@ impl Writer {
             .decoder
             .decode_all::<R>(&chunk, st.manifest.key_hasher(), &mut skips);
         skips.add_to(&mut self.report);
+        if let Some(next) = next {
+            // The helper decodes it while this thread admits and writes these rows.
+            self.decoder
+                .decode_ahead::<R>(next, st.manifest.key_hasher());
+        }
         let info = || pieces.iter().flat_map(|p| &p.info);
         let Some((path, first)) = info().next().map(|i| (i.path.clone(), i.offset)) else {
             return Ok(()); // no row in the chunk

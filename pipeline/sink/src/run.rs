@@ -259,12 +259,14 @@ impl Sink {
                     }
                     // In chunks, with the rolling policy asked after each, so a big
                     // poll does not overshoot the row and size limits by much.
-                    for chunk in Chunk::split(records, self.chunk_records, MAX_CHUNK_BYTES) {
+                    let mut chunks =
+                        Chunk::split(records, self.chunk_records, MAX_CHUNK_BYTES).peekable();
+                    while let Some(chunk) = chunks.next() {
                         let Some(mut st) = self.partitions.remove(&tp) else {
                             break; // revoked or fenced meanwhile
                         };
                         st.caught_up = false;
-                        let outcome = self.writer.ingest(&mut st, &chunk).await;
+                        let outcome = self.writer.ingest(&mut st, &chunk, chunks.peek()).await;
                         if self.settle(&mut st, outcome)? {
                             self.partitions.insert(tp.clone(), st);
                         }
