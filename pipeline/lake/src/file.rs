@@ -446,7 +446,9 @@ mod tests {
             topic: "playback.sessions".into(),
             partition: 3,
         };
-        let properties = ParquetOptions::default().writer_properties().unwrap();
+        let properties = ParquetOptions::default()
+            .writer_properties(playlake_schemas::Table::Sessions)
+            .unwrap();
         PartitionFile::new(path, source, properties, encoder, 0).unwrap()
     }
 

@@ -3,7 +3,8 @@
 //! Data flow: the sink's configuration becomes a validated [`ParquetOptions`], which
 //! [`ParquetOptions::writer_properties`] turns into the `WriterProperties` that every
 //! [`crate::file::PartitionFile`] uses. Choices, for Athena/Trino and DataFusion:
-//! zstd (level configurable) or snappy; dictionary encoding on; page-level statistics,
+//! zstd (level configurable) or snappy; dictionary encoding on, except for each
+//! table's columns of distinct values ([`Table::distinct_columns`]); page-level statistics,
 //! which also writes the column index and offset index (the page index) so readers
 //! can skip pages; Parquet 1.0 data pages, which every engine reads; row groups cut at
 //! `row_group_bytes` (128 MiB by default, the usual Athena block size) or
@@ -13,6 +14,8 @@
 
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::schema::types::ColumnPath;
+use playlake_schemas::Table;
 
 use crate::error::{LakeError, Result};
 
@@ -103,8 +106,9 @@ impl ParquetOptions {
         Ok(())
     }
 
-    /// The Parquet writer properties of every lake file.
-    pub fn writer_properties(&self) -> Result<WriterProperties> {
+    /// The Parquet writer properties of `table`'s files: dictionary encoding for
+    /// every column but the table's [`Table::distinct_columns`].
+    pub fn writer_properties(&self, table: Table) -> Result<WriterProperties> {
         self.validate()?;
         let compression = match self.codec {
             Codec::Zstd { level } => {
@@ -115,7 +119,7 @@ impl ParquetOptions {
             }
             Codec::Snappy => Compression::SNAPPY,
         };
-        Ok(WriterProperties::builder()
+        let builder = WriterProperties::builder()
             .set_writer_version(WriterVersion::PARQUET_1_0)
             .set_compression(compression)
             .set_dictionary_enabled(true)
@@ -123,7 +127,13 @@ impl ParquetOptions {
             .set_offset_index_disabled(false)
             .set_max_row_group_row_count(Some(self.row_group_rows))
             .set_max_row_group_bytes(Some(self.row_group_bytes))
-            .set_data_page_size_limit(self.data_page_bytes)
+            .set_data_page_size_limit(self.data_page_bytes);
+        Ok(table
+            .distinct_columns()
+            .iter()
+            .fold(builder, |builder, column| {
+                builder.set_column_dictionary_enabled(ColumnPath::from(*column), false)
+            })
             .build())
     }
 }
@@ -134,13 +144,17 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_explicit() {
-        let props = ParquetOptions::default().writer_properties().unwrap();
-        let col = parquet::schema::types::ColumnPath::from("x");
+        let props = ParquetOptions::default()
+            .writer_properties(Table::Events)
+            .unwrap();
+        let col = ColumnPath::from("uuid");
         assert_eq!(
             props.compression(&col),
             Compression::ZSTD(ZstdLevel::try_new(1).unwrap())
         );
         assert!(props.dictionary_enabled(&col));
+        assert!(!props.dictionary_enabled(&ColumnPath::from("event_id")));
+        assert!(!props.dictionary_enabled(&ColumnPath::from("event_time")));
         assert_eq!(props.statistics_enabled(&col), EnabledStatistics::Page);
         assert_eq!(props.max_row_group_row_count(), Some(1024 * 1024));
         assert_eq!(props.max_row_group_bytes(), Some(128 * 1024 * 1024));
@@ -164,15 +178,15 @@ mod tests {
             ..ParquetOptions::default()
         };
         assert!(matches!(
-            bad.writer_properties(),
+            bad.writer_properties(Table::Events),
             Err(LakeError::Config { .. })
         ));
         let snappy = ParquetOptions {
             codec: Codec::Snappy,
             ..ParquetOptions::default()
         };
-        let props = snappy.writer_properties().unwrap();
-        let col = parquet::schema::types::ColumnPath::from("x");
+        let props = snappy.writer_properties(Table::Sessions).unwrap();
+        let col = ColumnPath::from("uuid");
         assert_eq!(props.compression(&col), Compression::SNAPPY);
         assert_eq!(Codec::Snappy.name(), "snappy");
     }

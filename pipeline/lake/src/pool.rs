@@ -15,8 +15,6 @@
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use parquet::file::properties::WriterProperties;
-
 use crate::error::Result;
 use crate::file::{Encoder, FinishedFile, PartitionFile, SourcePartition};
 use crate::format::{Codec, ParquetOptions};
@@ -30,7 +28,8 @@ pub type FileKey = (PartitionPath, SourcePartition);
 /// Every open file of the sink and the rules that close them.
 #[derive(Debug)]
 pub struct WriterPool {
-    properties: WriterProperties,
+    /// How files are encoded (valid: checked by [`WriterPool::new`]).
+    options: ParquetOptions,
     codec: Codec,
     policy: RollPolicy,
     encoder: Encoder,
@@ -44,7 +43,10 @@ impl WriterPool {
     pub fn new(options: &ParquetOptions, policy: RollPolicy) -> Result<Self> {
         policy.validate()?;
         Ok(Self {
-            properties: options.writer_properties()?,
+            options: {
+                options.validate()?;
+                options.clone()
+            },
             codec: options.codec,
             policy,
             encoder: if options.background_encoding {
@@ -143,10 +145,11 @@ impl WriterPool {
         Ok(match self.files.entry((path, source.clone())) {
             Entry::Occupied(open) => open.into_mut(),
             Entry::Vacant(slot) => {
+                let properties = self.options.writer_properties(slot.key().0.table())?;
                 let file = PartitionFile::new(
                     slot.key().0.clone(),
                     source.clone(),
-                    self.properties.clone(),
+                    properties,
                     self.encoder.clone(),
                     now_ms,
                 )?;

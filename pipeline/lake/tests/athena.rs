@@ -108,7 +108,7 @@ fn written_file(table: Table) -> bytes::Bytes {
         topic: "playback.test".into(),
         partition: 0,
     };
-    let properties = ParquetOptions::default().writer_properties().unwrap();
+    let properties = ParquetOptions::default().writer_properties(table).unwrap();
     let mut file = PartitionFile::new(path, source, properties, Encoder::inline(), 0).unwrap();
     file.write(&batch(table), 0, 0).unwrap();
     file.finish(Codec::default())
