@@ -218,8 +218,13 @@ pub fn parse_playback_event_into(
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, InvalidEvent> {
-    std::str::from_utf8(bytes).map_err(|e| InvalidEvent::InvalidUtf8 {
-        valid_up_to: e.valid_up_to(),
+    // simdutf8 checks a record's bytes several times faster than std (the std check
+    // was 3-4% of the sink benchmark's CPU); only invalid text, to say where it
+    // goes wrong, is checked again by std.
+    simdutf8::basic::from_utf8(bytes).or_else(|_| {
+        std::str::from_utf8(bytes).map_err(|e| InvalidEvent::InvalidUtf8 {
+            valid_up_to: e.valid_up_to(),
+        })
     })
 }
 

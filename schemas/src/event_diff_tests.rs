@@ -773,6 +773,24 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
+    fn the_utf8_check_agrees_with_std(
+        text in "[a-z\"{}:,0-9]{0,80}",
+        junk in prop::collection::vec(any::<u8>(), 0..4),
+        at in 0usize..81,
+    ) {
+        // Valid text with a few arbitrary bytes spliced in (valid or not).
+        let mut bytes = text.into_bytes();
+        let at = at.min(bytes.len());
+        bytes.splice(at..at, junk);
+        let want = std::str::from_utf8(&bytes).map_err(|e| e.valid_up_to());
+        let got = super::utf8(&bytes).map_err(|e| match e {
+            InvalidEvent::InvalidUtf8 { valid_up_to } => valid_up_to,
+            other => panic!("{other:?}"),
+        });
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
     fn generated_records_agree(bytes in record()) {
         check_at_several_clocks(&bytes);
     }
