@@ -30,7 +30,6 @@ pub type FileKey = (PartitionPath, SourcePartition);
 pub struct WriterPool {
     /// How files are encoded (valid: checked by [`WriterPool::new`]).
     options: ParquetOptions,
-    codec: Codec,
     policy: RollPolicy,
     encoder: Encoder,
     files: BTreeMap<FileKey, PartitionFile>,
@@ -42,12 +41,9 @@ impl WriterPool {
     /// An empty pool; fails when an option is out of range.
     pub fn new(options: &ParquetOptions, policy: RollPolicy) -> Result<Self> {
         policy.validate()?;
+        options.validate()?;
         Ok(Self {
-            options: {
-                options.validate()?;
-                options.clone()
-            },
-            codec: options.codec,
+            options: options.clone(),
             policy,
             encoder: if options.background_encoding {
                 Encoder::background()?
@@ -203,7 +199,7 @@ impl WriterPool {
     pub fn finish(&mut self, key: &FileKey) -> Result<Option<FinishedFile>> {
         self.pinned.remove(key);
         match self.files.remove(key) {
-            Some(file) => file.finish(self.codec),
+            Some(file) => file.finish(self.options.codec),
             None => Ok(None),
         }
     }
@@ -229,7 +225,7 @@ impl WriterPool {
         let files = std::mem::take(&mut self.files);
         let mut out = Vec::new();
         for file in files.into_values() {
-            out.extend(file.finish(self.codec)?);
+            out.extend(file.finish(self.options.codec)?);
         }
         Ok(out)
     }
@@ -268,7 +264,7 @@ impl WriterPool {
 
     /// The codec of the files (part of their names).
     pub fn codec(&self) -> Codec {
-        self.codec
+        self.options.codec
     }
 }
 
