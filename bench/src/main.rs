@@ -32,8 +32,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use playlake_generator::{Generator, GeneratorConfig, RecordKind};
 use playlake_processor::{
-    EventOutcome, MergeOperator, PartialRecord, PartitionProcessor, ProcessorConfig, ResumeMerge,
-    Settings,
+    source::GROUP, EventOutcome, MergeOperator, PartialRecord, PartitionProcessor, ProcessorConfig,
+    ResumeMerge, Settings,
 };
 use playlake_schemas::{
     parse_playback_event, parse_playback_event_into, DailyStat, EndedBy, PlaybackEvent, Session,
@@ -326,8 +326,10 @@ struct Operators {
     late: u64,
     max_open_sessions: usize,
     publishes: u64,
-    /// Every record is parsed into this event (as `playlake process` does).
-    event: PlaybackEvent,
+    /// Records are parsed into these events (reused), [`GROUP`] at a time.
+    events: Vec<PlaybackEvent>,
+    /// How many of `events` are parsed and not yet applied.
+    filled: usize,
 }
 
 impl Operators {
@@ -344,17 +346,24 @@ impl Operators {
             late: 0,
             max_open_sessions: 0,
             publishes: 0,
-            event: PlaybackEvent::default(),
+            events: Vec::with_capacity(GROUP),
+            filled: 0,
         }
     }
 
     fn record(&mut self, value: &[u8]) {
-        match parse_playback_event_into(value, self.now_ms, &mut self.event) {
+        if self.events.len() <= self.filled {
+            self.events.push(PlaybackEvent::default());
+        }
+        let Some(event) = self.events.get_mut(self.filled) else {
+            return;
+        };
+        match parse_playback_event_into(value, self.now_ms, event) {
             Ok(()) => {
                 self.valid += 1;
-                match self.source.process(&self.event, self.now_ms) {
-                    EventOutcome::Duplicate => self.duplicates += 1,
-                    EventOutcome::Processed { late } => self.late += late.len() as u64,
+                self.filled += 1;
+                if self.filled == GROUP {
+                    self.apply_parsed();
                 }
             }
             Err(_) => {
@@ -364,9 +373,24 @@ impl Operators {
         }
     }
 
+    /// Applies the events parsed since the last call, as one group.
+    fn apply_parsed(&mut self) {
+        let (mut duplicates, mut late) = (0, 0);
+        let events = self.events.get(..self.filled).unwrap_or_default();
+        self.source
+            .process_group(events, self.now_ms, |_, outcome| match outcome {
+                EventOutcome::Duplicate => duplicates += 1,
+                EventOutcome::Processed { late: l } => late += l.len() as u64,
+            });
+        self.duplicates += duplicates;
+        self.late += late;
+        self.filled = 0;
+    }
+
     /// What `playlake process` does after each input batch: publish the source's
     /// output, route partials and the watermark to the merge level, collect results.
     fn publish(&mut self) {
+        self.apply_parsed();
         self.publishes += 1;
         // Sampled: the full state-size walk is a metrics-interval cost, not per batch.
         if self.publishes.is_multiple_of(64) {
@@ -381,9 +405,7 @@ impl Operators {
         for d in output.daily_partials {
             self.merge.apply(PartialRecord::Daily(d), self.now_ms);
         }
-        for c in output.resume_candidates {
-            self.resume.apply(c);
-        }
+        self.resume.apply_all(output.resume_candidates);
         let announcement = self.source.announcement(self.now_ms);
         self.merge
             .apply(PartialRecord::Watermark(announcement), self.now_ms);
@@ -397,6 +419,7 @@ impl Operators {
     }
 
     fn finish(&mut self) {
+        self.apply_parsed();
         self.source.drain();
         self.publish();
         self.merge.drain();

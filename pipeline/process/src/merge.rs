@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use playlake_checkpoint::{CheckpointStore, Position as CkPosition};
-use playlake_processor::{MergeOperator, PartialOutcome, PartialRecord, ResumeMerge};
+use playlake_processor::{
+    MergeOperator, PartialOutcome, PartialRecord, ResumeCandidate, ResumeMerge,
+};
 use playlake_transport::{
     Consumer, ConsumerEvent, OutgoingRecord, Position, Record, TopicPartition,
 };
@@ -40,10 +42,21 @@ pub struct MergeState {
 
 struct Owned {
     state: MergeState,
+    /// Resume candidates read since the last flush, applied together
+    /// ([`ResumeMerge::apply_all`]) before the flush takes the changed points.
+    resume_candidates: Vec<ResumeCandidate>,
     store: CheckpointStore,
     next_offset: i64,
     dirty: bool,
     finished: bool,
+}
+
+impl Owned {
+    fn apply_resume_candidates(&mut self) {
+        self.state
+            .resume
+            .apply_all(self.resume_candidates.drain(..));
+    }
 }
 
 /// The merge side of one instance.
@@ -140,7 +153,7 @@ impl MergeSide {
                 }
             }
             RepartitionRecord::Resume(candidate) => {
-                owned.state.resume.apply(candidate);
+                owned.resume_candidates.push(candidate);
             }
             RepartitionRecord::Drained {
                 partition,
@@ -160,6 +173,7 @@ impl MergeSide {
         mut out: Vec<OutgoingRecord>,
     ) -> Result<(), ProcessError> {
         for owned in self.owned.values_mut() {
+            owned.apply_resume_candidates();
             let (viewers, daily) = owned.state.merge.take_finished();
             for v in &viewers {
                 out.push(codec::viewer_record(&ctx.topics.viewers, v)?);
@@ -227,6 +241,7 @@ impl MergeSide {
             tp.partition,
             Owned {
                 state,
+                resume_candidates: Vec::new(),
                 store,
                 next_offset,
                 dirty: fresh,
@@ -299,6 +314,10 @@ impl MergeSide {
         let mut fenced = Vec::new();
         let mut written = Vec::new();
         for (p, owned) in self.owned.iter_mut().filter(|(_, o)| o.dirty) {
+            // Normally done by the last flush; the state saved with the position must
+            // reflect every record before it (a changed point stays marked in the
+            // state and goes out with the next flush).
+            owned.apply_resume_candidates();
             let state = serde_json::to_vec(&owned.state)
                 .map_err(ProcessError::encode("merge partition state"))?;
             let positions = vec![CkPosition::new(

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use playlake_checkpoint::{CheckpointStore, Position as CkPosition};
+use playlake_processor::source::GROUP;
 use playlake_processor::{
     EventOutcome, PartitionProcessor, SourceOutput, SourceWatermark, Watermark,
 };
@@ -64,8 +65,9 @@ pub(crate) struct SourceSide {
     pub(crate) ever_assigned: bool,
     /// When the last announcement round went out.
     last_round: Option<Instant>,
-    /// Every record is parsed into this one event, reusing its strings' buffers.
-    event: PlaybackEvent,
+    /// Records are parsed into these events, reusing their strings' buffers, and
+    /// processed [`GROUP`] at a time.
+    events: Vec<PlaybackEvent>,
 }
 
 fn scope(partition: i32) -> String {
@@ -79,7 +81,7 @@ impl SourceSide {
             owned: BTreeMap::new(),
             ever_assigned: false,
             last_round: None,
-            event: PlaybackEvent::default(),
+            events: Vec::with_capacity(GROUP),
         }
     }
 
@@ -118,11 +120,7 @@ impl SourceSide {
                     }
                 }
                 ConsumerEvent::Records(records) => {
-                    for record in records {
-                        if self.handle(ctx, &record, &mut out) {
-                            touched.push(record.partition);
-                        }
-                    }
+                    self.handle(ctx, &records, &mut out, &mut touched);
                 }
             }
         }
@@ -141,32 +139,90 @@ impl SourceSide {
         Ok(())
     }
 
-    /// Handles one record; true when it belongs to an owned partition.
-    fn handle(&mut self, ctx: &mut Shared, record: &Record, out: &mut Vec<OutgoingRecord>) -> bool {
-        let Some(owned) = self.owned.get_mut(&record.partition) else {
-            return false;
-        };
-        if record.offset < owned.next_offset {
-            return false; // already applied (a redelivery)
-        }
+    /// Handles the records of one poll, in order; pushes each owned partition that
+    /// got one onto `touched`.
+    ///
+    /// Consecutive valid events of a partition are parsed into `self.events` and
+    /// processed as one group ([`PartitionProcessor::process_group`]: their state is
+    /// fetched from memory together); an invalid record goes to the DLQ at once.
+    fn handle(
+        &mut self,
+        ctx: &mut Shared,
+        records: &[Record],
+        out: &mut Vec<OutgoingRecord>,
+        touched: &mut Vec<i32>,
+    ) {
+        // One wall clock for the poll: idleness is judged in seconds.
         let now = now_ms();
-        ctx.report.records_in += 1;
-        let bytes = record.value.as_deref().unwrap_or_default();
-        match parse_playback_event_into(bytes, now, &mut self.event) {
-            Err(invalid) => {
-                *ctx.report
-                    .dlq_by_reason
-                    .entry(invalid.reason_code().to_owned())
-                    .or_default() += 1;
-                out.push(codec::dlq_record(&ctx.topics.dlq, record, &invalid));
-                owned.processor.observe_invalid(now);
+        // The records of the parsed, not yet processed events (one partition's).
+        let mut group: Vec<&Record> = Vec::with_capacity(GROUP);
+        for record in records {
+            if group
+                .first()
+                .is_some_and(|r| r.partition != record.partition)
+            {
+                self.process_group(ctx, &mut group, now, out);
             }
-            Ok(()) => {
-                ctx.report.valid += 1;
-                let outcome = owned.processor.process(&self.event, now);
+            let Some(owned) = self.owned.get_mut(&record.partition) else {
+                continue;
+            };
+            if record.offset < owned.next_offset {
+                continue; // already applied (a redelivery)
+            }
+            touched.push(record.partition);
+            ctx.report.records_in += 1;
+            owned.next_offset = record.offset + 1;
+            owned.dirty = true;
+            owned.at_end = false;
+            if self.events.len() <= group.len() {
+                self.events.push(PlaybackEvent::default());
+            }
+            let Some(event) = self.events.get_mut(group.len()) else {
+                continue;
+            };
+            let bytes = record.value.as_deref().unwrap_or_default();
+            match parse_playback_event_into(bytes, now, event) {
+                Err(invalid) => {
+                    *ctx.report
+                        .dlq_by_reason
+                        .entry(invalid.reason_code().to_owned())
+                        .or_default() += 1;
+                    out.push(codec::dlq_record(&ctx.topics.dlq, record, &invalid));
+                    owned.processor.observe_invalid(now);
+                }
+                Ok(()) => {
+                    ctx.report.valid += 1;
+                    group.push(record);
+                    if group.len() == GROUP {
+                        self.process_group(ctx, &mut group, now, out);
+                    }
+                }
+            }
+        }
+        self.process_group(ctx, &mut group, now, out);
+    }
+
+    /// Processes the events parsed for `group`'s records (all of one partition) and
+    /// empties it; late events go to the late topic.
+    fn process_group(
+        &mut self,
+        ctx: &mut Shared,
+        group: &mut Vec<&Record>,
+        now: i64,
+        out: &mut Vec<OutgoingRecord>,
+    ) {
+        let Some(partition) = group.first().map(|r| r.partition) else {
+            return;
+        };
+        let events = self.events.get(..group.len()).unwrap_or_default();
+        if let Some(owned) = self.owned.get_mut(&partition) {
+            owned.processor.process_group(events, now, |i, outcome| {
                 if outcome == EventOutcome::Duplicate {
                     ctx.report.duplicates += 1;
                 }
+                let Some(record) = group.get(i) else {
+                    return;
+                };
                 for late in outcome.late() {
                     *ctx.report
                         .late_by_operator
@@ -174,12 +230,9 @@ impl SourceSide {
                         .or_default() += 1;
                     out.push(codec::late_record(&ctx.topics.late, record, late));
                 }
-            }
+            });
         }
-        owned.next_offset = record.offset + 1;
-        owned.dirty = true;
-        owned.at_end = false;
-        true
+        group.clear();
     }
 
     async fn restore(&mut self, ctx: &mut Shared, tp: &TopicPartition) -> Result<(), ProcessError> {

@@ -56,6 +56,13 @@ fn event_identity(uuid: &str, event_id: &str) -> (u64, u64) {
     ((h >> 64) as u64, h as u64)
 }
 
+/// An event's place in the dedup set: the bucket of its day and its id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct DedupEntry {
+    expire_at: i64,
+    id: (u64, u64),
+}
+
 /// The dedup set of one input partition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Dedup {
@@ -85,14 +92,36 @@ impl Dedup {
             .max(ceil_to_window(day.end, self.settings.viewer_window_ms()))
     }
 
+    /// Where `event` is recorded: its bucket and its id.
+    pub(crate) fn entry_of(&self, event: &PlaybackEvent) -> DedupEntry {
+        DedupEntry {
+            expire_at: self.expire_at(event.event_time_ms()),
+            id: event_identity(&event.uuid, &event.event_id),
+        }
+    }
+
+    /// Reads the table slot where `entry` is (or would be) recorded, so that the
+    /// [`Self::record`] that follows finds it in the cache (see
+    /// [`crate::source::PartitionProcessor::process_group`]).
+    pub(crate) fn touch(&self, entry: &DedupEntry) {
+        if let Some(bucket) = self.buckets.get(&entry.expire_at) {
+            std::hint::black_box(bucket.contains(&entry.id));
+        }
+    }
+
     /// Records `event` and tells whether it is a copy of one already recorded.
     pub fn is_duplicate(&mut self, event: &PlaybackEvent, w: Watermark) -> bool {
-        let expire_at = self.expire_at(event.event_time_ms());
+        let entry = self.entry_of(event);
+        self.record(entry, w)
+    }
+
+    /// [`Self::is_duplicate`] for the event whose entry is `entry`.
+    pub(crate) fn record(&mut self, entry: DedupEntry, w: Watermark) -> bool {
+        let DedupEntry { expire_at, id } = entry;
         if expire_at <= w.millis() {
             // Late for every operator: nothing will apply it, nothing to remember.
             return false;
         }
-        let id = event_identity(&event.uuid, &event.event_id);
         if let Some(bucket) = self.buckets.get_mut(&expire_at) {
             return !bucket.insert(id);
         }

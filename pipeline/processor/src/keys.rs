@@ -44,7 +44,7 @@ pub fn combine(a: Id, b: Id) -> Id {
 }
 
 /// The ids of one event's keys, computed once per event and shared by the operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EventIds {
     /// `uuid`.
     pub uuid: Id,

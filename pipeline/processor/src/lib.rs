@@ -35,6 +35,7 @@ mod keys;
 pub mod late;
 pub mod merge;
 pub mod partials;
+mod prefetch;
 pub mod reference;
 pub mod resume;
 mod serde_util;

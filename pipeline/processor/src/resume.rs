@@ -241,6 +241,9 @@ impl ResumeCandidates {
     }
 }
 
+/// Candidates [`ResumeMerge::apply_all`] looks up together.
+pub const APPLY_GROUP: usize = 32;
+
 /// Merge level: the latest candidate per key over every source partition.
 #[derive(Debug, Clone, Default)]
 pub struct ResumeMerge {
@@ -326,6 +329,45 @@ impl ResumeMerge {
     /// Applies a candidate; returns whether it changed the key's resume point.
     pub fn apply(&mut self, candidate: ResumeCandidate) -> bool {
         let id = pair_id(&candidate.user_id, &candidate.stream_id);
+        self.apply_id(id, candidate)
+    }
+
+    /// Applies candidates in order, as [`Self::apply`] would one by one; returns how
+    /// many changed a resume point.
+    ///
+    /// Same results, sooner: the keys are hashed [`APPLY_GROUP`] at a time and their
+    /// entries (each a cache miss on a large table) requested from memory together
+    /// before the first candidate of the group is applied.
+    pub fn apply_all(&mut self, candidates: impl IntoIterator<Item = ResumeCandidate>) -> usize {
+        let mut changed = 0;
+        let mut group: Vec<(Id, ResumeCandidate)> = Vec::with_capacity(APPLY_GROUP);
+        let mut candidates = candidates.into_iter().peekable();
+        while candidates.peek().is_some() {
+            group.clear();
+            group.extend(
+                candidates
+                    .by_ref()
+                    .take(APPLY_GROUP)
+                    .map(|c| (pair_id(&c.user_id, &c.stream_id), c)),
+            );
+            let mut positions = [None; APPLY_GROUP];
+            for ((id, _), position) in group.iter().zip(positions.iter_mut()) {
+                *position = self.latest.position_of(*id);
+            }
+            for position in positions.iter().flatten() {
+                if let Some(entry) = self.latest.entries.get(*position) {
+                    crate::prefetch::lines(entry);
+                }
+            }
+            for (id, candidate) in group.drain(..) {
+                changed += usize::from(self.apply_id(id, candidate));
+            }
+        }
+        changed
+    }
+
+    /// [`Self::apply`] for the candidate whose key's id is `id`.
+    fn apply_id(&mut self, id: Id, candidate: ResumeCandidate) -> bool {
         let position = match self.latest.position_of(id) {
             Some(i) => {
                 let Some(current) = self.latest.entries.get_mut(i) else {

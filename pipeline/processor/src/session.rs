@@ -282,6 +282,9 @@ pub struct SessionOperator {
     wake: BinaryHeap<Reverse<(i64, u32)>>,
     /// Sessions finalized and not yet taken.
     finished: Vec<Session>,
+    /// Scratch of [`Self::advance`]: the wake entries due (kept for its capacity;
+    /// empty between calls).
+    due: Vec<(i64, u32)>,
 }
 
 /// The checkpointed form of [`SessionOperator`] (the same as before the slab).
@@ -338,6 +341,7 @@ impl<'de> Deserialize<'de> for SessionOperator {
             free: Vec::new(),
             wake: BinaryHeap::new(),
             finished: repr.finished,
+            due: Vec::new(),
         };
         for (key, state) in repr.keys {
             let slot = u32::try_from(op.slots.len())
@@ -386,6 +390,7 @@ impl SessionOperator {
             free: Vec::new(),
             wake: BinaryHeap::new(),
             finished: Vec::new(),
+            due: Vec::new(),
         }
     }
 
@@ -417,6 +422,32 @@ impl SessionOperator {
         }
         self.index.insert(id, slot);
         slot
+    }
+
+    /// The slot of the key whose id is `id`, if it has one: the first of the three
+    /// steps that bring a key's state into the cache before [`Self::offer`] (see
+    /// [`crate::source::PartitionProcessor::process_group`]).
+    pub(crate) fn find(&self, id: Id) -> Option<u32> {
+        self.index.get(&id).copied()
+    }
+
+    /// Prefetches the slot `slot` (from [`Self::find`]).
+    pub(crate) fn prefetch_slot(&self, slot: u32) {
+        if let Some(s) = self.slots.get(slot as usize) {
+            crate::prefetch::lines(s);
+        }
+    }
+
+    /// Prefetches the back of slot `slot`'s buffer, where the next event goes (after
+    /// [`Self::prefetch_slot`]: this reads the slot).
+    pub(crate) fn prefetch_back(&self, slot: u32) {
+        if let Some(back) = self
+            .slots
+            .get(slot as usize)
+            .and_then(|s| s.state.recent.0.back())
+        {
+            crate::prefetch::lines(back);
+        }
     }
 
     /// Whether `event` is late for sessions at watermark `w` (see the module docs).
@@ -517,11 +548,36 @@ impl SessionOperator {
     /// Finalizes, freezes and forgets what watermark `w` allows. Drain mode passes
     /// [`Watermark::MAX`], which emits every open session.
     pub fn advance(&mut self, w: Watermark) {
+        // The keys due are taken out first (settling one never makes another due at
+        // `w`: it reschedules after `w`), so that their slots and the fronts of their
+        // buffers, each a cache miss, are requested together: freeze wake-ups come in
+        // bursts (see [`freeze_quantum`]).
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
         while let Some(&Reverse((at, slot))) = self.wake.peek() {
             if at > w.millis() {
                 break;
             }
             self.wake.pop();
+            due.push((at, slot));
+        }
+        if due.len() > 1 {
+            for &(_, slot) in &due {
+                if let Some(s) = self.slots.get(slot as usize) {
+                    crate::prefetch::lines(s);
+                }
+            }
+            for &(_, slot) in &due {
+                if let Some(front) = self
+                    .slots
+                    .get(slot as usize)
+                    .and_then(|s| s.state.recent.first())
+                {
+                    crate::prefetch::lines(front);
+                }
+            }
+        }
+        for &(at, slot) in &due {
             let Some(s) = self.slots.get_mut(slot as usize) else {
                 continue;
             };
@@ -534,6 +590,8 @@ impl SessionOperator {
             // (and that the key lands in a later entry).
             self.reschedule_after(slot, w.millis());
         }
+        due.clear();
+        self.due = due;
     }
 
     /// Takes the sessions finalized so far, sorted by natural key.

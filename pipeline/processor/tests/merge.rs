@@ -171,3 +171,40 @@ fn an_idle_partition_hands_over_its_open_partials_before_the_merge_moves_on() {
     restored.restored(0);
     assert_eq!(restored.idle_partials(idle_at).0.len(), 1);
 }
+
+/// `ResumeMerge::apply_all` looks a group's keys up ahead and must change nothing
+/// else: the same resume points and the same count of changes as applying the
+/// candidates one by one, with keys repeated inside and across groups, older and
+/// newer candidates mixed, and more candidates than one group.
+#[test]
+fn resume_candidates_applied_together_equal_applied_one_by_one() {
+    use playlake_processor::{InlineStr, ResumeCandidate, ResumeMerge};
+    let candidates: Vec<ResumeCandidate> = (0..500u32)
+        .map(|i| {
+            // 37 keys; event times go up and down so some candidates lose.
+            let key = i % 37;
+            ResumeCandidate {
+                user_id: InlineStr::new(&format!("user-{key}")),
+                stream_id: InlineStr::new(&format!("s{}", key % 3)),
+                event_time: T + i64::from((i * 7919) % 1000),
+                event_id: InlineStr::new(&format!("e{i}")),
+                position_end: f64::from(i),
+                uuid: InlineStr::new(&format!("u{}", i % 5)),
+            }
+        })
+        .collect();
+    let mut one = ResumeMerge::default();
+    let mut changed_one = 0;
+    let mut together = ResumeMerge::default();
+    let mut changed_together = 0;
+    for round in candidates.chunks(120) {
+        changed_one += round.iter().filter(|c| one.apply((*c).clone())).count();
+        changed_together += together.apply_all(round.iter().cloned());
+        assert_eq!(together.take_changed(), one.take_changed());
+    }
+    assert!(changed_one > 37, "some candidates replace others");
+    assert!(changed_one < candidates.len(), "some candidates lose");
+    assert_eq!(changed_together, changed_one);
+    assert_eq!(together, one);
+    assert_eq!(together.len(), 37);
+}

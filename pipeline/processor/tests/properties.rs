@@ -193,6 +193,44 @@ proptest! {
     }
 
     #[test]
+    fn processing_in_groups_equals_processing_one_by_one(
+        case in case_strategy(),
+        extra in prop::collection::vec(0i64..90_000, 200),
+        cuts in prop::collection::vec(1usize..100, 1..20),
+    ) {
+        // `process_group` fetches a group's state ahead and must change nothing else:
+        // same outcome per event and same outputs after every group, whatever the
+        // group sizes (below, at and above `GROUP`), with duplicates and late events
+        // inside a group.
+        let mut case = case;
+        for (i, (_, jitter)) in case.events.iter_mut().enumerate() {
+            *jitter += extra[i % extra.len()];
+        }
+        let arrived = arrival(&case);
+        let s = &case.settings;
+        let mut one = playlake_processor::PartitionProcessor::new(s, 0, 0);
+        let mut grouped = playlake_processor::PartitionProcessor::new(s, 0, 0);
+        let mut rest = arrived.as_slice();
+        for cut in cuts.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (group, after) = rest.split_at((*cut).min(rest.len()));
+            let one_outcomes: Vec<Option<EventOutcome>> =
+                group.iter().map(|e| Some(one.process(e, 0))).collect();
+            let mut outcomes = vec![None; group.len()];
+            grouped.process_group(group, 0, |i, outcome| outcomes[i] = Some(outcome));
+            prop_assert_eq!(outcomes, one_outcomes);
+            prop_assert_eq!(grouped.take_output(), one.take_output());
+            prop_assert_eq!(grouped.state_sizes(), one.state_sizes());
+            rest = after;
+        }
+        one.drain();
+        grouped.drain();
+        prop_assert_eq!(grouped.take_output(), one.take_output());
+    }
+
+    #[test]
     fn state_round_trips_through_a_checkpoint(case in case_strategy()) {
         // Processing half, checkpointing (JSON), restoring and processing the rest
         // gives the same results as an uninterrupted run.
