@@ -156,59 +156,105 @@ struct Guard {
 /// replaced: a sequence of `[key, value]` pairs in key order. Event ids and user ids
 /// are [`InlineStr`]s: buffering an event allocates nothing (past the deque's own
 /// growth), and freezing it frees nothing.
+///
+/// It also counts its *breaks*: the places between two consecutive events where a
+/// run ends (the first is a `stop`, or the gap exceeds `session_gap`). Without a
+/// break, the first run ends at the last event, so [`first_run_final_after`] need
+/// not walk the buffer: that walk, over every event of the last half gap and more
+/// at every wake-up of a key, was a third of the wake-up work.
 #[derive(Debug, Clone, Default, PartialEq)]
-struct Recent(VecDeque<((i64, InlineStr), Pending)>);
+struct Recent {
+    events: VecDeque<((i64, InlineStr), Pending)>,
+    /// Breaks between consecutive events, for the `session_gap` the counting
+    /// methods are given (recounted by [`Recent::recount`] after a restore).
+    breaks: usize,
+}
+
+/// Whether a run ends between an event at `t` (a `stop` when `stop`) and the next
+/// event, at `next_t`.
+fn breaks_between(t: i64, stop: bool, next_t: i64, gap: i64) -> bool {
+    stop || next_t.saturating_sub(t) > gap
+}
 
 impl Recent {
     /// Inserts, or replaces the value of an equal key (as a map would); returns
     /// whether the key came after every key held (a push at the back).
-    fn insert(&mut self, key: (i64, InlineStr), value: Pending) -> bool {
+    fn insert(&mut self, key: (i64, InlineStr), value: Pending, gap: i64) -> bool {
         let after_last = self
-            .0
+            .events
             .back()
             .is_none_or(|(last, _)| (last.0, last.1.as_bytes()) < (key.0, key.1.as_bytes()));
         if after_last {
-            self.0.push_back((key, value));
+            if let Some(((t, _), last)) = self.events.back() {
+                let stop = last.event_type == EventType::Stop;
+                self.breaks += usize::from(breaks_between(*t, stop, key.0, gap));
+            }
+            self.events.push_back((key, value));
             return true;
         }
         match self
-            .0
+            .events
             .binary_search_by(|(k, _)| (k.0, k.1.as_bytes()).cmp(&(key.0, key.1.as_bytes())))
         {
             Ok(i) => {
-                if let Some(slot) = self.0.get_mut(i) {
+                if let Some(slot) = self.events.get_mut(i) {
                     slot.1 = value;
                 }
             }
-            Err(i) => self.0.insert(i, (key, value)),
+            Err(i) => self.events.insert(i, (key, value)),
         }
+        // Out of order within the key: rare, so counted afresh.
+        self.recount(gap);
         false
     }
 
-    fn first(&self) -> Option<&((i64, InlineStr), Pending)> {
-        self.0.front()
+    /// Counts the breaks afresh.
+    fn recount(&mut self, gap: i64) {
+        self.breaks = self
+            .events
+            .iter()
+            .zip(self.events.iter().skip(1))
+            .filter(|(((t, _), e), ((next_t, _), _))| {
+                breaks_between(*t, e.event_type == EventType::Stop, *next_t, gap)
+            })
+            .count();
     }
 
-    fn pop_first(&mut self) -> Option<((i64, InlineStr), Pending)> {
-        self.0.pop_front()
+    fn first(&self) -> Option<&((i64, InlineStr), Pending)> {
+        self.events.front()
+    }
+
+    fn last(&self) -> Option<&((i64, InlineStr), Pending)> {
+        self.events.back()
+    }
+
+    fn pop_first(&mut self, gap: i64) -> Option<((i64, InlineStr), Pending)> {
+        let first = self.events.pop_front()?;
+        if let Some(((next_t, _), _)) = self.events.front() {
+            let stop = first.1.event_type == EventType::Stop;
+            if breaks_between(first.0 .0, stop, *next_t, gap) {
+                self.breaks = self.breaks.saturating_sub(1);
+            }
+        }
+        Some(first)
     }
 
     fn iter(&self) -> impl Iterator<Item = &((i64, InlineStr), Pending)> {
-        self.0.iter()
+        self.events.iter()
     }
 
     fn len(&self) -> usize {
-        self.0.len()
+        self.events.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.events.is_empty()
     }
 }
 
 impl Serialize for Recent {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(|(k, v)| (k, v)))
+        serializer.collect_seq(self.events.iter().map(|(k, v)| (k, v)))
     }
 }
 
@@ -217,7 +263,8 @@ impl<'de> Deserialize<'de> for Recent {
         let pairs = Vec::<((i64, InlineStr), Pending)>::deserialize(deserializer)?;
         let mut recent = Recent::default();
         for (k, v) in pairs {
-            recent.insert(k, v);
+            // Breaks are counted by the operator, which knows the gap, once restored.
+            recent.insert(k, v, 0);
         }
         Ok(recent)
     }
@@ -343,7 +390,8 @@ impl<'de> Deserialize<'de> for SessionOperator {
             finished: repr.finished,
             due: Vec::new(),
         };
-        for (key, state) in repr.keys {
+        for (key, mut state) in repr.keys {
+            state.recent.recount(op.gap_ms);
             let slot = u32::try_from(op.slots.len())
                 .map_err(|_| serde::de::Error::custom("more than 2^32 session keys"))?;
             if let Some(at) = state.wake_at {
@@ -444,7 +492,7 @@ impl SessionOperator {
         if let Some(back) = self
             .slots
             .get(slot as usize)
-            .and_then(|s| s.state.recent.0.back())
+            .and_then(|s| s.state.recent.last())
         {
             crate::prefetch::lines(back);
         }
@@ -531,6 +579,7 @@ impl SessionOperator {
                 position_start: event.position_start,
                 position_end: event.position_end,
             },
+            self.gap_ms,
         );
         // The common case, a non-`stop` event after the key's others, can only delay
         // the key's next wake-up: the first event (its freeze time) and the guard are
@@ -690,6 +739,17 @@ fn guard_reach(guard: &Guard, gap: i64) -> i64 {
 /// every applied event).
 fn first_run_final_after(state: &KeyState, gap: i64) -> Option<i64> {
     let mut last: Option<(i64, bool)> = state.open.as_ref().map(|o| (o.end, o.ends_with_stop));
+    let continues = |last: Option<(i64, bool)>| match (last, state.recent.first()) {
+        (Some((end, stop)), Some(((t, _), _))) => !breaks_between(end, stop, *t, gap),
+        _ => true,
+    };
+    if state.recent.breaks == 0 && continues(last) {
+        // One run from the open summary (if any) to the last event.
+        if let Some(((t, _), e)) = state.recent.last() {
+            last = Some((*t, e.event_type == EventType::Stop));
+        }
+        return last.map(|(end, stop)| if stop { end } else { end.saturating_add(gap) });
+    }
     for ((t, _), e) in state.recent.iter() {
         if let Some((end, stop)) = last {
             if stop || t.saturating_sub(end) > gap {
@@ -730,7 +790,7 @@ fn settle(state: &mut KeyState, key: &Key, gap: i64, w: Watermark, out: &mut Vec
         if t.saturating_add(gap) >= w {
             break;
         }
-        let Some(((t, id), e)) = state.recent.pop_first() else {
+        let Some(((t, id), e)) = state.recent.pop_first(gap) else {
             break;
         };
         let extends = matches!(&state.open, Some(open) if !open.cut_before(t, gap));
@@ -753,7 +813,7 @@ fn settle(state: &mut KeyState, key: &Key, gap: i64, w: Watermark, out: &mut Vec
             break;
         };
         for _ in 0..consumed {
-            state.recent.pop_first();
+            state.recent.pop_first(gap);
         }
         state.open = None;
         emit(state, run, key, out);

@@ -62,3 +62,65 @@ fn a_late_arriving_stop_splits_an_open_run() {
     op.advance(Watermark::MAX);
     assert_eq!(op.take_finished()[0].session_start, TimestampMs(10_000));
 }
+
+/// The break count `Recent` keeps equals a fresh count after every insert (in order,
+/// out of order, replacing), every freeze and every emission, and the wake-up time
+/// computed with it equals the one found by walking the buffer.
+#[test]
+fn the_break_count_stays_equal_to_a_recount() {
+    let settings = Settings::default();
+    let gap = settings.session_gap_ms();
+    let mut op = SessionOperator::new(&settings);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let mut t_max = 0i64;
+    let mut breaks_seen = 0;
+    for i in 0..5_000 {
+        // Mostly in order, some out of order, some gaps beyond the session gap,
+        // some stops, some copies of an earlier id (replacing its value).
+        let step = match next(20) {
+            0 => gap + 1 + next(1_000) as i64,
+            1 => gap,
+            _ => 1 + next(10_000) as i64,
+        };
+        t_max += step;
+        let t = if next(8) == 0 {
+            t_max - next(20_000) as i64
+        } else {
+            t_max
+        };
+        let id = if next(30) == 0 {
+            format!("e{:05}", i / 2)
+        } else {
+            format!("e{i:05}")
+        };
+        let mut e = hb(&id, t);
+        if next(15) == 0 {
+            e.event_type = EventType::Stop;
+        }
+        let w = Watermark(t_max - 20_000);
+        if !op.is_late(&e, w) {
+            op.apply(&e);
+        }
+        op.advance(w);
+        for s in op.slots.iter().filter(|s| s.live) {
+            let mut fresh = s.state.recent.clone();
+            fresh.recount(gap);
+            assert_eq!(s.state.recent.breaks, fresh.breaks, "after event {i}");
+            breaks_seen += s.state.recent.breaks;
+            let mut walked = s.state.clone();
+            walked.recent.breaks = usize::MAX; // forces the walk
+            assert_eq!(
+                first_run_final_after(&s.state, gap),
+                first_run_final_after(&walked, gap),
+                "after event {i}"
+            );
+        }
+    }
+    assert!(breaks_seen > 0, "the sequence had breaks inside the buffer");
+}
