@@ -29,7 +29,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::keys::HashSet;
+use std::hash::BuildHasher;
+
+use playlake_schemas::id_hash::IdBuild;
 
 use playlake_schemas::PlaybackEvent;
 use serde::{Deserialize, Serialize};
@@ -38,8 +40,8 @@ use crate::config::Settings;
 use crate::serde_util::map_as_vec;
 use crate::time::{ceil_to_window, Calendar, DayCache, Watermark};
 
-/// The 128-bit identity of `(uuid, event_id)` as `(high, low)`.
-fn event_identity(uuid: &str, event_id: &str) -> (u64, u64) {
+/// The 128-bit identity of `(uuid, event_id)`.
+fn event_identity(uuid: &str, event_id: &str) -> u128 {
     let mut stack = [0u8; 256];
     let len = 8 + uuid.len() + event_id.len();
     let mut heap = Vec::new();
@@ -52,15 +54,178 @@ fn event_identity(uuid: &str, event_id: &str) -> (u64, u64) {
     buf[..8].copy_from_slice(&(uuid.len() as u64).to_le_bytes());
     buf[8..8 + uuid.len()].copy_from_slice(uuid.as_bytes());
     buf[8 + uuid.len()..].copy_from_slice(event_id.as_bytes());
-    let h = twox_hash::XxHash3_128::oneshot(buf);
-    ((h >> 64) as u64, h as u64)
+    twox_hash::XxHash3_128::oneshot(buf)
+}
+
+/// The ids of one day: open addressing with linear probing, an id held in its own
+/// 16-byte slot, 0 for an empty slot (the id 0 itself, which nothing rules out, is
+/// held beside the slots). Nothing is ever removed: a day goes as a whole.
+///
+/// Why not a hashbrown set: there the control bytes and the slots lie apart, and
+/// most events are new ids, whose lookup reads the control bytes and then an insert
+/// writes a slot: two dependent cache misses on a table of hundreds of MiB, which
+/// nothing can request ahead without the table's internals. Here the slot an id's
+/// probe starts at is where it is inserted (or found), so
+/// [`DaySet::prefetch`] requests the very lines the insert will use, for a whole
+/// group of events at once (the sink's dedup index works the same way).
+/// Serialized as the sequence of `(high, low)` halves of the ids, like the hashbrown
+/// set of `(u64, u64)` it replaced.
+#[derive(Debug, Clone, Default)]
+struct DaySet {
+    slots: Vec<u128>,
+    /// Ids held, the id 0 included.
+    len: usize,
+    /// Whether the id 0 is held.
+    zero: bool,
+    /// Where an id's probe starts: a keyed fold of both halves, so that nobody can
+    /// aim ids at one probe chain (see `playlake_schemas::id_hash`).
+    hasher: IdBuild,
+}
+
+/// Most ids in `slots` slots: three quarters, where linear probing's chains stay a
+/// few slots long (and a prefetch of two lines covers most of them).
+fn max_held(slots: usize) -> usize {
+    slots - slots / 4
+}
+
+impl DaySet {
+    /// Room for `capacity` ids without growing.
+    fn with_capacity(capacity: usize) -> Self {
+        let mut set = Self::default();
+        set.grow(capacity);
+        set
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn home(&self, id: u128) -> usize {
+        (self.hasher.hash_one(id) as usize) & self.slots.len().saturating_sub(1)
+    }
+
+    /// Requests the lines where `id`'s probe starts (the home slot's and the next).
+    fn prefetch(&self, id: u128) {
+        let home = self.home(id);
+        // Four slots a line: the home slot's line and the next.
+        for at in [home, home + 4] {
+            if let Some(slot) = self.slots.get(at) {
+                crate::prefetch::lines(slot);
+            }
+        }
+    }
+
+    /// Moves every id into a zeroed table with room for `ids` ids: a fresh
+    /// allocation whose pages the kernel zeroes as they are first written.
+    fn grow(&mut self, ids: usize) {
+        if ids == 0 {
+            return;
+        }
+        let mut slots = 16;
+        while max_held(slots) < ids {
+            slots *= 2;
+        }
+        let old = std::mem::replace(&mut self.slots, vec![0; slots]);
+        for id in old.into_iter().filter(|&id| id != 0) {
+            self.place(id);
+        }
+    }
+
+    /// Puts `id` (not 0, not held) in the first free slot of its probe.
+    fn place(&mut self, id: u128) {
+        let mask = self.slots.len().saturating_sub(1);
+        let mut at = self.home(id);
+        while let Some(slot) = self.slots.get_mut(at) {
+            if *slot == 0 {
+                *slot = id;
+                return;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Adds `id`; false when it was held already.
+    fn insert(&mut self, id: u128) -> bool {
+        if id == 0 {
+            let added = !self.zero;
+            self.zero = true;
+            self.len += usize::from(added);
+            return added;
+        }
+        if self.len - usize::from(self.zero) >= max_held(self.slots.len()) {
+            self.grow(self.len.saturating_add(1).saturating_mul(2));
+        }
+        let mask = self.slots.len().saturating_sub(1);
+        let mut at = self.home(id);
+        while let Some(slot) = self.slots.get_mut(at) {
+            if *slot == id {
+                return false;
+            }
+            if *slot == 0 {
+                *slot = id;
+                self.len += 1;
+                return true;
+            }
+            at = (at + 1) & mask;
+        }
+        false // no slots: cannot happen after `grow`
+    }
+
+    fn contains(&self, id: u128) -> bool {
+        if id == 0 {
+            return self.zero;
+        }
+        let mask = self.slots.len().saturating_sub(1);
+        let mut at = self.home(id);
+        while let Some(&slot) = self.slots.get(at) {
+            if slot == id {
+                return true;
+            }
+            if slot == 0 {
+                return false;
+            }
+            at = (at + 1) & mask;
+        }
+        false
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u128> + '_ {
+        self.zero
+            .then_some(0)
+            .into_iter()
+            .chain(self.slots.iter().copied().filter(|&id| id != 0))
+    }
+}
+
+/// The same ids (tables of equal sets differ in layout and hash keys).
+impl PartialEq for DaySet {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().all(|id| other.contains(id))
+    }
+}
+
+impl Serialize for DaySet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter().map(|id| ((id >> 64) as u64, id as u64)))
+    }
+}
+
+impl<'de> Deserialize<'de> for DaySet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let halves = Vec::<(u64, u64)>::deserialize(deserializer)?;
+        let mut set = DaySet::with_capacity(halves.len());
+        for (high, low) in halves {
+            set.insert((u128::from(high) << 64) | u128::from(low));
+        }
+        Ok(set)
+    }
 }
 
 /// An event's place in the dedup set: the bucket of its day and its id.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct DedupEntry {
     expire_at: i64,
-    id: (u64, u64),
+    id: u128,
 }
 
 /// The dedup set of one input partition.
@@ -69,7 +234,7 @@ pub struct Dedup {
     settings: Settings,
     /// `expire_at -> ids of the (uuid, event_id) seen on that day`.
     #[serde(with = "map_as_vec")]
-    buckets: BTreeMap<i64, HashSet<(u64, u64)>>,
+    buckets: BTreeMap<i64, DaySet>,
     #[serde(skip)]
     days: DayCache,
 }
@@ -100,12 +265,12 @@ impl Dedup {
         }
     }
 
-    /// Reads the table slot where `entry` is (or would be) recorded, so that the
-    /// [`Self::record`] that follows finds it in the cache (see
+    /// Prefetches the table slot where `entry` is (or would be) recorded, so that
+    /// the [`Self::record`] that follows finds it in the cache (see
     /// [`crate::source::PartitionProcessor::process_group`]).
-    pub(crate) fn touch(&self, entry: &DedupEntry) {
+    pub(crate) fn prefetch(&self, entry: &DedupEntry) {
         if let Some(bucket) = self.buckets.get(&entry.expire_at) {
-            std::hint::black_box(bucket.contains(&entry.id));
+            bucket.prefetch(entry.id);
         }
     }
 
@@ -128,8 +293,8 @@ impl Dedup {
         // A new day: sized like the largest day held, so a busy partition's table is
         // not rehashed through every doubling (each a copy of the table and a fault of
         // fresh pages) as the day fills up.
-        let capacity = self.buckets.values().map(HashSet::len).max().unwrap_or(0);
-        let mut bucket = HashSet::with_capacity(capacity);
+        let capacity = self.buckets.values().map(DaySet::len).max().unwrap_or(0);
+        let mut bucket = DaySet::with_capacity(capacity);
         bucket.insert(id);
         self.buckets.insert(expire_at, bucket);
         false
@@ -147,7 +312,7 @@ impl Dedup {
 
     /// Number of ids held, for the state-size metric.
     pub fn len(&self) -> usize {
-        self.buckets.values().map(HashSet::len).sum()
+        self.buckets.values().map(DaySet::len).sum()
     }
 
     /// Whether no id is held.
@@ -158,7 +323,45 @@ impl Dedup {
 
 #[cfg(test)]
 mod tests {
-    use super::event_identity;
+    use super::{event_identity, DaySet};
+
+    /// Held ids are found, new ones added, whatever the table's growth (from none,
+    /// through doublings, and from a capacity), the id 0 included; the serialized
+    /// form is the `(high, low)` pairs the hashbrown set of `(u64, u64)` wrote, read
+    /// back in either direction.
+    #[test]
+    fn a_day_set_holds_each_id_once_through_growth_and_checkpoints() {
+        let ids: Vec<u128> = (0..20_000u128)
+            .map(|i| {
+                if i == 7 {
+                    0
+                } else {
+                    (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
+                }
+            })
+            .collect();
+        for mut set in [DaySet::default(), DaySet::with_capacity(5_000)] {
+            for (n, id) in ids.iter().enumerate() {
+                assert!(set.insert(*id), "new id {n}");
+                assert!(!set.insert(*id), "held id {n}");
+                assert_eq!(set.len(), n + 1);
+            }
+            assert!(ids.iter().all(|id| set.contains(*id)));
+            assert!(!set.contains(12345), "never inserted");
+            assert_eq!(set.iter().count(), ids.len());
+            let json = serde_json::to_string(&set).unwrap_or_default();
+            let back: DaySet = serde_json::from_str(&json).unwrap_or_default();
+            assert_eq!(back, set);
+            let pairs: hashbrown::HashSet<(u64, u64)> =
+                serde_json::from_str(&json).unwrap_or_default();
+            assert_eq!(pairs.len(), ids.len());
+            assert!(pairs.contains(&(0, 0)));
+            let from_pairs: DaySet =
+                serde_json::from_str(&serde_json::to_string(&pairs).unwrap_or_default())
+                    .unwrap_or_default();
+            assert_eq!(from_pairs, set);
+        }
+    }
 
     #[test]
     fn identity_depends_on_the_split_between_uuid_and_event_id() {

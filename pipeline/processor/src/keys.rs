@@ -15,7 +15,7 @@
 //! bound [`crate::dedup`] already relies on. Ids are never serialized: checkpoints hold
 //! the strings, and a restore recomputes the ids.
 
-pub use hashbrown::{HashMap, HashSet};
+pub use hashbrown::HashMap;
 
 /// An owned two-part key.
 pub type Pair = (String, String);
@@ -195,6 +195,8 @@ impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for IdKeyed<V> {
 
 #[cfg(test)]
 mod tests {
+    use hashbrown::HashSet;
+
     use super::*;
 
     #[test]

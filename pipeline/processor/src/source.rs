@@ -145,7 +145,7 @@ impl PartitionProcessor {
                 *p = (EventIds::of(event), self.dedup.entry_of(event), None);
             }
             for (ids, entry, slot) in &mut prepared[..group.len()] {
-                self.dedup.touch(entry);
+                self.dedup.prefetch(entry);
                 *slot = self.sessions.find(ids.session);
             }
             for (_, _, slot) in &prepared[..group.len()] {
