@@ -125,10 +125,11 @@ impl PartitionProcessor {
     /// [`Self::process`] would, calling `outcome` with each event's index and outcome.
     ///
     /// Same results, sooner: the events are taken [`GROUP`] at a time, and the state
-    /// each one will touch (its dedup slot, its session slot and the back of that
-    /// session's buffer) is requested from memory for the whole group before the first
-    /// is applied. Every one of these is a cache miss on a large state, and the misses
-    /// of a group overlap instead of following one another (DESIGN.md section 9).
+    /// each one will touch (its dedup slot, its session's slot and the back of that
+    /// session's buffer) is requested from memory for the whole group
+    /// before the first is applied. Every one of these is a cache miss on a large
+    /// state, and the misses of a group overlap instead of following one another
+    /// (DESIGN.md section 8).
     /// The warming only reads: an event applied earlier in the group may change what
     /// a later one finds, and the later one still looks its state up when applied.
     pub fn process_group(
