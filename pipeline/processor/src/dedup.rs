@@ -22,8 +22,9 @@
 //!
 //! ## Ids, not strings
 //! An entry is the xxh3-128 hash of `(uuid, event_id)` (length-prefixed, so the split
-//! point is part of it), kept as two `u64`: 16 bytes instead of two heap strings, and
-//! one hash per event instead of two allocations. Two different events collide with
+//! point is part of it), kept as one `u128` in a slot of the day's table
+//! ([`DaySet`]): 16 bytes instead of two heap strings, and one hash per event instead
+//! of two allocations. Two different events collide with
 //! probability about `n^2 / 2^129` (below 1e-20 for a billion events a day). xxh3 is a
 //! fixed specification, so ids in a checkpoint mean the same after an upgrade.
 
