@@ -329,7 +329,8 @@ impl ResumeMerge {
     /// Applies a candidate; returns whether it changed the key's resume point.
     pub fn apply(&mut self, candidate: ResumeCandidate) -> bool {
         let id = pair_id(&candidate.user_id, &candidate.stream_id);
-        self.apply_id(id, candidate)
+        let found = self.latest.position_of(id);
+        self.apply_at(id, found, candidate)
     }
 
     /// Applies candidates in order, as [`Self::apply`] would one by one; returns how
@@ -359,16 +360,21 @@ impl ResumeMerge {
                     crate::prefetch::lines(entry);
                 }
             }
-            for (id, candidate) in group.drain(..) {
-                changed += usize::from(self.apply_id(id, candidate));
+            for ((id, candidate), found) in group.drain(..).zip(positions) {
+                // A key absent from the table may have been added by a candidate
+                // before it in the group; a position found stays valid (the merge
+                // never removes an entry).
+                let found = found.or_else(|| self.latest.position_of(id));
+                changed += usize::from(self.apply_at(id, found, candidate));
             }
         }
         changed
     }
 
-    /// [`Self::apply`] for the candidate whose key's id is `id`.
-    fn apply_id(&mut self, id: Id, candidate: ResumeCandidate) -> bool {
-        let position = match self.latest.position_of(id) {
+    /// [`Self::apply`] for the candidate whose key's id is `id`, held at position
+    /// `found` (`None`: not held).
+    fn apply_at(&mut self, id: Id, found: Option<usize>, candidate: ResumeCandidate) -> bool {
+        let position = match found {
             Some(i) => {
                 let Some(current) = self.latest.entries.get_mut(i) else {
                     return false;
