@@ -235,10 +235,46 @@ impl ResumeCandidates {
 
     /// Takes the candidates gathered since the last take, sorted by key.
     pub fn take(&mut self) -> Vec<ResumeCandidate> {
-        let mut out = self.pending.take();
-        out.sort_unstable_by(|a, b| (&a.user_id, &a.stream_id).cmp(&(&b.user_id, &b.stream_id)));
-        out
+        sorted_by_key(self.pending.take())
     }
+}
+
+/// `candidates` sorted by `(user_id, stream_id)`.
+///
+/// A take holds about one candidate per event of the batch, and sorting the
+/// 200-byte candidates themselves by their strings cost a tenth of the processor's
+/// time (paired runs): every comparison called `memcmp` on user ids that share their
+/// first bytes, and every swap moved two candidates. So the sort runs on small
+/// `(prefix, index)` pairs whose prefix, the first 16 bytes of the user id, orders
+/// most pairs with one integer comparison (a smaller prefix is a smaller string;
+/// equal prefixes compare the whole key), and then each candidate moves once.
+fn sorted_by_key(candidates: Vec<ResumeCandidate>) -> Vec<ResumeCandidate> {
+    fn prefix(s: &str) -> u128 {
+        let mut bytes = [0u8; 16];
+        for (to, from) in bytes.iter_mut().zip(s.as_bytes()) {
+            *to = *from;
+        }
+        u128::from_be_bytes(bytes)
+    }
+    fn key(c: &ResumeCandidate) -> (&[u8], &[u8]) {
+        (c.user_id.as_bytes(), c.stream_id.as_bytes())
+    }
+    let mut order: Vec<(u128, usize)> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (prefix(&c.user_id), i))
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| {
+            let (x, y) = (candidates.get(a.1), candidates.get(b.1));
+            x.map(key).cmp(&y.map(key))
+        })
+    });
+    let mut slots: Vec<Option<ResumeCandidate>> = candidates.into_iter().map(Some).collect();
+    order
+        .iter()
+        .filter_map(|&(_, i)| slots.get_mut(i).and_then(Option::take))
+        .collect()
 }
 
 /// Candidates [`ResumeMerge::apply_all`] looks up together.
@@ -429,5 +465,58 @@ impl ResumeMerge {
     /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
         self.latest.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The take's order is the order of the key strings, also where the 16-byte
+    /// prefixes the sort looks at first are equal or run out.
+    #[test]
+    fn candidates_are_taken_in_key_order() {
+        let long = "x".repeat(50); // a heap-held id
+        let users = [
+            "user-0000000000000001",
+            "user-0000000000000002",
+            "user-000000000000000",
+            "user-000000000000000\u{0}",
+            "user-0000000000000001\u{0}",
+            "a",
+            "",
+            "b\u{0}",
+            "b",
+            long.as_str(),
+            "é",
+        ];
+        let mut candidates = ResumeCandidates::default();
+        let mut expected = Vec::new();
+        for (i, user) in users.iter().enumerate() {
+            for stream in ["s2", "s1", "s10"] {
+                let event = PlaybackEvent {
+                    uuid: format!("u{i}"),
+                    stream_id: stream.into(),
+                    user_id: Some((*user).to_owned()),
+                    event_id: "e".into(),
+                    ..PlaybackEvent::default()
+                };
+                candidates.apply(&event);
+                expected.push((user.to_string(), stream.to_string()));
+            }
+        }
+        expected.sort();
+        let taken: Vec<(String, String)> = candidates
+            .take()
+            .into_iter()
+            .map(|c| {
+                (
+                    c.user_id.as_str().to_owned(),
+                    c.stream_id.as_str().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(taken, expected);
+        assert!(candidates.take().is_empty());
     }
 }
