@@ -610,34 +610,41 @@ impl SessionOperator {
             self.wake.pop();
             due.push((at, slot));
         }
-        if due.len() > 1 {
-            for &(_, slot) in &due {
-                if let Some(s) = self.slots.get(slot as usize) {
-                    crate::prefetch::lines(s);
+        // A chunk at a time: a burst can hold most keys, and lines prefetched for
+        // all of them would be evicted before their turn.
+        for chunk in due.chunks(WAKE_GROUP) {
+            if chunk.len() > 1 {
+                for &(_, slot) in chunk {
+                    if let Some(s) = self.slots.get(slot as usize) {
+                        crate::prefetch::lines(s);
+                    }
+                }
+                for &(_, slot) in chunk {
+                    if let Some(s) = self.slots.get(slot as usize) {
+                        // A freeze wake-up folds the events of half a gap into the
+                        // open summary: the first few events and the summary.
+                        for event in s.state.recent.iter().take(FREEZE_PREFETCH) {
+                            crate::prefetch::lines(event);
+                        }
+                        if let Some(open) = s.state.open.as_deref() {
+                            crate::prefetch::lines(open);
+                        }
+                    }
                 }
             }
-            for &(_, slot) in &due {
-                if let Some(front) = self
-                    .slots
-                    .get(slot as usize)
-                    .and_then(|s| s.state.recent.first())
-                {
-                    crate::prefetch::lines(front);
+            for &(at, slot) in chunk {
+                let Some(s) = self.slots.get_mut(slot as usize) else {
+                    continue;
+                };
+                if !s.live || s.state.wake_at != Some(at) {
+                    continue; // stale: the key was rescheduled (or freed) since
                 }
+                s.state.wake_at = None;
+                settle(&mut s.state, &s.key, self.gap_ms, w, &mut self.finished);
+                // `settle` leaves nothing due at `w`; the floor only guarantees
+                // progress (and that the key lands in a later entry).
+                self.reschedule_after(slot, w.millis());
             }
-        }
-        for &(at, slot) in &due {
-            let Some(s) = self.slots.get_mut(slot as usize) else {
-                continue;
-            };
-            if !s.live || s.state.wake_at != Some(at) {
-                continue; // stale: the key was rescheduled (or freed) since
-            }
-            s.state.wake_at = None;
-            settle(&mut s.state, &s.key, self.gap_ms, w, &mut self.finished);
-            // `settle` leaves nothing due at `w`; the floor only guarantees progress
-            // (and that the key lands in a later entry).
-            self.reschedule_after(slot, w.millis());
         }
         due.clear();
         self.due = due;
@@ -646,7 +653,12 @@ impl SessionOperator {
     /// Takes the sessions finalized so far, sorted by natural key.
     pub fn take_finished(&mut self) -> Vec<Session> {
         let mut out = std::mem::take(&mut self.finished);
-        out.sort_by_key(Session::key);
+        // Borrowed: `Session::key` clones the strings, twice per comparison. Stable:
+        // a `stop` and the next event in the same millisecond make two sessions with
+        // one natural key, kept in the order they were emitted.
+        out.sort_by(|a, b| {
+            (&a.uuid, &a.stream_id, a.session_start).cmp(&(&b.uuid, &b.stream_id, b.session_start))
+        });
         out
     }
 
@@ -689,6 +701,14 @@ impl SessionOperator {
         }
     }
 }
+
+/// Due keys whose state [`SessionOperator::advance`] prefetches together (as
+/// [`crate::source::GROUP`] for events).
+const WAKE_GROUP: usize = 32;
+
+/// Buffered events [`SessionOperator::advance`] prefetches per due key: a freeze
+/// wake-up folds half a gap of events (3 at the default 30 s gap and 5 s heartbeats).
+const FREEZE_PREFETCH: usize = 4;
 
 /// The watermark at which [`settle`] must next run for this key: the smallest at which
 /// it emits the first run or forgets the guard, or (on a coarser grid, see
