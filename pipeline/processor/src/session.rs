@@ -31,17 +31,16 @@
 //! out-of-orderness bound). Late events are not applied; the caller reports them.
 //!
 //! Keys are woken by a timer index (`wake`), so advancing the watermark only touches
-//! the keys that have something to finalize, freeze or forget. The index is a lazy
-//! min-heap of `(time, slot)`: a key's slot number is pushed under its new wake time
-//! when that time changes, and an entry whose time no longer matches the key's
-//! `wake_at` is skipped when popped. Keys live in a slab, so a wake-up costs neither
+//! the keys that have something to finalize, freeze or forget. The index is lazy
+//! ([`WakeIndex`], slots listed per wake time): a key's slot number is pushed under
+//! its new wake time when that time changes, and an entry whose time no longer
+//! matches the key's `wake_at` is skipped when taken. Keys live in a slab, so a wake-up costs neither
 //! a key copy nor a hash lookup (per event, this index used to be most of the cost).
 //! The slab is indexed by the key's [`crate::keys::Id`], so a lookup compares ids in
 //! the table rather than the key strings on the heap, and
 //! [`crate::source::PartitionProcessor`] judges and applies an event with one lookup.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{btree_map, BTreeMap, VecDeque};
 
 use playlake_schemas::{EndedBy, EventType, PlaybackEvent, Session, TimestampMs};
 use serde::{Deserialize, Serialize};
@@ -297,6 +296,51 @@ pub(crate) struct Marks {
     pub(crate) day_user: Option<Id>,
 }
 
+/// The timer index: the slots to wake per wake time, stale entries included (see
+/// [`SessionOperator`]).
+///
+/// Wake times cluster: freeze wake-ups fall on a grid of half a gap
+/// ([`freeze_quantum`]), so most keys share a handful of times. Kept as a list of
+/// slots per time, a wake-up costs an append and a read in sequence, where a heap of
+/// `(time, slot)` paid a sift through a table of every key for each push and pop.
+#[derive(Debug, Clone, Default)]
+struct WakeIndex {
+    at: BTreeMap<i64, Vec<u32>>,
+    /// Emptied lists kept for their capacity.
+    spare: Vec<Vec<u32>>,
+}
+
+/// Emptied lists a [`WakeIndex`] keeps for reuse.
+const SPARE_LISTS: usize = 64;
+
+impl WakeIndex {
+    fn push(&mut self, at: i64, slot: u32) {
+        match self.at.entry(at) {
+            btree_map::Entry::Occupied(e) => e.into_mut().push(slot),
+            btree_map::Entry::Vacant(e) => {
+                let mut slots = self.spare.pop().unwrap_or_default();
+                slots.push(slot);
+                e.insert(slots);
+            }
+        }
+    }
+
+    /// Moves every entry due at `w` (time `<= w`) to `due`, earliest first.
+    fn take_due(&mut self, w: i64, due: &mut Vec<(i64, u32)>) {
+        while let Some(entry) = self.at.first_entry() {
+            if *entry.key() > w {
+                break;
+            }
+            let (at, mut slots) = entry.remove_entry();
+            due.extend(slots.iter().map(|&slot| (at, slot)));
+            slots.clear();
+            if self.spare.len() < SPARE_LISTS {
+                self.spare.push(slots);
+            }
+        }
+    }
+}
+
 /// A key's state in the slab, with the key itself (the wake index and the advance
 /// loop refer to keys by slot number: no key copy, no hash lookup per wake-up).
 #[derive(Debug, Clone, Default)]
@@ -312,21 +356,21 @@ struct Slot {
 
 /// The session-merge operator of one input partition (see the module docs).
 ///
-/// State is a slab of [`Slot`]s indexed by `(uuid, stream_id)`; the wake index is a
-/// min-heap of `(wake time, slot)`. An entry is live only while it equals its slot's
+/// State is a slab of [`Slot`]s indexed by `(uuid, stream_id)`; the wake index
+/// lists slots per wake time. An entry is live only while it equals its slot's
 /// `wake_at` (a freed and reused slot cannot be woken early: its own live entry has
 /// the same time). The serialized form is the keyed one (`keys` as sorted `[key,
 /// state]` pairs, `wake` grouped by time), so checkpoints do not depend on slot
-/// numbers; the heap is rebuilt from the keys' `wake_at` on restore.
+/// numbers; the wake index is rebuilt from the keys' `wake_at` on restore.
 #[derive(Debug, Clone)]
 pub struct SessionOperator {
     gap_ms: i64,
     index: IdMap<u32>,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    /// Min-heap of `(watermark at which the key needs work, slot)`, stale entries
+    /// Slots by the watermark at which their key needs work, stale entries
     /// included.
-    wake: BinaryHeap<Reverse<(i64, u32)>>,
+    wake: WakeIndex,
     /// Sessions finalized and not yet taken.
     finished: Vec<Session>,
     /// Scratch of [`Self::advance`]: the wake entries due (kept for its capacity;
@@ -386,7 +430,7 @@ impl<'de> Deserialize<'de> for SessionOperator {
             index: IdMap::with_capacity_and_hasher(repr.keys.len(), Default::default()),
             slots: Vec::with_capacity(repr.keys.len()),
             free: Vec::new(),
-            wake: BinaryHeap::new(),
+            wake: WakeIndex::default(),
             finished: repr.finished,
             due: Vec::new(),
         };
@@ -395,7 +439,7 @@ impl<'de> Deserialize<'de> for SessionOperator {
             let slot = u32::try_from(op.slots.len())
                 .map_err(|_| serde::de::Error::custom("more than 2^32 session keys"))?;
             if let Some(at) = state.wake_at {
-                op.wake.push(Reverse((at, slot)));
+                op.wake.push(at, slot);
             }
             let id = pair_id(&key.0, &key.1);
             op.index.insert(id, slot);
@@ -436,7 +480,7 @@ impl SessionOperator {
             index: IdMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
-            wake: BinaryHeap::new(),
+            wake: WakeIndex::default(),
             finished: Vec::new(),
             due: Vec::new(),
         }
@@ -603,13 +647,7 @@ impl SessionOperator {
         // bursts (see [`freeze_quantum`]).
         let mut due = std::mem::take(&mut self.due);
         due.clear();
-        while let Some(&Reverse((at, slot))) = self.wake.peek() {
-            if at > w.millis() {
-                break;
-            }
-            self.wake.pop();
-            due.push((at, slot));
-        }
+        self.wake.take_due(w.millis(), &mut due);
         // A chunk at a time: a burst can hold most keys, and lines prefetched for
         // all of them would be evicted before their turn.
         for chunk in due.chunks(WAKE_GROUP) {
@@ -690,7 +728,7 @@ impl SessionOperator {
         // The old entry, if any, goes stale: it no longer equals `wake_at`.
         state.wake_at = next;
         match next {
-            Some(at) => self.wake.push(Reverse((at, slot))),
+            Some(at) => self.wake.push(at, slot),
             None => {
                 if state.open.is_none() && state.recent.is_empty() && state.guard.is_none() {
                     self.index.remove(&s.id);
@@ -732,8 +770,9 @@ fn next_wake(state: &KeyState, gap: i64) -> Option<i64> {
 /// Freezing an event later than it could be changes no result (a frozen event and an
 /// unfrozen one make the same session; emission and the guard keep exact wake-ups),
 /// it only keeps it in `recent` a little longer. Waking on a grid freezes several
-/// events per wake-up instead of one, which divides the timer work (a heap push and
-/// pop per wake-up) by the number of events per half gap.
+/// events per wake-up instead of one, which divides the timer work (an index push and
+/// take per wake-up) by the number of events per half gap, and puts most keys'
+/// wake-ups on a few shared times ([`WakeIndex`]).
 fn freeze_quantum(gap: i64) -> i64 {
     (gap / 2).max(1)
 }

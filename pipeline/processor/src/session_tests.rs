@@ -124,3 +124,23 @@ fn the_break_count_stays_equal_to_a_recount() {
     }
     assert!(breaks_seen > 0, "the sequence had breaks inside the buffer");
 }
+
+#[test]
+fn the_wake_index_hands_out_what_is_due_earliest_first_and_keeps_the_rest() {
+    let mut wake = WakeIndex::default();
+    for (at, slot) in [(30, 1), (10, 2), (20, 3), (10, 4), (40, 5), (20, 3)] {
+        wake.push(at, slot);
+    }
+    let mut due = Vec::new();
+    wake.take_due(20, &mut due);
+    assert_eq!(due, [(10, 2), (10, 4), (20, 3), (20, 3)]);
+    due.clear();
+    wake.take_due(20, &mut due);
+    assert!(due.is_empty(), "taken entries are gone");
+    wake.push(5, 6); // earlier than anything left: due at once
+    wake.take_due(35, &mut due);
+    assert_eq!(due, [(5, 6), (30, 1)]);
+    due.clear();
+    wake.take_due(i64::MAX, &mut due);
+    assert_eq!(due, [(40, 5)]);
+}
