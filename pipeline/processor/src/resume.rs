@@ -42,6 +42,16 @@ pub struct ResumeCandidate {
 }
 
 impl ResumeCandidate {
+    /// A candidate with every string empty (a placeholder).
+    const EMPTY: Self = Self {
+        user_id: InlineStr::EMPTY,
+        stream_id: InlineStr::EMPTY,
+        event_time: 0,
+        event_id: InlineStr::EMPTY,
+        position_end: 0.0,
+        uuid: InlineStr::EMPTY,
+    };
+
     fn order(&self) -> (i64, &[u8]) {
         (self.event_time, self.event_id.as_bytes())
     }
@@ -80,6 +90,8 @@ struct CandidateTable {
     index: HashTable<(Id, u32)>,
     /// The table's keyed hash of an id (see [`crate::keys::IdBuild`]).
     hash: IdBuild,
+    /// Scratch of [`Self::take_sorted`] (kept for its capacity).
+    order: Vec<(u128, usize)>,
 }
 
 impl CandidateTable {
@@ -113,11 +125,52 @@ impl CandidateTable {
         position
     }
 
-    /// Takes every entry, leaving the index's capacity for the next round.
-    fn take(&mut self) -> Vec<ResumeCandidate> {
+    /// Takes every entry, sorted by `(user_id, stream_id)`, leaving the table's
+    /// capacity for the next round.
+    ///
+    /// A take holds about one candidate per event of the batch, and sorting the
+    /// 200-byte candidates themselves by their strings cost a tenth of the
+    /// processor's time (paired runs): every comparison called `memcmp` on user ids
+    /// that share their first bytes, and every swap moved two candidates. So the sort
+    /// runs on small `(prefix, position)` pairs whose prefix, the first 16 bytes of
+    /// the user id, orders most pairs with one integer comparison (a smaller prefix
+    /// is a smaller string; equal prefixes compare the whole key), and then each
+    /// candidate moves once, into the one new vector.
+    fn take_sorted(&mut self) -> Vec<ResumeCandidate> {
+        fn prefix(s: &str) -> u128 {
+            let mut bytes = [0u8; 16];
+            for (to, from) in bytes.iter_mut().zip(s.as_bytes()) {
+                *to = *from;
+            }
+            u128::from_be_bytes(bytes)
+        }
+        fn key(c: &ResumeCandidate) -> (&[u8], &[u8]) {
+            (c.user_id.as_bytes(), c.stream_id.as_bytes())
+        }
         self.index.clear();
-        let capacity = self.entries.len();
-        std::mem::replace(&mut self.entries, Vec::with_capacity(capacity))
+        let entries = &mut self.entries;
+        let order = &mut self.order;
+        order.clear();
+        order.extend(
+            entries
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (prefix(&c.user_id), i)),
+        );
+        order.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| {
+                let (x, y) = (entries.get(a.1), entries.get(b.1));
+                x.map(key).cmp(&y.map(key))
+            })
+        });
+        let mut out = Vec::with_capacity(order.len());
+        for &(_, i) in order.iter() {
+            if let Some(c) = entries.get_mut(i) {
+                out.push(std::mem::replace(c, ResumeCandidate::EMPTY));
+            }
+        }
+        entries.clear();
+        out
     }
 
     fn from_candidates(candidates: impl IntoIterator<Item = ResumeCandidate>) -> Self {
@@ -235,46 +288,8 @@ impl ResumeCandidates {
 
     /// Takes the candidates gathered since the last take, sorted by key.
     pub fn take(&mut self) -> Vec<ResumeCandidate> {
-        sorted_by_key(self.pending.take())
+        self.pending.take_sorted()
     }
-}
-
-/// `candidates` sorted by `(user_id, stream_id)`.
-///
-/// A take holds about one candidate per event of the batch, and sorting the
-/// 200-byte candidates themselves by their strings cost a tenth of the processor's
-/// time (paired runs): every comparison called `memcmp` on user ids that share their
-/// first bytes, and every swap moved two candidates. So the sort runs on small
-/// `(prefix, index)` pairs whose prefix, the first 16 bytes of the user id, orders
-/// most pairs with one integer comparison (a smaller prefix is a smaller string;
-/// equal prefixes compare the whole key), and then each candidate moves once.
-fn sorted_by_key(candidates: Vec<ResumeCandidate>) -> Vec<ResumeCandidate> {
-    fn prefix(s: &str) -> u128 {
-        let mut bytes = [0u8; 16];
-        for (to, from) in bytes.iter_mut().zip(s.as_bytes()) {
-            *to = *from;
-        }
-        u128::from_be_bytes(bytes)
-    }
-    fn key(c: &ResumeCandidate) -> (&[u8], &[u8]) {
-        (c.user_id.as_bytes(), c.stream_id.as_bytes())
-    }
-    let mut order: Vec<(u128, usize)> = candidates
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (prefix(&c.user_id), i))
-        .collect();
-    order.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0).then_with(|| {
-            let (x, y) = (candidates.get(a.1), candidates.get(b.1));
-            x.map(key).cmp(&y.map(key))
-        })
-    });
-    let mut slots: Vec<Option<ResumeCandidate>> = candidates.into_iter().map(Some).collect();
-    order
-        .iter()
-        .filter_map(|&(_, i)| slots.get_mut(i).and_then(Option::take))
-        .collect()
 }
 
 /// Candidates [`ResumeMerge::apply_all`] looks up together.

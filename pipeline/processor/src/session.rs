@@ -660,9 +660,13 @@ impl SessionOperator {
                 for &(_, slot) in chunk {
                     if let Some(s) = self.slots.get(slot as usize) {
                         // A freeze wake-up folds the events of half a gap into the
-                        // open summary: the first few events and the summary.
+                        // open summary: the first few events and the summary; the
+                        // next wake time reads the last event.
                         for event in s.state.recent.iter().take(FREEZE_PREFETCH) {
                             crate::prefetch::lines(event);
+                        }
+                        if let Some(last) = s.state.recent.last() {
+                            crate::prefetch::lines(last);
                         }
                         if let Some(open) = s.state.open.as_deref() {
                             crate::prefetch::lines(open);
