@@ -326,6 +326,8 @@ struct Operators {
     late: u64,
     max_open_sessions: usize,
     publishes: u64,
+    /// Resume points taken to publish (a key's point again each time it changes).
+    resume_published: u64,
     /// Records are parsed into these events (reused), [`GROUP`] at a time.
     events: Vec<PlaybackEvent>,
     /// How many of `events` are parsed and not yet applied.
@@ -346,6 +348,7 @@ impl Operators {
             late: 0,
             max_open_sessions: 0,
             publishes: 0,
+            resume_published: 0,
             events: Vec::with_capacity(GROUP),
             filled: 0,
         }
@@ -397,7 +400,7 @@ impl Operators {
             let open = self.source.state_sizes().session_keys;
             self.max_open_sessions = self.max_open_sessions.max(open);
         }
-        let output = self.source.take_output();
+        let mut output = self.source.take_output();
         self.sums.sessions(&output.sessions);
         for v in output.viewer_partials {
             self.merge.apply(PartialRecord::Viewers(v), self.now_ms);
@@ -405,7 +408,9 @@ impl Operators {
         for d in output.daily_partials {
             self.merge.apply(PartialRecord::Daily(d), self.now_ms);
         }
-        self.resume.apply_all(output.resume_candidates);
+        self.resume.apply_all(&mut output.resume_candidates);
+        // The resume points to publish, as `playlake process` takes them per flush.
+        self.resume_published += self.resume.take_changed().len() as u64;
         let announcement = self.source.announcement(self.now_ms);
         self.merge
             .apply(PartialRecord::Watermark(announcement), self.now_ms);
@@ -509,6 +514,7 @@ struct ProcessorFigures {
     invalid: u64,
     duplicates: u64,
     late: u64,
+    resume_points_published: u64,
     seconds: f64,
     events_per_second: f64,
     cpu_seconds: f64,
@@ -554,6 +560,7 @@ fn processor(dir: &Path) -> Result<()> {
         invalid: ops.invalid,
         duplicates: ops.duplicates,
         late: ops.late,
+        resume_points_published: ops.resume_published,
         seconds,
         events_per_second: records as f64 / seconds,
         cpu_seconds: cpu,

@@ -53,9 +53,7 @@ struct Owned {
 
 impl Owned {
     fn apply_resume_candidates(&mut self) {
-        self.state
-            .resume
-            .apply_all(self.resume_candidates.drain(..));
+        self.state.resume.apply_all(&mut self.resume_candidates);
     }
 }
 

@@ -52,20 +52,24 @@ impl ResumeCandidate {
         uuid: InlineStr::EMPTY,
     };
 
-    fn order(&self) -> (i64, &[u8]) {
-        (self.event_time, self.event_id.as_bytes())
+    /// The key's strings, for ordering.
+    fn key(&self) -> (&[u8], &[u8]) {
+        (self.user_id.as_bytes(), self.stream_id.as_bytes())
     }
 
-    /// The candidate `event` makes, if it has a user.
-    pub fn of(event: &PlaybackEvent) -> Option<Self> {
-        Some(Self {
-            user_id: InlineStr::new(event.user_id.as_deref()?),
-            stream_id: InlineStr::new(&event.stream_id),
-            event_time: event.event_time_ms(),
-            event_id: InlineStr::new(&event.event_id),
-            position_end: event.position_end,
-            uuid: InlineStr::new(&event.uuid),
-        })
+    /// The first 16 bytes of the user id as a number (zero-padded): a candidate
+    /// with a smaller prefix has a smaller key, so a sort compares most pairs with
+    /// one integer comparison (see [`CandidateTable::take_sorted`]).
+    fn sort_prefix(&self) -> u128 {
+        let mut bytes = [0u8; 16];
+        for (to, from) in bytes.iter_mut().zip(self.user_id.as_bytes()) {
+            *to = *from;
+        }
+        u128::from_be_bytes(bytes)
+    }
+
+    fn order(&self) -> (i64, &[u8]) {
+        (self.event_time, self.event_id.as_bytes())
     }
 
     /// The row published for this candidate.
@@ -110,11 +114,28 @@ impl CandidateTable {
             .and_then(|i| self.entries.get(i))
     }
 
-    /// Adds a candidate whose key (with id `id`) is not in the table; returns its
-    /// position.
-    fn push_new(&mut self, id: Id, candidate: ResumeCandidate) -> usize {
-        let position = self.entries.len();
-        self.entries.push(candidate);
+    /// Adds the candidate `event` makes (if it has a user), whose key (with id `id`)
+    /// is not in the table, written in place: a candidate built and then pushed
+    /// is copied whole, twice, per event.
+    fn push_new_of(&mut self, id: Id, event: &PlaybackEvent) {
+        let Some(user_id) = event.user_id.as_deref() else {
+            return;
+        };
+        self.entries.push(ResumeCandidate::EMPTY);
+        if let Some(c) = self.entries.last_mut() {
+            c.user_id.set(user_id);
+            c.stream_id.set(&event.stream_id);
+            c.event_time = event.event_time_ms();
+            c.event_id.set(&event.event_id);
+            c.position_end = event.position_end;
+            c.uuid.set(&event.uuid);
+        }
+        self.index_last(id);
+    }
+
+    /// Indexes the last entry under `id`; returns its position.
+    fn index_last(&mut self, id: Id) -> usize {
+        let position = self.entries.len().saturating_sub(1);
         // Positions beyond u32 would need 4 billion keys in memory; saturating keeps
         // this total.
         let slot = u32::try_from(position).unwrap_or(u32::MAX);
@@ -123,6 +144,13 @@ impl CandidateTable {
                 self.hash.hash_one(other)
             });
         position
+    }
+
+    /// Adds a candidate whose key (with id `id`) is not in the table; returns its
+    /// position.
+    fn push_new(&mut self, id: Id, candidate: ResumeCandidate) -> usize {
+        self.entries.push(candidate);
+        self.index_last(id)
     }
 
     /// Takes every entry, sorted by `(user_id, stream_id)`, leaving the table's
@@ -137,16 +165,6 @@ impl CandidateTable {
     /// is a smaller string; equal prefixes compare the whole key), and then each
     /// candidate moves once, into the one new vector.
     fn take_sorted(&mut self) -> Vec<ResumeCandidate> {
-        fn prefix(s: &str) -> u128 {
-            let mut bytes = [0u8; 16];
-            for (to, from) in bytes.iter_mut().zip(s.as_bytes()) {
-                *to = *from;
-            }
-            u128::from_be_bytes(bytes)
-        }
-        fn key(c: &ResumeCandidate) -> (&[u8], &[u8]) {
-            (c.user_id.as_bytes(), c.stream_id.as_bytes())
-        }
         self.index.clear();
         let entries = &mut self.entries;
         let order = &mut self.order;
@@ -155,12 +173,13 @@ impl CandidateTable {
             entries
                 .iter()
                 .enumerate()
-                .map(|(i, c)| (prefix(&c.user_id), i)),
+                .map(|(i, c)| (c.sort_prefix(), i)),
         );
         order.sort_unstable_by(|a, b| {
+            let (x, y) = (entries.get(a.1), entries.get(b.1));
             a.0.cmp(&b.0).then_with(|| {
-                let (x, y) = (entries.get(a.1), entries.get(b.1));
-                x.map(key).cmp(&y.map(key))
+                x.map(ResumeCandidate::key)
+                    .cmp(&y.map(ResumeCandidate::key))
             })
         });
         let mut out = Vec::with_capacity(order.len());
@@ -279,9 +298,7 @@ impl ResumeCandidates {
                 current.uuid.set(&event.uuid);
             }
             None => {
-                if let Some(candidate) = ResumeCandidate::of(event) {
-                    self.pending.push_new(id, candidate);
-                }
+                self.pending.push_new_of(id, event);
             }
         }
     }
@@ -299,6 +316,8 @@ pub const APPLY_GROUP: usize = 32;
 #[derive(Debug, Clone, Default)]
 pub struct ResumeMerge {
     latest: CandidateTable,
+    /// Scratch of [`Self::apply_all`] (kept for its capacity).
+    ids: Vec<Id>,
     /// Positions in `latest` changed since the last take, each once.
     changed: Vec<u32>,
     /// Per position of `latest`: whether it is in `changed`.
@@ -334,6 +353,7 @@ impl<'de> Deserialize<'de> for ResumeMerge {
         let mut merge = Self {
             is_changed: vec![false; latest.entries.len()],
             latest,
+            ids: Vec::new(),
             changed: Vec::new(),
         };
         for (user_id, stream_id) in &repr.changed {
@@ -390,20 +410,17 @@ impl ResumeMerge {
     /// Same results, sooner: the keys are hashed [`APPLY_GROUP`] at a time and their
     /// entries (each a cache miss on a large table) requested from memory together
     /// before the first candidate of the group is applied.
-    pub fn apply_all(&mut self, candidates: impl IntoIterator<Item = ResumeCandidate>) -> usize {
+    pub fn apply_all(&mut self, candidates: &mut Vec<ResumeCandidate>) -> usize {
+        // The keys' ids first, in a scratch of their own: the 200-byte candidates
+        // then move once, into the table (or not at all), instead of into a group.
+        let mut ids = std::mem::take(&mut self.ids);
+        ids.clear();
+        ids.extend(candidates.iter().map(|c| pair_id(&c.user_id, &c.stream_id)));
         let mut changed = 0;
-        let mut group: Vec<(Id, ResumeCandidate)> = Vec::with_capacity(APPLY_GROUP);
-        let mut candidates = candidates.into_iter().peekable();
-        while candidates.peek().is_some() {
-            group.clear();
-            group.extend(
-                candidates
-                    .by_ref()
-                    .take(APPLY_GROUP)
-                    .map(|c| (pair_id(&c.user_id, &c.stream_id), c)),
-            );
+        let mut drained = candidates.drain(..);
+        for group in ids.chunks(APPLY_GROUP) {
             let mut positions = [None; APPLY_GROUP];
-            for ((id, _), position) in group.iter().zip(positions.iter_mut()) {
+            for (id, position) in group.iter().zip(positions.iter_mut()) {
                 *position = self.latest.position_of(*id);
             }
             for position in positions.iter().flatten() {
@@ -411,7 +428,7 @@ impl ResumeMerge {
                     crate::prefetch::lines(entry);
                 }
             }
-            for ((id, candidate), found) in group.drain(..).zip(positions) {
+            for ((&id, found), candidate) in group.iter().zip(positions).zip(drained.by_ref()) {
                 // A key absent from the table may have been added by a candidate
                 // before it in the group; a position found stays valid (the merge
                 // never removes an entry).
@@ -419,6 +436,8 @@ impl ResumeMerge {
                 changed += usize::from(self.apply_at(id, found, candidate));
             }
         }
+        drop(drained);
+        self.ids = ids;
         changed
     }
 
@@ -448,14 +467,14 @@ impl ResumeMerge {
 
     /// Takes the resume points changed since the last take, sorted by key.
     pub fn take_changed(&mut self) -> Vec<ResumePoint> {
-        let mut changed: Vec<&ResumeCandidate> = self
+        let mut changed: Vec<(u128, &ResumeCandidate)> = self
             .changed
             .iter()
             .filter_map(|&i| self.latest.entries.get(i as usize))
+            .map(|c| (c.sort_prefix(), c))
             .collect();
-        changed
-            .sort_unstable_by(|a, b| (&a.user_id, &a.stream_id).cmp(&(&b.user_id, &b.stream_id)));
-        let points = changed.into_iter().map(ResumeCandidate::to_point).collect();
+        changed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.key().cmp(&b.1.key())));
+        let points = changed.into_iter().map(|(_, c)| c.to_point()).collect();
         for &i in &self.changed {
             if let Some(flag) = self.is_changed.get_mut(i as usize) {
                 *flag = false;
@@ -521,9 +540,9 @@ mod tests {
             }
         }
         expected.sort();
-        let taken: Vec<(String, String)> = candidates
-            .take()
-            .into_iter()
+        let mut taken = candidates.take();
+        let keys: Vec<(String, String)> = taken
+            .iter()
             .map(|c| {
                 (
                     c.user_id.as_str().to_owned(),
@@ -531,7 +550,18 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(taken, expected);
+        assert_eq!(keys, expected);
         assert!(candidates.take().is_empty());
+        // The merge level publishes its changed points in the same order.
+        taken.reverse();
+        let mut merge = ResumeMerge::default();
+        assert_eq!(merge.apply_all(&mut taken), expected.len());
+        assert!(taken.is_empty(), "applied candidates are drained");
+        let points: Vec<(String, String)> = merge
+            .take_changed()
+            .into_iter()
+            .map(|p| (p.user_id, p.stream_id))
+            .collect();
+        assert_eq!(points, expected);
     }
 }

@@ -199,7 +199,7 @@ fn resume_candidates_applied_together_equal_applied_one_by_one() {
     let mut changed_together = 0;
     for round in candidates.chunks(120) {
         changed_one += round.iter().filter(|c| one.apply((*c).clone())).count();
-        changed_together += together.apply_all(round.iter().cloned());
+        changed_together += together.apply_all(&mut round.to_vec());
         assert_eq!(together.take_changed(), one.take_changed());
     }
     assert!(changed_one > 37, "some candidates replace others");
