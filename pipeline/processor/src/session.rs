@@ -303,11 +303,24 @@ pub(crate) struct Marks {
 /// ([`freeze_quantum`]), so most keys share a handful of times. Kept as a list of
 /// slots per time, a wake-up costs an append and a read in sequence, where a heap of
 /// `(time, slot)` paid a sift through a table of every key for each push and pop.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct WakeIndex {
     at: BTreeMap<i64, Vec<u32>>,
+    /// The earliest time in `at`: most watermark advances wake nobody, and this
+    /// tells so with one comparison.
+    first: Option<i64>,
     /// Emptied lists kept for their capacity.
     spare: Vec<Vec<u32>>,
+}
+
+impl Default for WakeIndex {
+    fn default() -> Self {
+        Self {
+            at: BTreeMap::new(),
+            first: None,
+            spare: Vec::new(),
+        }
+    }
 }
 
 /// Emptied lists a [`WakeIndex`] keeps for reuse.
@@ -315,6 +328,7 @@ const SPARE_LISTS: usize = 64;
 
 impl WakeIndex {
     fn push(&mut self, at: i64, slot: u32) {
+        self.first = Some(self.first.map_or(at, |first| first.min(at)));
         match self.at.entry(at) {
             btree_map::Entry::Occupied(e) => e.into_mut().push(slot),
             btree_map::Entry::Vacant(e) => {
@@ -338,6 +352,12 @@ impl WakeIndex {
                 self.spare.push(slots);
             }
         }
+        self.first = self.at.first_key_value().map(|(&at, _)| at);
+    }
+
+    /// Whether some entry is due at `w`.
+    fn any_due(&self, w: i64) -> bool {
+        self.first.is_some_and(|first| first <= w)
     }
 }
 
@@ -640,7 +660,16 @@ impl SessionOperator {
 
     /// Finalizes, freezes and forgets what watermark `w` allows. Drain mode passes
     /// [`Watermark::MAX`], which emits every open session.
+    #[inline]
     pub fn advance(&mut self, w: Watermark) {
+        // Called for every event; most calls find nothing due.
+        if self.wake.any_due(w.millis()) {
+            self.wake_due(w);
+        }
+    }
+
+    /// [`Self::advance`] when some key is due.
+    fn wake_due(&mut self, w: Watermark) {
         // The keys due are taken out first (settling one never makes another due at
         // `w`: it reschedules after `w`), so that their slots and the fronts of their
         // buffers, each a cache miss, are requested together: freeze wake-ups come in

@@ -144,3 +144,19 @@ fn the_wake_index_hands_out_what_is_due_earliest_first_and_keeps_the_rest() {
     wake.take_due(i64::MAX, &mut due);
     assert_eq!(due, [(40, 5)]);
 }
+
+#[test]
+fn the_wake_index_knows_its_earliest_time() {
+    let mut wake = WakeIndex::default();
+    assert!(!wake.any_due(i64::MAX), "nothing is due in an empty index");
+    wake.push(30, 1);
+    wake.push(10, 2);
+    assert!(!wake.any_due(9));
+    assert!(wake.any_due(10));
+    let mut due = Vec::new();
+    wake.take_due(10, &mut due);
+    assert!(!wake.any_due(29), "the earliest left is 30");
+    assert!(wake.any_due(30));
+    wake.take_due(30, &mut due);
+    assert!(!wake.any_due(i64::MAX));
+}
