@@ -303,7 +303,7 @@ pub(crate) struct Marks {
 /// ([`freeze_quantum`]), so most keys share a handful of times. Kept as a list of
 /// slots per time, a wake-up costs an append and a read in sequence, where a heap of
 /// `(time, slot)` paid a sift through a table of every key for each push and pop.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct WakeIndex {
     at: BTreeMap<i64, Vec<u32>>,
     /// The earliest time in `at`: most watermark advances wake nobody, and this
@@ -311,16 +311,6 @@ struct WakeIndex {
     first: Option<i64>,
     /// Emptied lists kept for their capacity.
     spare: Vec<Vec<u32>>,
-}
-
-impl Default for WakeIndex {
-    fn default() -> Self {
-        Self {
-            at: BTreeMap::new(),
-            first: None,
-            spare: Vec::new(),
-        }
-    }
 }
 
 /// Emptied lists a [`WakeIndex`] keeps for reuse.
