@@ -88,11 +88,15 @@ pub fn derive_event_id_into(
         );
         Sha256::digest(heap.as_bytes())
     };
-    out.clear();
-    for byte in digest.iter().take(16) {
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    let mut hex = [0u8; 32];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(digest.iter()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0x0f)];
     }
+    out.clear();
+    // Hex digits are ASCII: the conversion cannot fail (and writes in one go,
+    // where 32 `push`es each checked the capacity).
+    out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
 }
 
 /// The hashed text: `uuid 0x1F event_time_ms 0x1F event_type 0x1F start 0x1F end`.
