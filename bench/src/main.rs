@@ -410,7 +410,8 @@ impl Operators {
         }
         self.resume.apply_all(&mut output.resume_candidates);
         // The resume points to publish, as `playlake process` takes them per flush.
-        self.resume_published += self.resume.take_changed().len() as u64;
+        let published = &mut self.resume_published;
+        self.resume.drain_changed(|_| *published += 1);
         let announcement = self.source.announcement(self.now_ms);
         self.merge
             .apply(PartialRecord::Watermark(announcement), self.now_ms);

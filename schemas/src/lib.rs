@@ -43,5 +43,7 @@ pub use dlq::{
 pub use error::InvalidEvent;
 pub use event::{parse_playback_event, parse_playback_event_into, EventType, PlaybackEvent};
 pub use event_id::{derive_event_id, derive_event_id_into};
-pub use results::{resume_key, DailyStat, EndedBy, ResumePoint, Session, SessionKey, ViewerWindow};
+pub use results::{
+    resume_key, DailyStat, EndedBy, ResumePoint, ResumePointRef, Session, SessionKey, ViewerWindow,
+};
 pub use time::{TimestampMs, TimestampOutOfRange};

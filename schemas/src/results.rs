@@ -159,6 +159,54 @@ impl ResumePoint {
     }
 }
 
+/// A [`ResumePoint`] whose strings are borrowed from where the processor keeps them:
+/// it serializes to the very same JSON (same fields, same order), without the three
+/// string copies an owned point costs at every change of a resume point.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ResumePointRef<'a> {
+    /// The viewer (never null here).
+    pub user_id: &'a str,
+    /// Stream watched.
+    pub stream_id: &'a str,
+    /// `position_end` of the user's latest event (by event_time) on the stream.
+    pub position_end: f64,
+    /// `event_time` of that event.
+    pub event_time: TimestampMs,
+    /// Playback session that sent it.
+    pub uuid: &'a str,
+}
+
+impl ResumePointRef<'_> {
+    /// The Kafka key, as [`ResumePoint::key`].
+    pub fn key(&self) -> String {
+        resume_key(self.user_id, self.stream_id)
+    }
+
+    /// The owned point.
+    pub fn to_point(&self) -> ResumePoint {
+        ResumePoint {
+            user_id: self.user_id.to_owned(),
+            stream_id: self.stream_id.to_owned(),
+            position_end: self.position_end,
+            event_time: self.event_time,
+            uuid: self.uuid.to_owned(),
+        }
+    }
+}
+
+impl ResumePoint {
+    /// The point with borrowed strings.
+    pub fn as_ref(&self) -> ResumePointRef<'_> {
+        ResumePointRef {
+            user_id: &self.user_id,
+            stream_id: &self.stream_id,
+            position_end: self.position_end,
+            event_time: self.event_time,
+            uuid: &self.uuid,
+        }
+    }
+}
+
 /// The `playback.resume` key of a `(user_id, stream_id)` pair (see [`ResumePoint::key`]).
 pub fn resume_key(user_id: &str, stream_id: &str) -> String {
     format!(
@@ -201,6 +249,24 @@ mod tests {
             seek_count: 0,
             ended_by: EndedBy::Gap,
         }
+    }
+
+    #[test]
+    fn a_borrowed_resume_point_is_the_same_record() {
+        let point = ResumePoint {
+            user_id: "al/ice%".into(),
+            stream_id: "s1".into(),
+            position_end: 12.5,
+            event_time: TimestampMs(1_748_736_000_123),
+            uuid: "u1".into(),
+        };
+        let borrowed = point.as_ref();
+        assert_eq!(
+            serde_json::to_string(&borrowed).unwrap(),
+            serde_json::to_string(&point).unwrap()
+        );
+        assert_eq!(borrowed.key(), point.key());
+        assert_eq!(borrowed.to_point(), point);
     }
 
     #[test]

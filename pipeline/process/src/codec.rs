@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use playlake_processor::{DailyPartial, Late, ResumeCandidate, SourceWatermark, ViewerPartial};
 use playlake_schemas::results::escape_key_part;
 use playlake_schemas::{
-    DailyStat, InvalidEvent, ResumePoint, Session, ViewerWindow, ERROR_HEADER,
+    DailyStat, InvalidEvent, ResumePointRef, Session, ViewerWindow, ERROR_HEADER,
     LATE_OPERATOR_HEADER, LATE_WATERMARK_HEADER, SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER,
     SOURCE_TOPIC_HEADER,
 };
@@ -231,7 +231,7 @@ pub fn daily_record(topic: &str, d: &DailyStat) -> Result<OutgoingRecord, Proces
 }
 
 /// A `<prefix>.resume` record, keyed `user_id/stream_id`.
-pub fn resume_record(topic: &str, r: &ResumePoint) -> Result<OutgoingRecord, ProcessError> {
+pub fn resume_record(topic: &str, r: &ResumePointRef<'_>) -> Result<OutgoingRecord, ProcessError> {
     json_record(topic, None, r.key(), r, "resume point")
 }
 

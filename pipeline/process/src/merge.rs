@@ -179,14 +179,25 @@ impl MergeSide {
             for d in &daily {
                 out.push(codec::daily_record(&ctx.topics.daily, d)?);
             }
-            let resume = owned.state.resume.take_changed();
-            for r in &resume {
-                out.push(codec::resume_record(&ctx.topics.resume, r)?);
+            let (mut resume_out, mut failed) = (0u64, None);
+            owned.state.resume.drain_changed(|point| {
+                match codec::resume_record(&ctx.topics.resume, &point) {
+                    Ok(record) => {
+                        out.push(record);
+                        resume_out += 1;
+                    }
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e);
             }
             ctx.metrics.observe_viewers(&viewers);
             ctx.report.viewers_out += viewers.len() as u64;
             ctx.report.daily_out += daily.len() as u64;
-            ctx.report.resume_out += resume.len() as u64;
+            ctx.report.resume_out += resume_out;
         }
         ctx.send(out, "publish merge outputs").await
     }

@@ -18,7 +18,7 @@
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
-use playlake_schemas::{PlaybackEvent, ResumePoint, TimestampMs};
+use playlake_schemas::{PlaybackEvent, ResumePoint, ResumePointRef, TimestampMs};
 use serde::{Deserialize, Serialize};
 
 use crate::inline_str::InlineStr;
@@ -74,12 +74,17 @@ impl ResumeCandidate {
 
     /// The row published for this candidate.
     pub fn to_point(&self) -> ResumePoint {
-        ResumePoint {
-            user_id: self.user_id.as_str().to_owned(),
-            stream_id: self.stream_id.as_str().to_owned(),
+        self.as_point().to_point()
+    }
+
+    /// The row published for this candidate, borrowing its strings.
+    pub fn as_point(&self) -> ResumePointRef<'_> {
+        ResumePointRef {
+            user_id: self.user_id.as_str(),
+            stream_id: self.stream_id.as_str(),
             position_end: self.position_end,
             event_time: TimestampMs(self.event_time),
-            uuid: self.uuid.as_str().to_owned(),
+            uuid: self.uuid.as_str(),
         }
     }
 }
@@ -467,6 +472,14 @@ impl ResumeMerge {
 
     /// Takes the resume points changed since the last take, sorted by key.
     pub fn take_changed(&mut self) -> Vec<ResumePoint> {
+        let mut points = Vec::with_capacity(self.changed.len());
+        self.drain_changed(|point| points.push(point.to_point()));
+        points
+    }
+
+    /// [`Self::take_changed`] without copying the points' strings: calls `each`
+    /// with every changed point, sorted by key, then forgets the changes.
+    pub fn drain_changed(&mut self, mut each: impl FnMut(ResumePointRef<'_>)) {
         let mut changed: Vec<(u128, &ResumeCandidate)> = self
             .changed
             .iter()
@@ -474,14 +487,15 @@ impl ResumeMerge {
             .map(|c| (c.sort_prefix(), c))
             .collect();
         changed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.key().cmp(&b.1.key())));
-        let points = changed.into_iter().map(|(_, c)| c.to_point()).collect();
+        for (_, c) in changed {
+            each(c.as_point());
+        }
         for &i in &self.changed {
             if let Some(flag) = self.is_changed.get_mut(i as usize) {
                 *flag = false;
             }
         }
         self.changed.clear();
-        points
     }
 
     /// The current resume point of a key.
