@@ -216,7 +216,26 @@ impl PartialAggregator {
     /// Emits the partials of every window and day final at watermark `w`;
     /// `source_watermark` is the partition's real watermark, carried along (in drain
     /// mode `w` is +infinity but the carried watermark stays the real one).
+    #[inline]
     pub fn advance(&mut self, w: Watermark, source_watermark: Watermark) {
+        // Called for every event; most calls finalize nothing, which the first
+        // window and day (small maps) tell without the emitting code's frame.
+        let len = self.settings.viewer_window_ms();
+        let window_due = self
+            .windows
+            .first_key_value()
+            .is_some_and(|(start, _)| start.saturating_add(len) <= w.millis());
+        let day_due = self
+            .days
+            .first_key_value()
+            .is_some_and(|((end, _), _)| *end <= w.millis());
+        if window_due || day_due {
+            self.finalize(w, source_watermark);
+        }
+    }
+
+    /// [`Self::advance`] when a window or a day is final.
+    fn finalize(&mut self, w: Watermark, source_watermark: Watermark) {
         let len = self.settings.viewer_window_ms();
         while let Some(entry) = self.windows.first_entry() {
             if entry.key().saturating_add(len) > w.millis() {
