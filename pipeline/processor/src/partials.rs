@@ -220,28 +220,32 @@ impl PartialAggregator {
     pub fn advance(&mut self, w: Watermark, source_watermark: Watermark) {
         // Called for every event; most calls finalize nothing, which the first
         // window and day (small maps) tell without the emitting code's frame.
-        let len = self.settings.viewer_window_ms();
-        let window_due = self
-            .windows
-            .first_key_value()
-            .is_some_and(|(start, _)| start.saturating_add(len) <= w.millis());
-        let day_due = self
-            .days
-            .first_key_value()
-            .is_some_and(|((end, _), _)| *end <= w.millis());
-        if window_due || day_due {
+        if self.first_window_final(w) || self.first_day_final(w) {
             self.finalize(w, source_watermark);
         }
     }
 
+    /// Whether the earliest open window is final at `w` (its end is at or before).
+    fn first_window_final(&self, w: Watermark) -> bool {
+        let len = self.settings.viewer_window_ms();
+        self.windows
+            .first_key_value()
+            .is_some_and(|(start, _)| start.saturating_add(len) <= w.millis())
+    }
+
+    /// Whether the earliest open day is final at `w`.
+    fn first_day_final(&self, w: Watermark) -> bool {
+        self.days
+            .first_key_value()
+            .is_some_and(|((end, _), _)| *end <= w.millis())
+    }
+
     /// [`Self::advance`] when a window or a day is final.
     fn finalize(&mut self, w: Watermark, source_watermark: Watermark) {
-        let len = self.settings.viewer_window_ms();
-        while let Some(entry) = self.windows.first_entry() {
-            if entry.key().saturating_add(len) > w.millis() {
+        while self.first_window_final(w) {
+            let Some((window_start, streams)) = self.windows.pop_first() else {
                 break;
-            }
-            let (window_start, streams) = entry.remove_entry();
+            };
             for (stream_id, uuids) in streams {
                 self.finished_viewers.push(ViewerPartial {
                     source_partition: self.partition,
@@ -252,11 +256,10 @@ impl PartialAggregator {
                 });
             }
         }
-        while let Some(entry) = self.days.first_entry() {
-            if entry.key().0 > w.millis() {
+        while self.first_day_final(w) {
+            let Some(((_, day), streams)) = self.days.pop_first() else {
                 break;
-            }
-            let ((_, day), streams) = entry.remove_entry();
+            };
             for (stream_id, acc) in streams {
                 self.finished_daily.push(DailyPartial {
                     source_partition: self.partition,

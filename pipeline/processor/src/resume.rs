@@ -68,6 +68,14 @@ impl ResumeCandidate {
         u128::from_be_bytes(bytes)
     }
 
+    /// Makes `event` (of this candidate's key) the candidate's event.
+    fn set_event(&mut self, event: &PlaybackEvent) {
+        self.event_time = event.event_time_ms();
+        self.event_id.set(&event.event_id);
+        self.position_end = event.position_end;
+        self.uuid.set(&event.uuid);
+    }
+
     fn order(&self) -> (i64, &[u8]) {
         (self.event_time, self.event_id.as_bytes())
     }
@@ -130,10 +138,7 @@ impl CandidateTable {
         if let Some(c) = self.entries.last_mut() {
             c.user_id.set(user_id);
             c.stream_id.set(&event.stream_id);
-            c.event_time = event.event_time_ms();
-            c.event_id.set(&event.event_id);
-            c.position_end = event.position_end;
-            c.uuid.set(&event.uuid);
+            c.set_event(event);
         }
         self.index_last(id);
     }
@@ -297,10 +302,7 @@ impl ResumeCandidates {
                 if current.order() >= order {
                     return;
                 }
-                current.event_time = event.event_time_ms();
-                current.event_id.set(&event.event_id);
-                current.position_end = event.position_end;
-                current.uuid.set(&event.uuid);
+                current.set_event(event);
             }
             None => {
                 self.pending.push_new_of(id, event);

@@ -34,10 +34,10 @@
 //! the keys that have something to finalize, freeze or forget. The index is lazy
 //! ([`WakeIndex`], slots listed per wake time): a key's slot number is pushed under
 //! its new wake time when that time changes, and an entry whose time no longer
-//! matches the key's `wake_at` is skipped when taken. Keys live in a slab, so a wake-up costs neither
-//! a key copy nor a hash lookup (per event, this index used to be most of the cost).
-//! The slab is indexed by the key's [`crate::keys::Id`], so a lookup compares ids in
-//! the table rather than the key strings on the heap, and
+//! matches the key's `wake_at` is skipped when taken. Keys live in a slab, so a
+//! wake-up costs neither a key copy nor a hash lookup (per event, this index used to
+//! be most of the cost). The slab is indexed by the key's [`crate::keys::Id`], so a
+//! lookup compares ids in the table rather than the key strings on the heap, and
 //! [`crate::source::PartitionProcessor`] judges and applies an event with one lookup.
 
 use std::collections::{btree_map, BTreeMap, VecDeque};
@@ -667,9 +667,10 @@ impl SessionOperator {
         let mut due = std::mem::take(&mut self.due);
         due.clear();
         self.wake.take_due(w.millis(), &mut due);
-        // A chunk at a time: a burst can hold most keys, and lines prefetched for
-        // all of them would be evicted before their turn.
-        for chunk in due.chunks(WAKE_GROUP) {
+        // A chunk (of as many keys as a group of events) at a time: a burst can hold
+        // most keys, and lines prefetched for all of them would be evicted before
+        // their turn.
+        for chunk in due.chunks(crate::source::GROUP) {
             if chunk.len() > 1 {
                 for &(_, slot) in chunk {
                     if let Some(s) = self.slots.get(slot as usize) {
@@ -762,10 +763,6 @@ impl SessionOperator {
         }
     }
 }
-
-/// Due keys whose state [`SessionOperator::advance`] prefetches together (as
-/// [`crate::source::GROUP`] for events).
-const WAKE_GROUP: usize = 32;
 
 /// Buffered events [`SessionOperator::advance`] prefetches per due key: a freeze
 /// wake-up folds half a gap of events (3 at the default 30 s gap and 5 s heartbeats).
