@@ -67,9 +67,26 @@ pub struct Session {
     pub seek_count: i64,
     /// `stop` or `gap`.
     pub ended_by: EndedBy,
+    /// How many earlier sessions of this `(uuid, stream_id)` start in the same
+    /// millisecond: almost always 0, and then left out of the JSON.
+    ///
+    /// SPEC's natural key `(uuid, stream_id, session_start)` is not unique on its
+    /// own: a session whose events all share one millisecond and end with a `stop`
+    /// can be followed by another event of the same millisecond (a larger
+    /// `event_id`), which starts the next session at the same `session_start`. Both
+    /// are real sessions; without this ordinal, a consumer that deduplicates by key
+    /// (the sink does) would keep only the first. It is deterministic (a function
+    /// of the events), so a replayed session carries the same value.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_ordinal: u32,
 }
 
-/// Natural key of a session: `(uuid, stream_id, session_start)`.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Natural key of a session: `(uuid, stream_id, session_start)`, plus
+/// [`Session::start_ordinal`] for the rare sessions that share a start.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionKey {
     /// Playback session id.
@@ -78,6 +95,8 @@ pub struct SessionKey {
     pub stream_id: String,
     /// Start of the session.
     pub session_start: TimestampMs,
+    /// [`Session::start_ordinal`].
+    pub start_ordinal: u32,
 }
 
 impl Session {
@@ -87,6 +106,7 @@ impl Session {
             uuid: self.uuid.clone(),
             stream_id: self.stream_id.clone(),
             session_start: self.session_start,
+            start_ordinal: self.start_ordinal,
         }
     }
 }
@@ -248,6 +268,7 @@ mod tests {
             event_count: 7,
             seek_count: 0,
             ended_by: EndedBy::Gap,
+            start_ordinal: 0,
         }
     }
 
@@ -283,6 +304,21 @@ mod tests {
         let back: Session = serde_json::from_value(v).unwrap();
         assert_eq!(back, s);
         assert_eq!(back.key().session_start, TimestampMs(1_748_736_000_000));
+    }
+
+    #[test]
+    fn a_session_sharing_its_start_carries_its_ordinal() {
+        let first = session();
+        let second = Session {
+            start_ordinal: 1,
+            ..session()
+        };
+        let v = serde_json::to_value(&second).unwrap();
+        assert_eq!(v["start_ordinal"], json!(1));
+        let back: Session = serde_json::from_value(v).unwrap();
+        assert_eq!(back, second);
+        assert_ne!(first.key(), second.key());
+        assert!(first.key() < second.key());
     }
 
     #[test]

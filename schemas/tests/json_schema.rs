@@ -194,9 +194,9 @@ fn t(ms: i64) -> TimestampMs {
 
 #[test]
 fn output_rows_match_their_schemas() {
-    for (user_id, ended_by) in [
-        (None, EndedBy::Gap),
-        (Some("alice".to_owned()), EndedBy::Stop),
+    for (user_id, ended_by, start_ordinal) in [
+        (None, EndedBy::Gap, 0),
+        (Some("alice".to_owned()), EndedBy::Stop, 2),
     ] {
         let session = Session {
             uuid: "u1".into(),
@@ -210,6 +210,7 @@ fn output_rows_match_their_schemas() {
             event_count: 14,
             seek_count: 1,
             ended_by,
+            start_ordinal,
         };
         let mut value = assert_row_valid("session.schema.json", &session);
         assert_eq!(

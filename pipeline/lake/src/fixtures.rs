@@ -41,6 +41,7 @@ pub fn session(i: i64, stream_id: &str) -> Session {
         } else {
             EndedBy::Stop
         },
+        start_ordinal: 0,
     }
 }
 

@@ -266,10 +266,20 @@ impl LakeRow for Session {
 
     fn write_natural_key(&self, _: &RecordMeta, out: &mut Vec<u8>) {
         let start = self.session_start.as_millis().to_be_bytes();
-        key(
-            out,
-            &[self.uuid.as_bytes(), self.stream_id.as_bytes(), &start],
-        )
+        let ordinal = self.start_ordinal.to_be_bytes();
+        // The ordinal is a fourth part only when nonzero, so the keys (and the
+        // persisted digests) of all other sessions stay what they were.
+        let parts: &[&[u8]] = if self.start_ordinal == 0 {
+            &[self.uuid.as_bytes(), self.stream_id.as_bytes(), &start]
+        } else {
+            &[
+                self.uuid.as_bytes(),
+                self.stream_id.as_bytes(),
+                &start,
+                &ordinal,
+            ]
+        };
+        key(out, parts)
     }
 
     fn batch_of(rows: Rows<'_, Self>) -> Result<RecordBatch> {

@@ -43,6 +43,7 @@ fn batch(table: Table) -> arrow::array::RecordBatch {
             event_count: 7,
             seek_count: 1,
             ended_by: EndedBy::Stop,
+            start_ordinal: 0,
         }]),
         Table::Viewers => ViewerWindow::to_batch(&[ViewerWindow {
             stream_id: "s1".into(),

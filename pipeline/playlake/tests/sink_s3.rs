@@ -68,6 +68,7 @@ fn sessions() -> Vec<Session> {
                 event_count: 10 + j,
                 seek_count: j,
                 ended_by: if j == 1 { EndedBy::Stop } else { EndedBy::Gap },
+                start_ordinal: 0,
             })
         })
         .collect()

@@ -191,14 +191,21 @@ fn json_record<T: Serialize>(
     })
 }
 
-/// Natural key of a session row: `uuid/stream_id/session_start_ms` (parts escaped).
+/// Natural key of a session row: `uuid/stream_id/session_start_ms` (parts escaped),
+/// then `/start_ordinal` for a session that shares its start with an earlier one
+/// ([`Session::start_ordinal`]; keys of all other sessions are unchanged).
 pub fn session_key(s: &Session) -> String {
-    format!(
+    let mut key = format!(
         "{}/{}/{}",
         escape_key_part(&s.uuid),
         escape_key_part(&s.stream_id),
         s.session_start.as_millis()
-    )
+    );
+    if s.start_ordinal > 0 {
+        key.push('/');
+        key.push_str(&s.start_ordinal.to_string());
+    }
+    key
 }
 
 /// Natural key of a viewers row: `stream_id/window_start_ms`.
@@ -263,7 +270,7 @@ pub fn repartition_to(
 mod tests {
     use chrono::NaiveDate;
     use playlake_processor::{WatchedSum, Watermark};
-    use playlake_schemas::TimestampMs;
+    use playlake_schemas::{EndedBy, TimestampMs};
 
     use super::*;
 
@@ -325,6 +332,23 @@ mod tests {
             viewers: 1,
         };
         assert_eq!(viewer_key(&v), "a%2Fb/30000");
+        let mut session = Session {
+            uuid: "u/1".into(),
+            stream_id: "s".into(),
+            user_id: None,
+            session_start: TimestampMs(5),
+            session_end: TimestampMs(5),
+            position_start: 0.0,
+            position_end: 0.0,
+            watched_seconds: 0.0,
+            event_count: 1,
+            seek_count: 0,
+            ended_by: EndedBy::Stop,
+            start_ordinal: 0,
+        };
+        assert_eq!(session_key(&session), "u%2F1/s/5");
+        session.start_ordinal = 2;
+        assert_eq!(session_key(&session), "u%2F1/s/5/2");
         assert_eq!(
             Topics::new("playback").partials,
             "playback.internal.partials"

@@ -76,6 +76,16 @@ pub fn sessions(events: &[&PlaybackEvent], settings: &Settings) -> Vec<Session> 
             out.push(session_row(&run));
         }
     }
+    // Sessions of one key are in order here: number those sharing a start.
+    for i in 1..out.len() {
+        let (before, rest) = out.split_at_mut(i);
+        let (prev, this) = (&before[i - 1], &mut rest[0]);
+        if (&prev.uuid, &prev.stream_id, prev.session_start)
+            == (&this.uuid, &this.stream_id, this.session_start)
+        {
+            this.start_ordinal = prev.start_ordinal + 1;
+        }
+    }
     out.sort_by_key(Session::key);
     out
 }
@@ -101,6 +111,7 @@ fn session_row(run: &[&PlaybackEvent]) -> Session {
         } else {
             EndedBy::Gap
         },
+        start_ordinal: 0,
     }
 }
 

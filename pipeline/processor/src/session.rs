@@ -76,10 +76,15 @@ struct RunSummary {
     watched: WatchedSum,
     event_count: i64,
     seek_count: i64,
+    /// [`Session::start_ordinal`], fixed when the run begins (see [`Guard`]).
+    #[serde(default)]
+    start_ordinal: u32,
 }
 
 impl RunSummary {
-    fn first(t: i64, id: &InlineStr, e: &Pending) -> Self {
+    /// A run beginning with the event `(t, id)`, after the key's last emitted session
+    /// (`guard`, if still held).
+    fn first(t: i64, id: &InlineStr, e: &Pending, guard: Option<&Guard>) -> Self {
         let mut run = RunSummary {
             start: t,
             end: t,
@@ -91,6 +96,7 @@ impl RunSummary {
             watched: WatchedSum::ZERO,
             event_count: 0,
             seek_count: 0,
+            start_ordinal: guard.map_or(0, |g| g.ordinal_of_start(t)),
         };
         run.push(t, id, e);
         run
@@ -135,16 +141,41 @@ impl RunSummary {
             } else {
                 EndedBy::Gap
             },
+            start_ordinal: self.start_ordinal,
         }
     }
 }
 
 /// The end of the last session emitted for a key.
+///
+/// It also numbers sessions that share a start ([`Session::start_ordinal`]): only a
+/// session entirely within one millisecond and ended by a `stop` can be followed by
+/// one starting in that same millisecond. Such a successor begins while this guard
+/// is held: its first event is on time only while `t + session_gap >= W`, and the
+/// guard of a `stop`-ended session is forgotten only once `end + session_gap < W`,
+/// after the freeze step of the same wake-up has begun the successor's run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Guard {
     end: i64,
     end_id: InlineStr,
     by_stop: bool,
+    /// The session started at `end` too (all its events in one millisecond).
+    #[serde(default)]
+    starts_at_end: bool,
+    /// Its [`Session::start_ordinal`].
+    #[serde(default)]
+    start_ordinal: u32,
+}
+
+impl Guard {
+    /// The ordinal of the next session of the key if it starts at `t`.
+    fn ordinal_of_start(&self, t: i64) -> u32 {
+        if self.starts_at_end && t == self.end {
+            self.start_ordinal.saturating_add(1)
+        } else {
+            0
+        }
+    }
 }
 
 /// A key's unfrozen events, sorted by `(event_time, event_id)` with unique keys.
@@ -852,7 +883,7 @@ fn first_run(state: &KeyState, gap: i64) -> Option<(RunSummary, usize)> {
             }
             r.push(*t, id, e);
         } else {
-            run = Some(RunSummary::first(*t, id, e));
+            run = Some(RunSummary::first(*t, id, e, state.guard.as_ref()));
         }
         consumed += 1;
     }
@@ -881,7 +912,12 @@ fn settle(state: &mut KeyState, key: &Key, gap: i64, w: Watermark, out: &mut Vec
             if let Some(done) = state.open.take() {
                 emit(state, *done, key, out);
             }
-            state.open = Some(Box::new(RunSummary::first(t, &id, &e)));
+            state.open = Some(Box::new(RunSummary::first(
+                t,
+                &id,
+                &e,
+                state.guard.as_ref(),
+            )));
         }
     }
     // 2. Emit the first run while it is final.
@@ -910,6 +946,8 @@ fn emit(state: &mut KeyState, run: RunSummary, key: &Key, out: &mut Vec<Session>
         end: run.end,
         end_id: run.end_id.clone(),
         by_stop: run.ends_with_stop,
+        starts_at_end: run.start == run.end,
+        start_ordinal: run.start_ordinal,
     });
     out.push(run.into_session(key));
 }

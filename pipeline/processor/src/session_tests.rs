@@ -1,4 +1,4 @@
-use playlake_schemas::{EventType, PlaybackEvent, TimestampMs};
+use playlake_schemas::{EventType, PlaybackEvent, Session, TimestampMs};
 
 use super::*;
 
@@ -61,6 +61,65 @@ fn a_late_arriving_stop_splits_an_open_run() {
     assert_eq!(sessions[0].ended_by, EndedBy::Stop);
     op.advance(Watermark::MAX);
     assert_eq!(op.take_finished()[0].session_start, TimestampMs(10_000));
+}
+
+/// Sessions entirely within one millisecond and ended by a `stop`, followed by more
+/// events of that millisecond: SPEC's key `(uuid, stream_id, session_start)` is the
+/// same for all of them, so they are numbered, whatever the watermark's steps (one
+/// jump to the end, or small steps that emit the first sessions before the next
+/// arrive and forget their guards while the last session is still open).
+#[test]
+fn sessions_sharing_a_start_are_numbered() {
+    let settings = Settings::default();
+    let gap = settings.session_gap_ms();
+    let stop = |id: &str| {
+        let mut e = hb(id, 1_000);
+        e.event_type = EventType::Stop;
+        e
+    };
+    let events = [stop("a"), stop("b"), hb("c", 1_000), hb("d", 6_000)];
+    let refs: Vec<&PlaybackEvent> = events.iter().collect();
+    let want = crate::reference::sessions(&refs, &settings);
+    let numbered: Vec<(i64, u32, i64)> = want
+        .iter()
+        .map(|s| (s.session_start.0, s.start_ordinal, s.event_count))
+        .collect();
+    assert_eq!(numbered, [(1_000, 0, 1), (1_000, 1, 1), (1_000, 2, 2)]);
+    let keys: std::collections::BTreeSet<_> = want.iter().map(Session::key).collect();
+    assert_eq!(keys.len(), 3, "one key per session");
+
+    let steps: [&[i64]; 3] = [
+        &[],
+        &[1_001, 1_001],
+        &[
+            1_001,
+            1_001,
+            1_000 + gap,
+            1_001 + gap,
+            6_000 + gap,
+            7_000 + gap,
+        ],
+    ];
+    for schedule in steps {
+        let mut op = SessionOperator::new(&settings);
+        let mut got = Vec::new();
+        let mut w = Watermark::MIN;
+        for (i, e) in events.iter().enumerate() {
+            w = schedule.get(i).map_or(w, |&millis| Watermark(millis));
+            assert!(!op.is_late(e, w), "{schedule:?}: {e:?}");
+            op.apply(e);
+            op.advance(w);
+            got.extend(op.take_finished());
+        }
+        for &w in schedule.iter().skip(events.len()) {
+            op.advance(Watermark(w));
+            got.extend(op.take_finished());
+        }
+        op.advance(Watermark::MAX);
+        got.extend(op.take_finished());
+        got.sort_by_key(Session::key);
+        assert_eq!(got, want, "watermark steps {schedule:?}");
+    }
 }
 
 /// The break count `Recent` keeps equals a fresh count after every insert (in order,

@@ -39,6 +39,23 @@ fn natural_keys_follow_the_spec() {
     assert_eq!(a.natural_key(&m), b.natural_key(&meta("t", 9)));
     b.session_start.0 += 1;
     assert_ne!(a.natural_key(&m), b.natural_key(&m));
+    // A session sharing its start with an earlier one has a key of its own; the
+    // others keep the three-part key (the digests persisted by earlier versions).
+    let mut three_parts = Vec::new();
+    for part in [
+        a.uuid.as_bytes(),
+        a.stream_id.as_bytes(),
+        &a.session_start.as_millis().to_be_bytes(),
+    ] {
+        three_parts.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        three_parts.extend_from_slice(part);
+    }
+    assert_eq!(a.natural_key(&m), three_parts);
+    let second = Session {
+        start_ordinal: 1,
+        ..a.clone()
+    };
+    assert_ne!(a.natural_key(&m), second.natural_key(&m));
     // Length prefixes keep ("ab","c") and ("a","bc") apart.
     let mut x = viewer(0, "ab");
     let y = viewer(0, "a");

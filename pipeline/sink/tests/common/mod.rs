@@ -35,6 +35,7 @@ pub fn session(i: i64) -> Session {
         event_count: 3,
         seek_count: 0,
         ended_by: EndedBy::Stop,
+        start_ordinal: 0,
     }
 }
 
