@@ -317,3 +317,37 @@ async fn drain_throughput_smoke() {
         report.bytes_written
     );
 }
+
+/// Two sessions of one `(uuid, stream_id)` that start in the same millisecond (a
+/// stop-ended one-millisecond session, then the next) share SPEC's three-part key;
+/// `start_ordinal` tells them apart, so both rows are written, and the replay of
+/// each is still skipped.
+#[tokio::test]
+async fn sessions_sharing_a_start_are_both_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let transport = transport(1).await;
+    let mut first = session(1);
+    first.session_end = first.session_start;
+    first.event_count = 1;
+    let second = playlake_schemas::Session {
+        start_ordinal: 1,
+        event_count: 4,
+        ..first.clone()
+    };
+    let records = [&first, &second, &first, &second]
+        .into_iter()
+        .map(session_record)
+        .collect();
+    send(&transport, records).await;
+    let report: SinkReport = run(
+        dyn_transport(&transport),
+        lake(dir.path()),
+        config(true),
+        std::future::pending(),
+    )
+    .await
+    .expect("drain");
+    assert_eq!(report.rows_written["sessions"], 2, "{report:?}");
+    assert_eq!(report.duplicates_skipped, 2, "{report:?}");
+    assert_eq!(session_uuids(dir.path())[&first.uuid], 2);
+}
