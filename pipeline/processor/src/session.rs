@@ -746,11 +746,15 @@ impl SessionOperator {
     /// Takes the sessions finalized so far, sorted by natural key.
     pub fn take_finished(&mut self) -> Vec<Session> {
         let mut out = std::mem::take(&mut self.finished);
-        // Borrowed: `Session::key` clones the strings, twice per comparison. Stable:
-        // a `stop` and the next event in the same millisecond make two sessions with
-        // one natural key, kept in the order they were emitted.
+        // Borrowed: `Session::key` clones the strings, twice per comparison. The
+        // start ordinal tells apart sessions that share a start (see [`Guard`]).
         out.sort_by(|a, b| {
-            (&a.uuid, &a.stream_id, a.session_start).cmp(&(&b.uuid, &b.stream_id, b.session_start))
+            (&a.uuid, &a.stream_id, a.session_start, a.start_ordinal).cmp(&(
+                &b.uuid,
+                &b.stream_id,
+                b.session_start,
+                b.start_ordinal,
+            ))
         });
         out
     }
