@@ -135,6 +135,21 @@ async fn produce_all(
     expected
 }
 
+/// One `sink --drain` of the topics into the lake at `dir`, with the default config.
+async fn drain(
+    transport: &playlake_transport::memory::MemoryTransport,
+    dir: &std::path::Path,
+) -> SinkReport {
+    run(
+        dyn_transport(transport),
+        lake(dir),
+        config(true),
+        std::future::pending(),
+    )
+    .await
+    .expect("drain")
+}
+
 fn errors_dirs(dir: &std::path::Path) -> usize {
     rows_per_directory(dir)
         .iter()
@@ -148,14 +163,7 @@ async fn drain_writes_every_table_to_its_hive_directories() {
     let dir = tempfile::tempdir().unwrap();
     let transport = transport(3).await;
     let mut expected = produce_all(&transport).await;
-    let report: SinkReport = run(
-        dyn_transport(&transport),
-        lake(dir.path()),
-        config(true),
-        std::future::pending(),
-    )
-    .await
-    .expect("drain");
+    let report = drain(&transport, dir.path()).await;
 
     assert_eq!(report.duplicates_skipped, 3, "{report:?}");
     assert_eq!(report.undecodable_records, 1, "{report:?}");
@@ -198,19 +206,11 @@ async fn draining_again_is_a_no_op_and_new_records_are_appended_once() {
     let dir = tempfile::tempdir().unwrap();
     let transport = transport(2).await;
     produce_all(&transport).await;
-    let drain = || {
-        run(
-            dyn_transport(&transport),
-            lake(dir.path()),
-            config(true),
-            std::future::pending(),
-        )
-    };
-    let first = drain().await.expect("first drain");
+    let first = drain(&transport, dir.path()).await;
     let before = rows_per_directory(dir.path());
     let files = parquet_files(dir.path());
 
-    let second = drain().await.expect("second drain");
+    let second = drain(&transport, dir.path()).await;
     assert_eq!(second.total_rows(), 0, "{second:?}");
     assert_eq!(second.files_written, 0);
     assert_eq!(rows_per_directory(dir.path()), before);
@@ -220,7 +220,7 @@ async fn draining_again_is_a_no_op_and_new_records_are_appended_once() {
     let mut more: Vec<OutgoingRecord> = (0..5).map(|i| session_record(&session(i))).collect();
     more.extend((100..110).map(|i| session_record(&session(i))));
     send(&transport, more).await;
-    let third = drain().await.expect("third drain");
+    let third = drain(&transport, dir.path()).await;
     assert_eq!(third.rows_written.get("sessions"), Some(&10), "{third:?}");
     assert_eq!(third.duplicates_skipped, 5);
     let uuids = session_uuids(dir.path());
@@ -339,14 +339,7 @@ async fn sessions_sharing_a_start_are_both_written() {
         .map(session_record)
         .collect();
     send(&transport, records).await;
-    let report: SinkReport = run(
-        dyn_transport(&transport),
-        lake(dir.path()),
-        config(true),
-        std::future::pending(),
-    )
-    .await
-    .expect("drain");
+    let report = drain(&transport, dir.path()).await;
     assert_eq!(report.rows_written["sessions"], 2, "{report:?}");
     assert_eq!(report.duplicates_skipped, 2, "{report:?}");
     assert_eq!(session_uuids(dir.path())[&first.uuid], 2);
