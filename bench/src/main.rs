@@ -325,7 +325,6 @@ struct Operators {
     duplicates: u64,
     late: u64,
     max_open_sessions: usize,
-    publishes: u64,
     /// Resume points taken to publish (a key's point again each time it changes).
     resume_published: u64,
     /// Records are parsed into these events (reused), [`GROUP`] at a time.
@@ -347,7 +346,6 @@ impl Operators {
             duplicates: 0,
             late: 0,
             max_open_sessions: 0,
-            publishes: 0,
             resume_published: 0,
             events: Vec::with_capacity(GROUP),
             filled: 0,
@@ -394,12 +392,10 @@ impl Operators {
     /// output, route partials and the watermark to the merge level, collect results.
     fn publish(&mut self) {
         self.apply_parsed();
-        self.publishes += 1;
-        // Sampled: the full state-size walk is a metrics-interval cost, not per batch.
-        if self.publishes.is_multiple_of(64) {
-            let open = self.source.state_sizes().session_keys;
-            self.max_open_sessions = self.max_open_sessions.max(open);
-        }
+        // The key count only: the full state-size walk is a metrics-interval cost,
+        // not per batch.
+        let open = self.source.open_session_keys();
+        self.max_open_sessions = self.max_open_sessions.max(open);
         let mut output = self.source.take_output();
         self.sums.sessions(&output.sessions);
         for v in output.viewer_partials {

@@ -26,10 +26,10 @@ fn a_long_session_keeps_bounded_state() {
         assert!(!op.is_late(&e, Watermark(t - 10_000)));
         op.apply(&e);
         op.advance(Watermark(t - 10_000));
-        // Gap (30 s) + bound (10 s) + the freeze grid (15 s) of 5 s heartbeats.
+        // Gap (30 s) + bound (10 s) + the freeze grid (60 s) of 5 s heartbeats.
         assert!(
-            op.buffered_events() <= 12,
-            "only gap + bound + half a gap of events"
+            op.buffered_events() <= 21,
+            "only gap + bound + a grid step of events"
         );
     }
     assert!(op.take_finished().is_empty());
@@ -40,8 +40,8 @@ fn a_long_session_keeps_bounded_state() {
     assert_eq!(sessions[0].watched_seconds, 7_200.0);
     assert_eq!(
         op.open_keys(),
-        1,
-        "the guard remains until the watermark passes"
+        0,
+        "at an infinite watermark no guard is needed: nothing is held"
     );
 }
 
@@ -261,4 +261,66 @@ fn the_numbering_survives_a_checkpoint() {
     assert!(strip(&mut old) >= 2, "the guard's new fields are saved");
     let restored: SessionOperator = serde_json::from_value(old).unwrap();
     assert_eq!(next(restored)[0].start_ordinal, 0);
+}
+
+/// The freeze grid: half the gap, or a minute when that is longer and within twice
+/// the gap; never zero.
+#[test]
+fn the_freeze_grid_is_half_a_gap_or_a_minute() {
+    assert_eq!(freeze_quantum(30_000), 60_000, "the default gap: a minute");
+    assert_eq!(freeze_quantum(10_000), 20_000, "at most twice the gap");
+    assert_eq!(freeze_quantum(300_000), 150_000, "half a long gap");
+    assert_eq!(freeze_quantum(3_600_000), 1_800_000);
+    assert_eq!(freeze_quantum(0), 1);
+    assert_eq!(freeze_quantum(1), 2);
+}
+
+/// A key whose last session is emitted and whose guard is forgotten holds nothing:
+/// its slot is freed by that wake-up (it used to stay, empty, for good, so state grew
+/// with every key ever seen), and a checkpoint that still lists such a key restores
+/// without it.
+#[test]
+fn a_key_with_nothing_left_is_forgotten() {
+    let settings = Settings::default();
+    let mut op = SessionOperator::new(&settings);
+    for (uuid, t) in [("u1", 0), ("u2", 1_000)] {
+        let mut e = hb("a", t);
+        e.uuid = uuid.into();
+        op.apply(&e);
+    }
+    op.advance(Watermark(30_001));
+    assert_eq!(op.take_finished().len(), 1, "u1's session is final");
+    assert_eq!(op.open_keys(), 2, "u1's guard is still held");
+    op.advance(Watermark(60_001));
+    assert_eq!(op.take_finished().len(), 1, "u2's session is final");
+    assert_eq!(op.open_keys(), 1, "u1 holds nothing any more, u2 its guard");
+    op.advance(Watermark(61_001));
+    assert_eq!(op.open_keys(), 0);
+
+    // A key reusing a freed slot starts afresh.
+    op.apply(&hb("b", 100_000));
+    op.advance(Watermark::MAX);
+    let sessions = op.take_finished();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(
+        (sessions[0].uuid.as_str(), sessions[0].event_count),
+        ("u", 1)
+    );
+
+    let json = serde_json::json!({
+        "gap_ms": 30_000,
+        "keys": [
+            [["u1", "s"], {"open": null, "recent": [], "guard": null, "wake_at": null}],
+            [["u2", "s"], {"open": null, "recent": [[[5_000, "x"], {
+                "event_type": "heartbeat", "user_id": null,
+                "position_start": 0.0, "position_end": 5.0}]],
+                "guard": null, "wake_at": 35_001}]
+        ],
+        "wake": [],
+        "finished": []
+    });
+    let restored: SessionOperator = serde_json::from_value(json).unwrap_or_else(|e| {
+        panic!("restore: {e}");
+    });
+    assert_eq!(restored.open_keys(), 1, "only u2 holds anything");
 }

@@ -118,7 +118,7 @@ impl PartitionProcessor {
     /// Processes one valid event read from this partition at wall clock `now_ms`.
     pub fn process(&mut self, event: &PlaybackEvent, now_ms: i64) -> EventOutcome {
         let entry = self.dedup.entry_of(event);
-        self.process_prepared(event, &EventIds::of(event), entry, now_ms)
+        self.process_prepared(event, &EventIds::of(event), entry, None, now_ms)
     }
 
     /// Processes valid events read from this partition one after another, as
@@ -131,7 +131,8 @@ impl PartitionProcessor {
     /// state, and the misses of a group overlap instead of following one another
     /// (DESIGN.md section 8).
     /// The warming only reads: an event applied earlier in the group may change what
-    /// a later one finds, and the later one still looks its state up when applied.
+    /// a later one finds, so the later one takes the slot found then only if it still
+    /// holds its key, and looks it up again otherwise.
     pub fn process_group(
         &mut self,
         events: &[PlaybackEvent],
@@ -159,19 +160,21 @@ impl PartitionProcessor {
                     self.sessions.prefetch_back(*slot);
                 }
             }
-            for (i, (event, (ids, entry, _))) in group.iter().zip(&prepared).enumerate() {
-                let result = self.process_prepared(event, ids, *entry, now_ms);
+            for (i, (event, (ids, entry, slot))) in group.iter().zip(&prepared).enumerate() {
+                let result = self.process_prepared(event, ids, *entry, *slot, now_ms);
                 outcome(g * GROUP + i, result);
             }
         }
     }
 
-    /// [`Self::process`] with the event's ids and dedup entry computed.
+    /// [`Self::process`] with the event's ids and dedup entry computed, and the
+    /// session slot its key had when the group was warmed (`slot`, a hint).
     fn process_prepared(
         &mut self,
         event: &PlaybackEvent,
         ids: &EventIds,
         entry: DedupEntry,
+        slot: Option<u32>,
         now_ms: i64,
     ) -> EventOutcome {
         let w = self.watermarks.current();
@@ -190,7 +193,7 @@ impl PartitionProcessor {
             };
             // Judged and applied with one lookup of the key, whose marks then spare
             // the partials the set inserts that would change nothing.
-            let mut marks = self.sessions.offer(event, ids.session, w);
+            let mut marks = self.sessions.offer(event, ids.session, slot, w);
             verdict(Operator::Sessions, marks.is_none());
             if verdict(
                 Operator::Viewers,
@@ -265,6 +268,12 @@ impl PartitionProcessor {
         self.watermarks.announcement(self.partition, now_ms)
     }
 
+    /// `(uuid, stream_id)` keys with an open session or a guard: the one figure of
+    /// [`Self::state_sizes`] that needs no walk over the state.
+    pub fn open_session_keys(&self) -> usize {
+        self.sessions.open_keys()
+    }
+
     /// Sizes for the state-size metrics.
     pub fn state_sizes(&self) -> StateSizes {
         StateSizes {
@@ -283,9 +292,13 @@ mod tests {
     use super::*;
 
     fn event(id: &str, event_type: EventType, t: i64) -> PlaybackEvent {
+        event_of("u", id, event_type, t)
+    }
+
+    fn event_of(uuid: &str, id: &str, event_type: EventType, t: i64) -> PlaybackEvent {
         PlaybackEvent {
             event_id: id.to_owned(),
-            uuid: "u".into(),
+            uuid: uuid.into(),
             stream_id: "s".into(),
             user_id: Some("user".into()),
             event_type,
@@ -341,5 +354,55 @@ mod tests {
                 "{what} the drain"
             );
         }
+    }
+
+    /// A group is warmed before any of its events is applied, so the slot found for
+    /// a key may be freed and reused by another key before the key's own event is
+    /// applied: that event must not land in the other key's state.
+    #[test]
+    fn a_slot_freed_and_reused_within_a_group_is_not_taken_for_its_old_key() {
+        let settings = Settings::default();
+        let t0 = 1_748_736_000_000;
+        let now = t0 + 3_600_000;
+        let first = event_of("k1", "a", EventType::Heartbeat, t0);
+        let group = [
+            // Moves the watermark far enough to emit k1's session and forget its
+            // guard: k1's slot is freed.
+            event_of("k2", "b", EventType::Heartbeat, t0 + 200_000),
+            // A new key takes the freed slot.
+            event_of("k3", "c", EventType::Heartbeat, t0 + 201_000),
+            // k1 again: the slot found for it while warming now holds k3.
+            event_of("k1", "d", EventType::Heartbeat, t0 + 202_000),
+        ];
+        let sessions = |grouped: bool| {
+            let mut p = PartitionProcessor::new(&settings, 0, now);
+            p.process(&first, now);
+            if grouped {
+                p.process_group(&group, now, |_, outcome| {
+                    assert_eq!(outcome, EventOutcome::Processed { late: Vec::new() });
+                });
+            } else {
+                for e in &group {
+                    p.process(e, now);
+                }
+            }
+            p.drain();
+            let mut out: Vec<_> = p
+                .take_output()
+                .sessions
+                .into_iter()
+                .map(|s| (s.uuid, s.session_start.0, s.event_count))
+                .collect();
+            out.sort();
+            out
+        };
+        let expected = vec![
+            ("k1".to_owned(), t0, 1),
+            ("k1".to_owned(), t0 + 202_000, 1),
+            ("k2".to_owned(), t0 + 200_000, 1),
+            ("k3".to_owned(), t0 + 201_000, 1),
+        ];
+        assert_eq!(sessions(false), expected, "one event at a time");
+        assert_eq!(sessions(true), expected, "in a group");
     }
 }
