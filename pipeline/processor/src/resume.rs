@@ -62,8 +62,10 @@ impl ResumeCandidate {
     /// one integer comparison (see [`CandidateTable::take_sorted`]).
     fn sort_prefix(&self) -> u128 {
         let mut bytes = [0u8; 16];
-        for (to, from) in bytes.iter_mut().zip(self.user_id.as_bytes()) {
-            *to = *from;
+        let user = self.user_id.as_bytes();
+        let n = user.len().min(bytes.len());
+        if let (Some(to), Some(from)) = (bytes.get_mut(..n), user.get(..n)) {
+            to.copy_from_slice(from);
         }
         u128::from_be_bytes(bytes)
     }
