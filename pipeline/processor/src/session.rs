@@ -311,6 +311,13 @@ struct KeyState {
     wake_at: Option<i64>,
 }
 
+impl KeyState {
+    /// No open run, no buffered event, no guard: the key can be forgotten.
+    fn holds_nothing(&self) -> bool {
+        self.open.is_none() && self.recent.is_empty() && self.guard.is_none()
+    }
+}
+
 /// What the viewer and daily partials last recorded for a key's uuid
 /// ([`crate::partials`]), so that the next event of the key can skip set inserts that
 /// would change nothing: most events of a key fall in the window and the day of the
@@ -478,7 +485,7 @@ impl<'de> Deserialize<'de> for SessionOperator {
         for (key, mut state) in repr.keys {
             // Checkpoints written before keys were freed by the wake-up that emptied
             // them hold such keys: nothing to restore.
-            if state.open.is_none() && state.recent.is_empty() && state.guard.is_none() {
+            if state.holds_nothing() {
                 continue;
             }
             state.recent.recount(op.gap_ms);
@@ -807,12 +814,7 @@ impl SessionOperator {
         // A key with nothing to wake for may hold nothing at all: a wake-up that
         // emitted its last session and forgot its guard (and cleared `wake_at`
         // before settling) ends here too, so its slot is freed, not kept forever.
-        if s.live
-            && next.is_none()
-            && state.open.is_none()
-            && state.recent.is_empty()
-            && state.guard.is_none()
-        {
+        if s.live && next.is_none() && state.holds_nothing() {
             self.index.remove(&s.id);
             s.live = false;
             self.free.push(slot);
