@@ -28,6 +28,7 @@
 //! function of the input sequence and the restored state, so a replay after a crash
 //! emits identical records.
 
+mod buffered;
 pub mod config;
 pub mod dedup;
 pub mod inline_str;

@@ -29,3 +29,19 @@ pub(crate) fn lines<T>(value: &T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = value;
 }
+
+/// Requests the cache line right after `value` (where the next element of a
+/// contiguous buffer goes; prefetching an address never faults, whatever it is).
+pub(crate) fn after<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let end = std::ptr::from_ref(value)
+            .cast::<i8>()
+            .wrapping_add(std::mem::size_of::<T>());
+        // SAFETY: as in `lines`: a prefetch reads nothing and never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(end) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}

@@ -45,6 +45,7 @@ use std::collections::{btree_map, BTreeMap, VecDeque};
 use playlake_schemas::{EndedBy, EventType, PlaybackEvent, Session, TimestampMs};
 use serde::{Deserialize, Serialize};
 
+use crate::buffered::{Buffered, IdScratch};
 use crate::config::Settings;
 use crate::inline_str::InlineStr;
 use crate::keys::{pair_id, Id, IdMap, Pair};
@@ -53,11 +54,12 @@ use crate::time::{WatchedSum, Watermark};
 /// `(uuid, stream_id)`.
 type Key = Pair;
 
-/// What a not-yet-frozen event contributes to its session.
+/// What a not-yet-frozen event contributes to its session: the checkpointed form of a
+/// [`Buffered`] event (without its order key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Pending {
     event_type: EventType,
-    user_id: Option<InlineStr>,
+    user_id: Option<String>,
     position_start: f64,
     position_end: f64,
 }
@@ -82,12 +84,12 @@ struct RunSummary {
 }
 
 impl RunSummary {
-    /// A run beginning with the event `(t, id)`, after the key's last emitted session
+    /// A run beginning with the event `e`, after the key's last emitted session
     /// (`guard`, if still held).
-    fn first(t: i64, id: &InlineStr, e: &Pending, guard: Option<&Guard>) -> Self {
+    fn first(e: &Buffered, guard: Option<&Guard>) -> Self {
         let mut run = RunSummary {
-            start: t,
-            end: t,
+            start: e.t,
+            end: e.t,
             end_id: InlineStr::EMPTY,
             ends_with_stop: false,
             user_id: None,
@@ -96,27 +98,36 @@ impl RunSummary {
             watched: WatchedSum::ZERO,
             event_count: 0,
             seek_count: 0,
-            start_ordinal: guard.map_or(0, |g| g.ordinal_of_start(t)),
+            start_ordinal: guard.map_or(0, |g| g.ordinal_of_start(e.t)),
         };
-        run.push(t, id, e);
+        run.push(e);
+        run.set_end_id(e);
         run
     }
 
-    /// Appends the next event in `(event_time, event_id)` order.
-    fn push(&mut self, t: i64, id: &InlineStr, e: &Pending) {
-        self.end = t;
-        self.end_id.clone_from(id);
-        self.ends_with_stop = e.event_type == EventType::Stop;
+    /// Appends the next event in `(event_time, event_id)` order, all but its id: the
+    /// caller gives the run the id of its last event ([`Self::set_end_id`]) once done
+    /// appending, so that a fold of many events decodes and copies one id, not each.
+    fn push(&mut self, e: &Buffered) {
+        let event_type = e.event_type();
+        self.end = e.t;
+        self.ends_with_stop = event_type == EventType::Stop;
         if self.user_id.is_none() {
-            self.user_id = e.user_id.as_deref().map(str::to_owned);
+            self.user_id = e.user_id().map(str::to_owned);
         }
         self.position_end = e.position_end;
-        if e.event_type == EventType::Seek {
+        if event_type == EventType::Seek {
             self.seek_count += 1;
         } else {
             self.watched += WatchedSum::of_seconds(e.position_end - e.position_start);
         }
         self.event_count += 1;
+    }
+
+    /// Records `e`, the last event appended, as the run's end.
+    fn set_end_id(&mut self, e: &Buffered) {
+        let mut scratch: IdScratch = [0; 36];
+        self.end_id.set(e.event_id(&mut scratch));
     }
 
     /// Whether `next` (later in order) starts a new run instead of extending this one.
@@ -183,9 +194,9 @@ impl Guard {
 /// A deque rather than an ordered map: events arrive nearly in order, so an insert is
 /// almost always a push at the back, and freezing pops from the front (an ordered
 /// map's node shifts its whole array on each pop). Serialized like the ordered map it
-/// replaced: a sequence of `[key, value]` pairs in key order. Event ids and user ids
-/// are [`InlineStr`]s: buffering an event allocates nothing (past the deque's own
-/// growth), and freezing it frees nothing.
+/// replaced: a sequence of `[key, value]` pairs in key order. Each event is a
+/// [`Buffered`], one cache line with its ids inline: buffering an event allocates
+/// nothing (past the deque's own growth), and freezing it frees nothing.
 ///
 /// It also counts its *breaks*: the places between two consecutive events where a
 /// run ends (the first is a `stop`, or the gap exceeds `session_gap`). Without a
@@ -194,7 +205,7 @@ impl Guard {
 /// at every wake-up of a key, was a third of the wake-up work.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Recent {
-    events: VecDeque<((i64, InlineStr), Pending)>,
+    events: VecDeque<Buffered>,
     /// Breaks between consecutive events, for the `session_gap` the counting
     /// methods are given (recounted by [`Recent::recount`] after a restore).
     breaks: usize,
@@ -206,32 +217,33 @@ fn breaks_between(t: i64, stop: bool, next_t: i64, gap: i64) -> bool {
     stop || next_t.saturating_sub(t) > gap
 }
 
+/// Whether a run ends between `e` and the next event, `next`.
+fn breaks_after(e: &Buffered, next: &Buffered, gap: i64) -> bool {
+    breaks_between(e.t, e.is_stop(), next.t, gap)
+}
+
 impl Recent {
-    /// Inserts, or replaces the value of an equal key (as a map would); returns
-    /// whether the key came after every key held (a push at the back).
-    fn insert(&mut self, key: (i64, InlineStr), value: Pending, gap: i64) -> bool {
+    /// Inserts, or replaces the event of an equal key (as a map would); returns
+    /// whether the event came after every one held (a push at the back).
+    fn insert(&mut self, event: Buffered, gap: i64) -> bool {
         let after_last = self
             .events
             .back()
-            .is_none_or(|(last, _)| (last.0, last.1.as_bytes()) < (key.0, key.1.as_bytes()));
+            .is_none_or(|last| last.cmp_order(&event).is_lt());
         if after_last {
-            if let Some(((t, _), last)) = self.events.back() {
-                let stop = last.event_type == EventType::Stop;
-                self.breaks += usize::from(breaks_between(*t, stop, key.0, gap));
+            if let Some(last) = self.events.back() {
+                self.breaks += usize::from(breaks_after(last, &event, gap));
             }
-            self.events.push_back((key, value));
+            self.events.push_back(event);
             return true;
         }
-        match self
-            .events
-            .binary_search_by(|(k, _)| (k.0, k.1.as_bytes()).cmp(&(key.0, key.1.as_bytes())))
-        {
+        match self.events.binary_search_by(|e| e.cmp_order(&event)) {
             Ok(i) => {
                 if let Some(slot) = self.events.get_mut(i) {
-                    slot.1 = value;
+                    *slot = event;
                 }
             }
-            Err(i) => self.events.insert(i, (key, value)),
+            Err(i) => self.events.insert(i, event),
         }
         // Out of order within the key: rare, so counted afresh.
         self.recount(gap);
@@ -244,32 +256,34 @@ impl Recent {
             .events
             .iter()
             .zip(self.events.iter().skip(1))
-            .filter(|(((t, _), e), ((next_t, _), _))| {
-                breaks_between(*t, e.event_type == EventType::Stop, *next_t, gap)
-            })
+            .filter(|(e, next)| breaks_after(e, next, gap))
             .count();
     }
 
-    fn first(&self) -> Option<&((i64, InlineStr), Pending)> {
+    fn first(&self) -> Option<&Buffered> {
         self.events.front()
     }
 
-    fn last(&self) -> Option<&((i64, InlineStr), Pending)> {
+    fn last(&self) -> Option<&Buffered> {
         self.events.back()
     }
 
-    fn pop_first(&mut self, gap: i64) -> Option<((i64, InlineStr), Pending)> {
-        let first = self.events.pop_front()?;
-        if let Some(((next_t, _), _)) = self.events.front() {
-            let stop = first.1.event_type == EventType::Stop;
-            if breaks_between(first.0 .0, stop, *next_t, gap) {
-                self.breaks = self.breaks.saturating_sub(1);
-            }
-        }
-        Some(first)
+    /// Drops the first `n` events (they were folded into a summary).
+    fn drop_first(&mut self, n: usize, gap: i64) {
+        let n = n.min(self.events.len());
+        // The breaks after each dropped event (the last one's too: its next stays).
+        let gone = self
+            .events
+            .iter()
+            .zip(self.events.iter().skip(1))
+            .take(n)
+            .filter(|(e, next)| breaks_after(e, next, gap))
+            .count();
+        self.breaks = self.breaks.saturating_sub(gone);
+        self.events.drain(..n);
     }
 
-    fn iter(&self) -> impl Iterator<Item = &((i64, InlineStr), Pending)> {
+    fn iter(&self) -> impl Iterator<Item = &Buffered> {
         self.events.iter()
     }
 
@@ -284,17 +298,35 @@ impl Recent {
 
 impl Serialize for Recent {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.events.iter().map(|(k, v)| (k, v)))
+        serializer.collect_seq(self.events.iter().map(|e| {
+            let mut scratch: IdScratch = [0; 36];
+            let key = (e.t, e.event_id(&mut scratch).to_owned());
+            let value = Pending {
+                event_type: e.event_type(),
+                user_id: e.user_id().map(str::to_owned),
+                position_start: e.position_start,
+                position_end: e.position_end,
+            };
+            (key, value)
+        }))
     }
 }
 
 impl<'de> Deserialize<'de> for Recent {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let pairs = Vec::<((i64, InlineStr), Pending)>::deserialize(deserializer)?;
+        let pairs = Vec::<((i64, String), Pending)>::deserialize(deserializer)?;
         let mut recent = Recent::default();
-        for (k, v) in pairs {
+        for ((t, id), v) in pairs {
+            let event = Buffered::new(
+                t,
+                &id,
+                v.event_type,
+                v.user_id.as_deref(),
+                v.position_start,
+                v.position_end,
+            );
             // Breaks are counted by the operator, which knows the gap, once restored.
-            recent.insert(k, v, 0);
+            recent.insert(event, 0);
         }
         Ok(recent)
     }
@@ -583,8 +615,8 @@ impl SessionOperator {
         }
     }
 
-    /// Prefetches the back of slot `slot`'s buffer, where the next event goes (after
-    /// [`Self::prefetch_slot`]: this reads the slot).
+    /// Prefetches the back of slot `slot`'s buffer and the line after it, where the
+    /// next event goes (after [`Self::prefetch_slot`]: this reads the slot).
     pub(crate) fn prefetch_back(&self, slot: u32) {
         if let Some(back) = self
             .slots
@@ -592,6 +624,7 @@ impl SessionOperator {
             .and_then(|s| s.state.recent.last())
         {
             crate::prefetch::lines(back);
+            crate::prefetch::after(back);
         }
     }
 
@@ -679,16 +712,7 @@ impl SessionOperator {
             return slot;
         };
         let had_events = !s.state.recent.is_empty();
-        let at_back = s.state.recent.insert(
-            (event.event_time_ms(), InlineStr::new(&event.event_id)),
-            Pending {
-                event_type: event.event_type,
-                user_id: event.user_id.as_deref().map(InlineStr::new),
-                position_start: event.position_start,
-                position_end: event.position_end,
-            },
-            self.gap_ms,
-        );
+        let at_back = s.state.recent.insert(Buffered::of(event), self.gap_ms);
         // The common case, a non-`stop` event after the key's others, can only delay
         // the key's next wake-up: the first event (its freeze time) and the guard are
         // unchanged, and the first run either ends later or not at all. An early
@@ -833,10 +857,12 @@ const FREEZE_PREFETCH: usize = 4;
 /// [`freeze_quantum`]) freezes the first event.
 fn next_wake(state: &KeyState, gap: i64) -> Option<i64> {
     // Each is the largest watermark at which nothing happens yet, plus one.
-    let freeze = state
-        .recent
-        .first()
-        .map(|((t, _), _)| round_up(t.saturating_add(gap).saturating_add(1), freeze_quantum(gap)));
+    let freeze = state.recent.first().map(|e| {
+        round_up(
+            e.t.saturating_add(gap).saturating_add(1),
+            freeze_quantum(gap),
+        )
+    });
     let emit = first_run_final_after(state, gap).map(|at| at.saturating_add(1));
     let forget = state
         .guard
@@ -889,23 +915,23 @@ fn guard_reach(guard: &Guard, gap: i64) -> i64 {
 fn first_run_final_after(state: &KeyState, gap: i64) -> Option<i64> {
     let mut last: Option<(i64, bool)> = state.open.as_ref().map(|o| (o.end, o.ends_with_stop));
     let continues = |last: Option<(i64, bool)>| match (last, state.recent.first()) {
-        (Some((end, stop)), Some(((t, _), _))) => !breaks_between(end, stop, *t, gap),
+        (Some((end, stop)), Some(first)) => !breaks_between(end, stop, first.t, gap),
         _ => true,
     };
     if state.recent.breaks == 0 && continues(last) {
         // One run from the open summary (if any) to the last event.
-        if let Some(((t, _), e)) = state.recent.last() {
-            last = Some((*t, e.event_type == EventType::Stop));
+        if let Some(e) = state.recent.last() {
+            last = Some((e.t, e.is_stop()));
         }
         return last.map(|(end, stop)| if stop { end } else { end.saturating_add(gap) });
     }
-    for ((t, _), e) in state.recent.iter() {
+    for e in state.recent.iter() {
         if let Some((end, stop)) = last {
-            if stop || t.saturating_sub(end) > gap {
+            if stop || e.t.saturating_sub(end) > gap {
                 break;
             }
         }
-        last = Some((*t, e.event_type == EventType::Stop));
+        last = Some((e.t, e.is_stop()));
     }
     last.map(|(end, stop)| if stop { end } else { end.saturating_add(gap) })
 }
@@ -915,16 +941,21 @@ fn first_run_final_after(state: &KeyState, gap: i64) -> Option<i64> {
 fn first_run(state: &KeyState, gap: i64) -> Option<(RunSummary, usize)> {
     let mut run = state.open.as_deref().cloned();
     let mut consumed = 0;
-    for ((t, id), e) in state.recent.iter() {
+    let mut last = None;
+    for e in state.recent.iter() {
         if let Some(r) = run.as_mut() {
-            if r.cut_before(*t, gap) {
+            if r.cut_before(e.t, gap) {
                 break;
             }
-            r.push(*t, id, e);
+            r.push(e);
         } else {
-            run = Some(RunSummary::first(*t, id, e, state.guard.as_ref()));
+            run = Some(RunSummary::first(e, state.guard.as_ref()));
         }
         consumed += 1;
+        last = Some(e);
+    }
+    if let (Some(r), Some(e)) = (run.as_mut(), last) {
+        r.set_end_id(e);
     }
     run.map(|r| (r, consumed))
 }
@@ -934,30 +965,41 @@ fn first_run(state: &KeyState, gap: i64) -> Option<(RunSummary, usize)> {
 fn settle(state: &mut KeyState, key: &Key, gap: i64, w: Watermark, out: &mut Vec<Session>) {
     let w = w.millis();
     // 1. Freeze: fold events with `t + gap < W` into the open summary, in order. A run
-    //    completed among frozen events is final (its end is frozen too).
-    while let Some(((t, _), _)) = state.recent.first() {
-        if t.saturating_add(gap) >= w {
-            break;
-        }
-        let Some(((t, id), e)) = state.recent.pop_first(gap) else {
-            break;
-        };
-        let extends = matches!(&state.open, Some(open) if !open.cut_before(t, gap));
-        if extends {
-            if let Some(open) = state.open.as_mut() {
-                open.push(t, &id, &e);
+    //    completed among frozen events is final (its end is frozen too). The events
+    //    are read in place and dropped together; a run takes the id of its last
+    //    event once, when it is emitted or the fold ends.
+    let frozen = state
+        .recent
+        .iter()
+        .take_while(|e| e.t.saturating_add(gap) < w)
+        .count();
+    if frozen > 0 {
+        let mut open = state.open.take();
+        let mut guard = state.guard.take();
+        let mut previous: Option<&Buffered> = None;
+        for e in state.recent.iter().take(frozen) {
+            match open.as_mut() {
+                Some(run) if !run.cut_before(e.t, gap) => run.push(e),
+                _ => {
+                    if let Some(mut done) = open.take() {
+                        // Its last event is the previous one folded, if any (else
+                        // it came in whole, its end id set).
+                        if let Some(p) = previous {
+                            done.set_end_id(p);
+                        }
+                        guard = Some(emit(*done, key, out));
+                    }
+                    open = Some(Box::new(RunSummary::first(e, guard.as_ref())));
+                }
             }
-        } else {
-            if let Some(done) = state.open.take() {
-                emit(state, *done, key, out);
-            }
-            state.open = Some(Box::new(RunSummary::first(
-                t,
-                &id,
-                &e,
-                state.guard.as_ref(),
-            )));
+            previous = Some(e);
         }
+        if let (Some(run), Some(p)) = (open.as_mut(), previous) {
+            run.set_end_id(p);
+        }
+        state.open = open;
+        state.guard = guard;
+        state.recent.drop_first(frozen, gap);
     }
     // 2. Emit the first run while it is final.
     // Decide from the summary-free scan first: building the run clones the open
@@ -966,11 +1008,9 @@ fn settle(state: &mut KeyState, key: &Key, gap: i64, w: Watermark, out: &mut Vec
         let Some((run, consumed)) = first_run(state, gap) else {
             break;
         };
-        for _ in 0..consumed {
-            state.recent.pop_first(gap);
-        }
+        state.recent.drop_first(consumed, gap);
         state.open = None;
-        emit(state, run, key, out);
+        state.guard = Some(emit(run, key, out));
     }
     // 3. Forget the guard once every event that could reach it is late anyway.
     if let Some(guard) = &state.guard {
@@ -980,15 +1020,17 @@ fn settle(state: &mut KeyState, key: &Key, gap: i64, w: Watermark, out: &mut Vec
     }
 }
 
-fn emit(state: &mut KeyState, run: RunSummary, key: &Key, out: &mut Vec<Session>) {
-    state.guard = Some(Guard {
+/// Emits `run` as a session row; returns the key's new guard.
+fn emit(run: RunSummary, key: &Key, out: &mut Vec<Session>) -> Guard {
+    let guard = Guard {
         end: run.end,
         end_id: run.end_id.clone(),
         by_stop: run.ends_with_stop,
         starts_at_end: run.start == run.end,
         start_ordinal: run.start_ordinal,
-    });
+    };
     out.push(run.into_session(key));
+    guard
 }
 
 #[cfg(test)]
