@@ -61,6 +61,61 @@ pub fn derive_event_id_into(
     position_start: f64,
     position_end: f64,
 ) {
+    derive_event_id_from(
+        out,
+        uuid,
+        event_time_ms,
+        event_type,
+        Position::of(position_start),
+        Position::of(position_end),
+    );
+}
+
+/// A position to hash: its value, and its JavaScript text when already known (see
+/// [`js_text_of_short_decimal`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Position<'a> {
+    pub(crate) value: f64,
+    pub(crate) js: Option<&'a str>,
+}
+
+impl Position<'_> {
+    fn of(value: f64) -> Self {
+        Position { value, js: None }
+    }
+}
+
+/// The JavaScript text (`String(x)`) of `value`, parsed from the JSON number `text`
+/// of the form `digits[.digits]` with at most 15 significant digits (no sign, no
+/// exponent), without formatting it: `text` with the zeros that end its fraction
+/// (and then a bare `.`) dropped, a prefix of it. `None` below 1e-6 (JavaScript
+/// writes those with an exponent).
+///
+/// Why: two different decimals of at most 15 digits never round to the same double
+/// (15 digits survive a round trip through binary64), so no decimal with fewer digits
+/// parses to `value`, and `text`'s own digits are the shortest round-trip digits
+/// that JavaScript writes, plainly from 1e-6 up to 1e21 (`value >= 1e-6` exactly
+/// when the decimal is: rounding is monotonic and 1e-6 has at most 15 digits).
+pub(crate) fn js_text_of_short_decimal(text: &str, value: f64) -> Option<&str> {
+    let has_point = text.contains('.');
+    if (value != 0.0 && value < 1e-6) || text.len() - usize::from(has_point) > 15 {
+        return None;
+    }
+    if !has_point {
+        return Some(text);
+    }
+    Some(text.trim_end_matches('0').trim_end_matches('.'))
+}
+
+/// [`derive_event_id_into`] with the positions' texts when the parser has them.
+pub(crate) fn derive_event_id_from(
+    out: &mut String,
+    uuid: &str,
+    event_time_ms: i64,
+    event_type: EventType,
+    position_start: Position<'_>,
+    position_end: Position<'_>,
+) {
     // This runs for every event that arrives without an id: the text is written into
     // a buffer on the stack, numbers without `fmt`; only a uuid of 180 bytes or more
     // (longer than the buffer) takes a heap string.
@@ -105,8 +160,8 @@ fn write_text(
     uuid: &str,
     event_time_ms: i64,
     event_type: EventType,
-    position_start: f64,
-    position_end: f64,
+    position_start: Position<'_>,
+    position_end: Position<'_>,
 ) -> fmt::Result {
     out.write_str(uuid)?;
     out.write_char(SEPARATOR)?;
@@ -114,9 +169,16 @@ fn write_text(
     out.write_char(SEPARATOR)?;
     out.write_str(event_type.as_str())?;
     out.write_char(SEPARATOR)?;
-    write_number_js(out, position_start)?;
+    write_position(out, position_start)?;
     out.write_char(SEPARATOR)?;
-    write_number_js(out, position_end)
+    write_position(out, position_end)
+}
+
+fn write_position(out: &mut impl Sink, position: Position<'_>) -> fmt::Result {
+    match position.js {
+        Some(text) => out.write_str(text),
+        None => write_number_js(out, position.value),
+    }
 }
 
 const HEX: [u8; 16] = *b"0123456789abcdef";
@@ -366,6 +428,59 @@ mod tests {
         *state ^= *state >> 7;
         *state ^= *state << 17;
         *state
+    }
+
+    /// The JSON text of a short decimal, trimmed, is what JavaScript writes for its
+    /// value: over random decimals of up to 15 digits with trailing and leading
+    /// zeros, tiny ones (written with an exponent: no text) included.
+    #[test]
+    fn a_short_decimals_trimmed_text_is_its_javascript_text() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut checked = 0;
+        for _ in 0..200_000 {
+            let r = xorshift(&mut state);
+            let int_digits = (r % 8) as usize;
+            let frac_digits = ((r >> 3) % 10) as usize;
+            let mut text = String::new();
+            if int_digits == 0 {
+                text.push('0');
+            } else {
+                text.push(char::from(b'1' + (xorshift(&mut state) % 9) as u8));
+                for _ in 1..int_digits {
+                    text.push(char::from(b'0' + (xorshift(&mut state) % 10) as u8));
+                }
+            }
+            if frac_digits > 0 {
+                text.push('.');
+                let leading_zeros = (xorshift(&mut state) % 9) as usize;
+                for i in 0..frac_digits {
+                    let digit = if i < leading_zeros {
+                        0
+                    } else {
+                        xorshift(&mut state) % 10
+                    };
+                    text.push(char::from(b'0' + digit as u8));
+                }
+            }
+            let value: f64 = text.parse().unwrap_or(f64::NAN);
+            match js_text_of_short_decimal(&text, value) {
+                Some(js) => {
+                    assert_eq!(js, format_number_js(value), "{text}");
+                    checked += 1;
+                }
+                None => assert!(
+                    (value != 0.0 && value < 1e-6) || int_digits.max(1) + frac_digits > 15,
+                    "{text}"
+                ),
+            }
+        }
+        assert!(checked > 100_000, "{checked}");
+        assert_eq!(js_text_of_short_decimal("0.000001", 1e-6), Some("0.000001"));
+        assert_eq!(js_text_of_short_decimal("0.0000001", 1e-7), None);
+        assert_eq!(js_text_of_short_decimal("100.500", 100.5), Some("100.5"));
+        assert_eq!(js_text_of_short_decimal("100.000", 100.0), Some("100"));
+        assert_eq!(js_text_of_short_decimal("0.0", 0.0), Some("0"));
+        assert_eq!(js_text_of_short_decimal("100", 100.0), Some("100"));
     }
 
     #[test]

@@ -28,7 +28,7 @@
 //!   rounds correctly); other numbers go through `str::parse::<f64>` as in the
 //!   reference.
 
-use crate::event_id::derive_event_id_into;
+use crate::event_id::{derive_event_id_from, js_text_of_short_decimal, Position};
 use crate::time::{TimestampMs, MAX_FUTURE_SKEW_MS, MIN_EVENT_TIME_MS};
 
 use super::{EventType, PlaybackEvent, MAX_EVENT_ID_BYTES, MAX_STREAM_ID_BYTES, MAX_UUID_BYTES};
@@ -45,8 +45,8 @@ struct Fast<'a> {
     user_id: Option<&'a str>,
     event_type: EventType,
     event_time: i64,
-    position_start: f64,
-    position_end: f64,
+    position_start: Position<'a>,
+    position_end: Position<'a>,
 }
 
 /// The event `text` holds, when the scanner is sure of it (see the module docs); `None`
@@ -64,7 +64,7 @@ pub(super) fn parse_fast_into(text: &str, now_ms: i64, out: &mut PlaybackEvent) 
     };
     match fast.event_id {
         Some(given) => given.clone_into(&mut out.event_id),
-        None => derive_event_id_into(
+        None => derive_event_id_from(
             &mut out.event_id,
             fast.uuid,
             fast.event_time,
@@ -81,8 +81,8 @@ pub(super) fn parse_fast_into(text: &str, now_ms: i64, out: &mut PlaybackEvent) 
     }
     out.event_type = fast.event_type;
     out.event_time = TimestampMs(fast.event_time);
-    out.position_start = fast.position_start;
-    out.position_end = fast.position_end;
+    out.position_start = fast.position_start.value;
+    out.position_end = fast.position_end.value;
     true
 }
 
@@ -108,10 +108,16 @@ fn scan(text: &str, now_ms: i64) -> Option<Fast<'_>> {
         match (fields.position_start, fields.position_end, event_type) {
             (start, Some(end), _) => (start.unwrap_or(end), end),
             (Some(start), None, EventType::Start) => (start, start),
-            (None, None, EventType::Start) => (0.0, 0.0),
+            (None, None, EventType::Start) => {
+                let zero = Position {
+                    value: 0.0,
+                    js: Some("0"),
+                };
+                (zero, zero)
+            }
             (_, None, _) => return None,
         };
-    if event_type != EventType::Seek && position_end < position_start {
+    if event_type != EventType::Seek && position_end.value < position_start.value {
         return None;
     }
     Some(Fast {
@@ -152,8 +158,8 @@ struct Fields<'a> {
     event_type: Option<&'a str>,
     /// Epoch milliseconds.
     event_time: Option<i64>,
-    position_start: Option<f64>,
-    position_end: Option<f64>,
+    position_start: Option<Position<'a>>,
+    position_end: Option<Position<'a>>,
 }
 
 /// Bits of the known fields seen so far (a second occurrence is a duplicate).
@@ -357,21 +363,30 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A position: `None` for `null`, else a finite number >= 0 (`-0` becomes `0`).
-    fn position(&mut self) -> Option<Option<f64>> {
+    /// A position: `None` for `null`, else a finite number >= 0 (`-0` becomes `0`),
+    /// with its JavaScript text when that is a prefix of its JSON text (a derived
+    /// event id then copies it instead of formatting the number).
+    fn position(&mut self) -> Option<Option<Position<'a>>> {
         match self.peek()? {
             b'n' => self.literal(b"null").map(|()| None),
             b'-' | b'0'..=b'9' => {
                 let start = self.pos;
                 if let Some(value) = self.short_decimal() {
-                    return Some(Some(value));
+                    let js = self
+                        .text
+                        .get(start..self.pos)
+                        .and_then(|text| js_text_of_short_decimal(text, value));
+                    return Some(Some(Position { value, js }));
                 }
                 self.pos = start;
                 let value = self.number()?.parse::<f64>().ok()?;
                 if !value.is_finite() || value < 0.0 {
                     return None;
                 }
-                Some(Some(value + 0.0))
+                Some(Some(Position {
+                    value: value + 0.0,
+                    js: None,
+                }))
             }
             _ => None,
         }
