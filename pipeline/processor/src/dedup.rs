@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Settings;
 use crate::serde_util::map_as_vec;
 use crate::time::{ceil_to_window, Calendar, DayCache, Watermark};
+use crate::zeroed::ZeroedSlots;
 
 /// The 128-bit identity of `(uuid, event_id)`.
 fn event_identity(uuid: &str, event_id: &str) -> u128 {
@@ -69,11 +70,33 @@ fn event_identity(uuid: &str, event_id: &str) -> u128 {
 /// probe starts at is where it is inserted (or found), so
 /// [`DaySet::prefetch`] requests the very lines the insert will use, for a whole
 /// group of events at once (the sink's dedup index works the same way).
+///
+/// ## Growing in place
+/// An id's home is its hash modulo the capacity (a power of two), and probes run
+/// forward without wrapping, into a tail of [`TAIL`] slots past the last home (an id
+/// that would run past the tail, which at three quarters full does not happen, is
+/// kept in `spill`). Doubling the capacity sends an id home `h` to `h` or `h + n`,
+/// so the table grows where it lies ([`ZeroedSlots::grow`]: no copy, no fault on
+/// the old pages) and is rehashed in place, a cluster (a maximal run of occupied
+/// slots) at a time: its ids are taken out and put back from their new homes.
+/// That is sound as long as no probe passes over a slot still waiting for its
+/// cluster (emptying that slot later would cut the probe's chain): ids staying in
+/// the lower half fit in their own cluster's slots, ids moving up land among ids
+/// already moved, and the one cluster reaching into the old tail, which the upper
+/// half now covers, goes first.
+///
 /// Serialized as the sequence of `(high, low)` halves of the ids, like the hashbrown
 /// set of `(u64, u64)` it replaced.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct DaySet {
-    slots: Vec<u128>,
+    /// `capacity` homes, then `tail` slots.
+    slots: ZeroedSlots,
+    /// Number of homes: 0 or a power of two.
+    capacity: usize,
+    /// Slots past the last home that probes may run into.
+    tail: usize,
+    /// Ids whose probe ran past the tail.
+    spill: Vec<u128>,
     /// Ids held, the id 0 included.
     len: usize,
     /// Whether the id 0 is held.
@@ -83,13 +106,35 @@ struct DaySet {
     hasher: IdBuild,
 }
 
-/// Most ids in `slots` slots: three quarters, where linear probing's chains stay a
-/// few slots long (and a prefetch of two lines covers most of them).
-fn max_held(slots: usize) -> usize {
-    slots - slots / 4
+/// Slots past the last home (16 KiB): at three quarters full a probe run this long
+/// is vanishingly rare, and `spill` holds its ids if it happens.
+const TAIL: usize = 1024;
+
+/// Most ids in `capacity` homes: three quarters, where linear probing's chains stay
+/// a few slots long (and a prefetch of two lines covers most of them).
+fn max_held(capacity: usize) -> usize {
+    capacity - capacity / 4
+}
+
+impl Default for DaySet {
+    fn default() -> Self {
+        Self::with_tail(TAIL)
+    }
 }
 
 impl DaySet {
+    fn with_tail(tail: usize) -> Self {
+        Self {
+            slots: ZeroedSlots::zeroed(0),
+            capacity: 0,
+            tail,
+            spill: Vec::new(),
+            len: 0,
+            zero: false,
+            hasher: IdBuild::default(),
+        }
+    }
+
     /// Room for `capacity` ids without growing.
     fn with_capacity(capacity: usize) -> Self {
         let mut set = Self::default();
@@ -102,46 +147,104 @@ impl DaySet {
     }
 
     fn home(&self, id: u128) -> usize {
-        (self.hasher.hash_one(id) as usize) & self.slots.len().saturating_sub(1)
+        (self.hasher.hash_one(id) as usize) & self.capacity.saturating_sub(1)
     }
 
     /// Requests the lines where `id`'s probe starts (the home slot's and the next).
     fn prefetch(&self, id: u128) {
         let home = self.home(id);
+        let slots = self.slots.as_slice();
         // Four slots a line: the home slot's line and the next.
         for at in [home, home + 4] {
-            if let Some(slot) = self.slots.get(at) {
+            if let Some(slot) = slots.get(at) {
                 crate::prefetch::lines(slot);
             }
         }
     }
 
-    /// Moves every id into a zeroed table with room for `ids` ids: a fresh
-    /// allocation whose pages the kernel zeroes as they are first written.
+    /// Doubles the capacity until it has room for `ids` ids, rehashing in place
+    /// (see the type's docs).
     fn grow(&mut self, ids: usize) {
         if ids == 0 {
             return;
         }
-        let mut slots = 16;
-        while max_held(slots) < ids {
-            slots *= 2;
+        let mut capacity = self.capacity.max(16);
+        while max_held(capacity) < ids {
+            capacity *= 2;
         }
-        let old = std::mem::replace(&mut self.slots, vec![0; slots]);
-        for id in old.into_iter().filter(|&id| id != 0) {
+        if self.capacity == 0 {
+            self.slots = ZeroedSlots::zeroed(capacity + self.tail);
+            self.capacity = capacity;
+            return;
+        }
+        while self.capacity < capacity {
+            self.double();
+        }
+    }
+
+    /// Doubles the capacity in place.
+    fn double(&mut self) {
+        let old = self.capacity;
+        let old_end = old + self.tail;
+        self.capacity = old * 2;
+        self.slots.grow(self.capacity + self.tail);
+        let mut cluster = Vec::new();
+        // The cluster through the last old home reaches into the old tail (the new
+        // upper half) if anything does: it goes first.
+        let boundary = if self.slots.as_slice().get(old) != Some(&0) {
+            let start = self.slots.as_slice()[..old]
+                .iter()
+                .rposition(|&s| s == 0)
+                .map_or(0, |i| i + 1);
+            self.rehash(start, old_end, &mut cluster);
+            start
+        } else {
+            old
+        };
+        let mut at = 0;
+        while at < boundary {
+            let slots = self.slots.as_slice();
+            if slots.get(at) == Some(&0) {
+                at += 1;
+                continue;
+            }
+            let end = slots[at..boundary]
+                .iter()
+                .position(|&s| s == 0)
+                .map_or(boundary, |n| at + n);
+            self.rehash(at, end, &mut cluster);
+            at = end;
+        }
+        for id in std::mem::take(&mut self.spill) {
+            self.place(id);
+        }
+    }
+
+    /// Takes the ids out of `start..end` and puts them back from their homes.
+    fn rehash(&mut self, start: usize, end: usize, scratch: &mut Vec<u128>) {
+        scratch.clear();
+        if let Some(run) = self.slots.as_mut_slice().get_mut(start..end) {
+            for slot in run {
+                if *slot != 0 {
+                    scratch.push(std::mem::take(slot));
+                }
+            }
+        }
+        for &id in scratch.iter() {
             self.place(id);
         }
     }
 
     /// Puts `id` (not 0, not held) in the first free slot of its probe.
     fn place(&mut self, id: u128) {
-        let mask = self.slots.len().saturating_sub(1);
-        let mut at = self.home(id);
-        while let Some(slot) = self.slots.get_mut(at) {
-            if *slot == 0 {
-                *slot = id;
-                return;
-            }
-            at = (at + 1) & mask;
+        let home = self.home(id);
+        let slots = self.slots.as_mut_slice();
+        match slots
+            .get_mut(home..)
+            .and_then(|run| run.iter_mut().find(|s| **s == 0))
+        {
+            Some(slot) => *slot = id,
+            None => self.spill.push(id),
         }
     }
 
@@ -153,48 +256,53 @@ impl DaySet {
             self.len += usize::from(added);
             return added;
         }
-        if self.len - usize::from(self.zero) >= max_held(self.slots.len()) {
+        if self.len - usize::from(self.zero) >= max_held(self.capacity) {
             self.grow(self.len.saturating_add(1).saturating_mul(2));
         }
-        let mask = self.slots.len().saturating_sub(1);
-        let mut at = self.home(id);
-        while let Some(slot) = self.slots.get_mut(at) {
-            if *slot == id {
-                return false;
+        let home = self.home(id);
+        if let Some(run) = self.slots.as_mut_slice().get_mut(home..) {
+            for slot in run {
+                if *slot == id {
+                    return false;
+                }
+                if *slot == 0 {
+                    *slot = id;
+                    self.len += 1;
+                    return true;
+                }
             }
-            if *slot == 0 {
-                *slot = id;
-                self.len += 1;
-                return true;
-            }
-            at = (at + 1) & mask;
         }
-        false // no slots: cannot happen after `grow`
+        // The probe ran past the tail.
+        if self.spill.contains(&id) {
+            return false;
+        }
+        self.spill.push(id);
+        self.len += 1;
+        true
     }
 
     fn contains(&self, id: u128) -> bool {
         if id == 0 {
             return self.zero;
         }
-        let mask = self.slots.len().saturating_sub(1);
-        let mut at = self.home(id);
-        while let Some(&slot) = self.slots.get(at) {
+        let home = self.home(id);
+        for &slot in self.slots.as_slice().get(home..).unwrap_or_default() {
             if slot == id {
                 return true;
             }
             if slot == 0 {
                 return false;
             }
-            at = (at + 1) & mask;
         }
-        false
+        self.spill.contains(&id)
     }
 
     fn iter(&self) -> impl Iterator<Item = u128> + '_ {
         self.zero
             .then_some(0)
             .into_iter()
-            .chain(self.slots.iter().copied().filter(|&id| id != 0))
+            .chain(self.slots.as_slice().iter().copied().filter(|&id| id != 0))
+            .chain(self.spill.iter().copied())
     }
 }
 
@@ -341,11 +449,22 @@ mod tests {
                 }
             })
             .collect();
-        for mut set in [DaySet::default(), DaySet::with_capacity(5_000)] {
+        // No tail and a tiny one: probes run off the end into the spill, and growth
+        // meets clusters reaching into the old tail.
+        for mut set in [
+            DaySet::default(),
+            DaySet::with_capacity(5_000),
+            DaySet::with_tail(0),
+            DaySet::with_tail(3),
+        ] {
             for (n, id) in ids.iter().enumerate() {
                 assert!(set.insert(*id), "new id {n}");
                 assert!(!set.insert(*id), "held id {n}");
                 assert_eq!(set.len(), n + 1);
+                if (n + 1).is_power_of_two() {
+                    // Right after a growth (at 12, 24, 48, ... ids) and between.
+                    assert!(ids[..=n].iter().all(|id| set.contains(*id)), "at {n}");
+                }
             }
             assert!(ids.iter().all(|id| set.contains(*id)));
             assert!(!set.contains(12345), "never inserted");
@@ -361,6 +480,42 @@ mod tests {
                 serde_json::from_str(&serde_json::to_string(&pairs).unwrap_or_default())
                     .unwrap_or_default();
             assert_eq!(from_pairs, set);
+        }
+    }
+
+    /// A cluster running from the last homes into the tail is rehashed first when the
+    /// table doubles (its place becomes the new upper half), and the probes that run
+    /// past the tail land in the spill: every id is still found after each growth.
+    #[test]
+    fn growth_moves_a_cluster_reaching_into_the_tail() {
+        for _ in 0..50 {
+            let mut set = DaySet::with_tail(3);
+            set.grow(1);
+            let capacity = set.capacity;
+            // Ids whose home is one of the last two, enough to fill them, the tail and
+            // the spill.
+            let mut last: Vec<u128> = (1..100_000u128)
+                .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835))
+                .filter(|&id| set.home(id) >= capacity - 2)
+                .take(7)
+                .collect();
+            assert_eq!(last.len(), 7);
+            let mut held = Vec::new();
+            for id in last.drain(..) {
+                assert!(set.insert(id));
+                held.push(id);
+            }
+            assert!(!set.spill.is_empty(), "2 homes + 3 tail slots for 7 ids");
+            let mut next = 1u128;
+            while set.capacity == capacity {
+                next += 1;
+                let id = next.wrapping_mul(0xD6E8_FEB8_6659_FD93_3C6E_F372_FE94_F82B);
+                if set.insert(id) {
+                    held.push(id);
+                }
+            }
+            assert!(held.iter().all(|&id| set.contains(id)));
+            assert_eq!(set.iter().count(), held.len());
         }
     }
 

@@ -44,6 +44,7 @@ pub mod session;
 pub mod source;
 pub mod time;
 pub mod watermark;
+mod zeroed;
 
 pub use config::{ConfigError, ProcessorConfig, Settings};
 pub use inline_str::InlineStr;
