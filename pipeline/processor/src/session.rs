@@ -745,46 +745,56 @@ impl SessionOperator {
         let mut due = std::mem::take(&mut self.due);
         due.clear();
         self.wake.take_due(w.millis(), &mut due);
-        // A chunk (of as many keys as a group of events) at a time: a burst can hold
-        // most keys, and lines prefetched for all of them would be evicted before
-        // their turn.
-        for chunk in due.chunks(crate::source::GROUP) {
-            if chunk.len() > 1 {
-                for &(_, slot) in chunk {
-                    if let Some(s) = self.slots.get(slot as usize) {
-                        crate::prefetch::lines(s);
-                    }
+        // Pipelined: a key's slot is requested `2 * WAKE_AHEAD` keys before its turn
+        // and the lines it points to (the buffer's first and last events, the open
+        // summary) `WAKE_AHEAD` keys before, when the slot has arrived. A burst can
+        // hold most keys: lines requested for all of them at once would be evicted
+        // before their turn.
+        let prefetch_slot = |slots: &[Slot], slot: u32| {
+            if let Some(s) = slots.get(slot as usize) {
+                crate::prefetch::lines(s);
+            }
+        };
+        let prefetch_state = |slots: &[Slot], slot: u32| {
+            if let Some(s) = slots.get(slot as usize) {
+                // A freeze wake-up folds the events of a grid step into the open
+                // summary: the first few events and the summary; the next wake time
+                // reads the last event.
+                for event in s.state.recent.iter().take(FREEZE_PREFETCH) {
+                    crate::prefetch::lines(event);
                 }
-                for &(_, slot) in chunk {
-                    if let Some(s) = self.slots.get(slot as usize) {
-                        // A freeze wake-up folds the events of a grid step into the
-                        // open summary: the first few events and the summary; the
-                        // next wake time reads the last event.
-                        for event in s.state.recent.iter().take(FREEZE_PREFETCH) {
-                            crate::prefetch::lines(event);
-                        }
-                        if let Some(last) = s.state.recent.last() {
-                            crate::prefetch::lines(last);
-                        }
-                        if let Some(open) = s.state.open.as_deref() {
-                            crate::prefetch::lines(open);
-                        }
-                    }
+                if let Some(last) = s.state.recent.last() {
+                    crate::prefetch::lines(last);
+                }
+                if let Some(open) = s.state.open.as_deref() {
+                    crate::prefetch::lines(open);
                 }
             }
-            for &(at, slot) in chunk {
-                let Some(s) = self.slots.get_mut(slot as usize) else {
-                    continue;
-                };
-                if !s.live || s.state.wake_at != Some(at) {
-                    continue; // stale: the key was rescheduled (or freed) since
-                }
-                s.state.wake_at = None;
-                settle(&mut s.state, &s.key, self.gap_ms, w, &mut self.finished);
-                // `settle` leaves nothing due at `w`; the floor only guarantees
-                // progress (and that the key lands in a later entry).
-                self.reschedule_after(slot, w.millis());
+        };
+        for &(_, slot) in due.iter().take(2 * WAKE_AHEAD) {
+            prefetch_slot(&self.slots, slot);
+        }
+        for &(_, slot) in due.iter().take(WAKE_AHEAD) {
+            prefetch_state(&self.slots, slot);
+        }
+        for (j, &(at, slot)) in due.iter().enumerate() {
+            if let Some(&(_, ahead)) = due.get(j + 2 * WAKE_AHEAD) {
+                prefetch_slot(&self.slots, ahead);
             }
+            if let Some(&(_, ahead)) = due.get(j + WAKE_AHEAD) {
+                prefetch_state(&self.slots, ahead);
+            }
+            let Some(s) = self.slots.get_mut(slot as usize) else {
+                continue;
+            };
+            if !s.live || s.state.wake_at != Some(at) {
+                continue; // stale: the key was rescheduled (or freed) since
+            }
+            s.state.wake_at = None;
+            settle(&mut s.state, &s.key, self.gap_ms, w, &mut self.finished);
+            // `settle` leaves nothing due at `w`; the floor only guarantees
+            // progress (and that the key lands in a later entry).
+            self.reschedule_after(slot, w.millis());
         }
         due.clear();
         self.due = due;
@@ -851,6 +861,10 @@ impl SessionOperator {
 /// heartbeats, see [`freeze_quantum`]); the buffer is contiguous, so the first few
 /// lines set the hardware prefetcher going for the rest.
 const FREEZE_PREFETCH: usize = 4;
+
+/// How many due keys ahead [`SessionOperator::advance`] requests a key's buffered
+/// events (and twice that, its slot).
+const WAKE_AHEAD: usize = 4;
 
 /// The watermark at which [`settle`] must next run for this key: the smallest at which
 /// it emits the first run or forgets the guard, or (on a coarser grid, see
