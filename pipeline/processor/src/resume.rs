@@ -318,15 +318,16 @@ impl ResumeCandidates {
     }
 }
 
-/// Candidates [`ResumeMerge::apply_all`] looks up together.
-pub const APPLY_GROUP: usize = 32;
+/// How many candidates ahead [`ResumeMerge::apply_all`] requests a key's entry.
+const APPLY_AHEAD: usize = 8;
 
 /// Merge level: the latest candidate per key over every source partition.
 #[derive(Debug, Clone, Default)]
 pub struct ResumeMerge {
     latest: CandidateTable,
-    /// Scratch of [`Self::apply_all`] (kept for its capacity).
+    /// Scratches of [`Self::apply_all`] (kept for their capacity).
     ids: Vec<Id>,
+    positions: Vec<Option<usize>>,
     /// Positions in `latest` changed since the last take, each once.
     changed: Vec<u32>,
     /// Per position of `latest`: whether it is in `changed`.
@@ -363,6 +364,7 @@ impl<'de> Deserialize<'de> for ResumeMerge {
             is_changed: vec![false; latest.entries.len()],
             latest,
             ids: Vec::new(),
+            positions: Vec::new(),
             changed: Vec::new(),
         };
         for (user_id, stream_id) in &repr.changed {
@@ -416,37 +418,43 @@ impl ResumeMerge {
     /// Applies candidates in order, as [`Self::apply`] would one by one; returns how
     /// many changed a resume point.
     ///
-    /// Same results, sooner: the keys are hashed [`APPLY_GROUP`] at a time and their
-    /// entries (each a cache miss on a large table) requested from memory together
-    /// before the first candidate of the group is applied.
+    /// Same results, sooner: the keys are hashed and looked up first, and each entry
+    /// (a cache miss on a large table) is requested from memory [`APPLY_AHEAD`]
+    /// candidates before its turn, so that the misses overlap.
     pub fn apply_all(&mut self, candidates: &mut Vec<ResumeCandidate>) -> usize {
-        // The keys' ids first, in a scratch of their own: the 200-byte candidates
-        // then move once, into the table (or not at all), instead of into a group.
+        // The keys' ids and positions first, in scratches of their own: the 200-byte
+        // candidates then move once, into the table (or not at all).
         let mut ids = std::mem::take(&mut self.ids);
         ids.clear();
         ids.extend(candidates.iter().map(|c| pair_id(&c.user_id, &c.stream_id)));
-        let mut changed = 0;
-        let mut drained = candidates.drain(..);
-        for group in ids.chunks(APPLY_GROUP) {
-            let mut positions = [None; APPLY_GROUP];
-            for (id, position) in group.iter().zip(positions.iter_mut()) {
-                *position = self.latest.position_of(*id);
+        let mut positions = std::mem::take(&mut self.positions);
+        positions.clear();
+        positions.extend(ids.iter().map(|&id| self.latest.position_of(id)));
+        let prefetch = |entries: &[ResumeCandidate], position: Option<usize>| {
+            if let Some(entry) = position.and_then(|i| entries.get(i)) {
+                crate::prefetch::lines(entry);
             }
-            for position in positions.iter().flatten() {
-                if let Some(entry) = self.latest.entries.get(*position) {
-                    crate::prefetch::lines(entry);
-                }
-            }
-            for ((&id, found), candidate) in group.iter().zip(positions).zip(drained.by_ref()) {
-                // A key absent from the table may have been added by a candidate
-                // before it in the group; a position found stays valid (the merge
-                // never removes an entry).
-                let found = found.or_else(|| self.latest.position_of(id));
-                changed += usize::from(self.apply_at(id, found, candidate));
-            }
+        };
+        for &position in positions.iter().take(APPLY_AHEAD) {
+            prefetch(&self.latest.entries, position);
         }
-        drop(drained);
+        let mut changed = 0;
+        for (j, ((&id, &found), candidate)) in ids
+            .iter()
+            .zip(&positions)
+            .zip(candidates.drain(..))
+            .enumerate()
+        {
+            if let Some(&ahead) = positions.get(j + APPLY_AHEAD) {
+                prefetch(&self.latest.entries, ahead);
+            }
+            // A key absent from the table may have been added by a candidate before
+            // it; a position found stays valid (the merge never removes an entry).
+            let found = found.or_else(|| self.latest.position_of(id));
+            changed += usize::from(self.apply_at(id, found, candidate));
+        }
         self.ids = ids;
+        self.positions = positions;
         changed
     }
 
