@@ -44,6 +44,22 @@ struct Inline {
     bytes: [u8; TEXT_BYTES],
 }
 
+impl Inline {
+    /// Whether the event id is held packed ([`ID_HEX`] or [`ID_UUID`]).
+    fn is_packed(&self) -> bool {
+        self.id == ID_HEX || self.id == ID_UUID
+    }
+
+    /// Bytes of `bytes` the event id takes (the user id's start after them).
+    fn id_bytes(&self) -> usize {
+        if self.is_packed() {
+            PACKED
+        } else {
+            usize::from(self.id)
+        }
+    }
+}
+
 /// The texts of an event whose ids do not fit inline.
 #[derive(Debug, Clone)]
 struct Spilled {
@@ -229,13 +245,13 @@ impl Buffered {
     /// The event id, decoded into `scratch` when packed.
     pub(crate) fn event_id<'a>(&'a self, scratch: &'a mut IdScratch) -> &'a str {
         match &self.texts {
-            Texts::Inline(i) if i.id == ID_HEX || i.id == ID_UUID => {
+            Texts::Inline(i) if i.is_packed() => {
                 let len = unpack(i.id, &i.bytes, scratch);
                 std::str::from_utf8(scratch.get(..len).unwrap_or_default()).unwrap_or_default()
             }
             Texts::Inline(i) => {
                 // Copied whole from a `&str`: valid UTF-8.
-                std::str::from_utf8(i.bytes.get(..usize::from(i.id)).unwrap_or_default())
+                std::str::from_utf8(i.bytes.get(..i.id_bytes()).unwrap_or_default())
                     .unwrap_or_default()
             }
             Texts::Spilled(s) => &s.event_id,
@@ -246,11 +262,7 @@ impl Buffered {
         match &self.texts {
             Texts::Inline(i) if i.user == NO_USER => None,
             Texts::Inline(i) => {
-                let start = if i.id == ID_HEX || i.id == ID_UUID {
-                    PACKED
-                } else {
-                    usize::from(i.id)
-                };
+                let start = i.id_bytes();
                 let user = i.bytes.get(start..start + usize::from(i.user))?;
                 // Copied whole from a `&str`: valid UTF-8.
                 std::str::from_utf8(user).ok()
@@ -267,7 +279,7 @@ impl Buffered {
 
     fn cmp_id(&self, other: &Self) -> Ordering {
         if let (Texts::Inline(a), Texts::Inline(b)) = (&self.texts, &other.texts) {
-            if a.id == b.id && (a.id == ID_HEX || a.id == ID_UUID) {
+            if a.id == b.id && a.is_packed() {
                 return a.bytes.get(..PACKED).cmp(&b.bytes.get(..PACKED));
             }
         }

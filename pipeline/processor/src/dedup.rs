@@ -192,7 +192,11 @@ impl DaySet {
         // The cluster through the last old home reaches into the old tail (the new
         // upper half) if anything does: it goes first.
         let boundary = if self.slots.as_slice().get(old) != Some(&0) {
-            let start = self.slots.as_slice()[..old]
+            let start = self
+                .slots
+                .as_slice()
+                .get(..old)
+                .unwrap_or_default()
                 .iter()
                 .rposition(|&s| s == 0)
                 .map_or(0, |i| i + 1);
@@ -208,7 +212,9 @@ impl DaySet {
                 at += 1;
                 continue;
             }
-            let end = slots[at..boundary]
+            let end = slots
+                .get(at..boundary)
+                .unwrap_or_default()
                 .iter()
                 .position(|&s| s == 0)
                 .map_or(boundary, |n| at + n);
