@@ -162,8 +162,16 @@ impl PartitionProcessor {
             for (event, p) in group.iter().zip(prepared.iter_mut()) {
                 *p = (EventIds::of(event), self.dedup.entry_of(event), None);
             }
-            for (ids, entry, slot) in &mut prepared[..group.len()] {
+            // The dedup requests in a loop of their own: the day's table is hundreds of
+            // MiB, so each request first walks the page tables (a TLB miss, slow
+            // under a hypervisor), and the core holds the request until the walk
+            // ends. Back to back, the walks overlap one another; interleaved with the
+            // session lookups (or spread over the group's application, -10%), each
+            // held up the work around it (paired runs: +5% against interleaved).
+            for (_, entry, _) in &prepared[..group.len()] {
                 self.dedup.prefetch(entry);
+            }
+            for (ids, _, slot) in &mut prepared[..group.len()] {
                 *slot = self.sessions.find(ids.session);
             }
             for (_, _, slot) in &prepared[..group.len()] {
