@@ -59,7 +59,7 @@ impl ResumeCandidate {
 
     /// The first 16 bytes of the user id as a number (zero-padded): a candidate
     /// with a smaller prefix has a smaller key, so a sort compares most pairs with
-    /// one integer comparison (see [`CandidateTable::take_sorted`]).
+    /// one integer comparison (see [`ResumeMerge::drain_changed`]).
     fn sort_prefix(&self) -> u128 {
         let mut bytes = [0u8; 16];
         let user = self.user_id.as_bytes();
@@ -109,8 +109,6 @@ struct CandidateTable {
     index: HashTable<(Id, u32)>,
     /// The table's keyed hash of an id (see [`crate::keys::IdBuild`]).
     hash: IdBuild,
-    /// Scratch of [`Self::take_sorted`] (kept for its capacity).
-    order: Vec<(u128, usize)>,
 }
 
 impl CandidateTable {
@@ -165,43 +163,20 @@ impl CandidateTable {
         self.index_last(id)
     }
 
-    /// Takes every entry, sorted by `(user_id, stream_id)`, leaving the table's
-    /// capacity for the next round.
+    /// Takes every entry, in the order their keys came in since the last take (the
+    /// partition's event order), leaving an empty table with room for as many.
     ///
-    /// A take holds about one candidate per event of the batch, and sorting the
-    /// 200-byte candidates themselves by their strings cost a tenth of the
-    /// processor's time (paired runs): every comparison called `memcmp` on user ids
-    /// that share their first bytes, and every swap moved two candidates. So the sort
-    /// runs on small `(prefix, position)` pairs whose prefix, the first 16 bytes of
-    /// the user id, orders most pairs with one integer comparison (a smaller prefix
-    /// is a smaller string; equal prefixes compare the whole key), and then each
-    /// candidate moves once, into the one new vector.
-    fn take_sorted(&mut self) -> Vec<ResumeCandidate> {
+    /// Not sorted by key, unlike the other outputs: a candidate goes to the
+    /// repartition topic partition of its key, where candidates from every source
+    /// partition interleave anyway, and the merge keeps a maximum per key, which no
+    /// order changes; the merge publishes its changed points sorted
+    /// ([`ResumeMerge::drain_changed`]). The sort was 3-5% of the processor bench
+    /// (paired runs), for an order nobody relied on.
+    fn take(&mut self) -> Vec<ResumeCandidate> {
         self.index.clear();
-        let entries = &mut self.entries;
-        let order = &mut self.order;
-        order.clear();
-        order.extend(
-            entries
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.sort_prefix(), i)),
-        );
-        order.sort_unstable_by(|a, b| {
-            let (x, y) = (entries.get(a.1), entries.get(b.1));
-            a.0.cmp(&b.0).then_with(|| {
-                x.map(ResumeCandidate::key)
-                    .cmp(&y.map(ResumeCandidate::key))
-            })
-        });
-        let mut out = Vec::with_capacity(order.len());
-        for &(_, i) in order.iter() {
-            if let Some(c) = entries.get_mut(i) {
-                out.push(std::mem::replace(c, ResumeCandidate::EMPTY));
-            }
-        }
-        entries.clear();
-        out
+        let taken = std::mem::take(&mut self.entries);
+        self.entries = Vec::with_capacity(taken.len());
+        taken
     }
 
     fn from_candidates(candidates: impl IntoIterator<Item = ResumeCandidate>) -> Self {
@@ -312,9 +287,10 @@ impl ResumeCandidates {
         }
     }
 
-    /// Takes the candidates gathered since the last take, sorted by key.
+    /// Takes the candidates gathered since the last take, in the order their keys
+    /// came in.
     pub fn take(&mut self) -> Vec<ResumeCandidate> {
-        self.pending.take_sorted()
+        self.pending.take()
     }
 }
 
@@ -532,10 +508,12 @@ impl ResumeMerge {
 mod tests {
     use super::*;
 
-    /// The take's order is the order of the key strings, also where the 16-byte
-    /// prefixes the sort looks at first are equal or run out.
+    /// A take hands out the candidates in the order their keys came in (a later
+    /// event of a key replaces its candidate in place); the merge publishes its
+    /// changed points in the order of the key strings, also where the 16-byte
+    /// prefixes its sort looks at first are equal or run out.
     #[test]
-    fn candidates_are_taken_in_key_order() {
+    fn candidates_are_taken_as_they_came_and_published_in_key_order() {
         let long = "x".repeat(50); // a heap-held id
         let users = [
             "user-0000000000000001",
@@ -551,21 +529,24 @@ mod tests {
             "é",
         ];
         let mut candidates = ResumeCandidates::default();
-        let mut expected = Vec::new();
-        for (i, user) in users.iter().enumerate() {
-            for stream in ["s2", "s1", "s10"] {
-                let event = PlaybackEvent {
-                    uuid: format!("u{i}"),
-                    stream_id: stream.into(),
-                    user_id: Some((*user).to_owned()),
-                    event_id: "e".into(),
-                    ..PlaybackEvent::default()
-                };
-                candidates.apply(&event);
-                expected.push((user.to_string(), stream.to_string()));
+        let mut arrival = Vec::new();
+        for round in 0..2 {
+            for (i, user) in users.iter().enumerate() {
+                for stream in ["s2", "s1", "s10"] {
+                    let event = PlaybackEvent {
+                        uuid: format!("u{i}"),
+                        stream_id: stream.into(),
+                        user_id: Some((*user).to_owned()),
+                        event_id: format!("e{round}"),
+                        ..PlaybackEvent::default()
+                    };
+                    candidates.apply(&event);
+                    if round == 0 {
+                        arrival.push((user.to_string(), stream.to_string()));
+                    }
+                }
             }
         }
-        expected.sort();
         let mut taken = candidates.take();
         let keys: Vec<(String, String)> = taken
             .iter()
@@ -576,10 +557,14 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(keys, expected);
+        assert_eq!(keys, arrival);
+        assert!(
+            taken.iter().all(|c| c.event_id.as_str() == "e1"),
+            "the later event of each key"
+        );
         assert!(candidates.take().is_empty());
-        // The merge level publishes its changed points in the same order.
-        taken.reverse();
+        let mut expected = arrival;
+        expected.sort();
         let mut merge = ResumeMerge::default();
         assert_eq!(merge.apply_all(&mut taken), expected.len());
         assert!(taken.is_empty(), "applied candidates are drained");

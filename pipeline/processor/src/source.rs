@@ -16,8 +16,8 @@
 //!
 //! [`PartitionProcessor::take_output`] hands the finished sessions (to
 //! `<prefix>.sessions`), partials and resume candidates (to the repartition topics,
-//! for [`crate::merge`] and [`crate::resume::ResumeMerge`]) to the I/O layer, each
-//! sorted by key. With one partition the watermark needs no wall clock; idleness is
+//! for [`crate::merge`] and [`crate::resume::ResumeMerge`]) to the I/O layer, sorted
+//! by key but for the resume candidates (see [`crate::resume`]). With one partition the watermark needs no wall clock; idleness is
 //! reported in [`PartitionProcessor::announcement`] for the merge level.
 
 use playlake_schemas::{PlaybackEvent, Session};
@@ -61,7 +61,8 @@ pub struct SourceOutput {
     pub viewer_partials: Vec<ViewerPartial>,
     /// Daily partials, sorted by `(day, stream_id)`.
     pub daily_partials: Vec<DailyPartial>,
-    /// Resume candidates, sorted by `(user_id, stream_id)`.
+    /// Resume candidates, in the order their keys came in since the last take
+    /// (unsorted: the merge keeps a maximum per key, which no order changes).
     pub resume_candidates: Vec<ResumeCandidate>,
 }
 
