@@ -576,9 +576,48 @@ const POW10: [f64; 16] = [
 ];
 
 /// The index of the first `"`, `\\` or control character (< 0x20) at or after
-/// `from`, or the length: eight bytes at a time, as serde_json does (the lowest flagged
-/// byte of a word is exact; a borrow can only flag bytes after it).
+/// `from`, or the length: sixteen bytes at a time with SSE2 (part of every x86_64
+/// CPU), the rest as [`string_end_words`] does. A uuid is 36 bytes: three steps
+/// instead of five (the scanner's string scans were 3% of the processor bench).
+#[cfg(target_arch = "x86_64")]
 fn string_end(bytes: &[u8], from: usize) -> usize {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    let mut at = from;
+    if let Some(rest) = bytes.get(from..) {
+        for chunk in rest.chunks_exact(16) {
+            // SAFETY: SSE2 is part of the x86_64 baseline, so these instructions
+            // exist on every CPU this runs on; the load reads `chunk`'s 16 bytes
+            // (no alignment needed).
+            let mask = unsafe {
+                let v = _mm_loadu_si128(chunk.as_ptr().cast());
+                // A control character is left unchanged by the unsigned minimum
+                // with 0x1f.
+                let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+                let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+                let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+                _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
+            };
+            if mask != 0 {
+                return at + mask.trailing_zeros() as usize;
+            }
+            at += 16;
+        }
+    }
+    string_end_words(bytes, at)
+}
+
+/// [`string_end`] elsewhere: [`string_end_words`].
+#[cfg(not(target_arch = "x86_64"))]
+fn string_end(bytes: &[u8], from: usize) -> usize {
+    string_end_words(bytes, from)
+}
+
+/// [`string_end`] eight bytes at a time, as serde_json does (the lowest flagged
+/// byte of a word is exact; a borrow can only flag bytes after it).
+fn string_end_words(bytes: &[u8], from: usize) -> usize {
     const ONES: u64 = u64::MAX / 255;
     const HIGH: u64 = ONES << 7;
     let mut at = from;
@@ -721,4 +760,42 @@ fn parse_rfc3339_prefix(b: &[u8]) -> Option<(i64, usize)> {
     let local_seconds =
         days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
     Some(((local_seconds - offset_seconds) * 1000 + millis, at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{string_end, string_end_words};
+
+    /// The first `"`, `\` or control character at or after `from`, byte by byte.
+    fn reference(bytes: &[u8], from: usize) -> usize {
+        bytes
+            .iter()
+            .enumerate()
+            .skip(from)
+            .find(|&(_, &b)| b == b'"' || b == b'\\' || b < 0x20)
+            .map_or(bytes.len(), |(i, _)| i)
+    }
+
+    /// Every byte value as the stop candidate, at every position of strings of every
+    /// length up to three SSE2 steps and a tail, from every start: both scans agree
+    /// with the byte-by-byte definition (0x1f stops, 0x20 and 0x7f and 0x80+ do not).
+    #[test]
+    fn string_scans_stop_where_a_byte_by_byte_scan_stops() {
+        for len in 0..52 {
+            for stop_at in 0..=len {
+                for b in 0..=255u8 {
+                    let mut bytes: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+                    if stop_at < len {
+                        bytes[stop_at] = b;
+                    }
+                    for from in [0, 1, 7, 15, 16, 17].into_iter().filter(|&f| f <= len) {
+                        let want = reference(&bytes, from);
+                        assert_eq!(string_end(&bytes, from), want, "{bytes:?} from {from}");
+                        assert_eq!(string_end_words(&bytes, from), want);
+                    }
+                }
+            }
+        }
+        assert_eq!(string_end(b"abc", 9), 9, "a start past the end stays put");
+    }
 }
