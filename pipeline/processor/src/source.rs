@@ -17,8 +17,9 @@
 //! [`PartitionProcessor::take_output`] hands the finished sessions (to
 //! `<prefix>.sessions`), partials and resume candidates (to the repartition topics,
 //! for [`crate::merge`] and [`crate::resume::ResumeMerge`]) to the I/O layer, sorted
-//! by key but for the resume candidates (see [`crate::resume`]). With one partition the watermark needs no wall clock; idleness is
-//! reported in [`PartitionProcessor::announcement`] for the merge level.
+//! by key but for the resume candidates (see [`crate::resume`]). With one partition
+//! the watermark needs no wall clock; idleness is reported in
+//! [`PartitionProcessor::announcement`] for the merge level.
 
 use playlake_schemas::{PlaybackEvent, Session};
 use serde::{Deserialize, Serialize};
